@@ -1,0 +1,18 @@
+"""Settings read from the environment, in one place."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+DEFAULT_FEED_URL = "wss://backend.rugs.fun/socket.io/?EIO=4&transport=websocket&frontend-version=1.0"
+FEED_ORIGIN = "https://rugs.fun"
+
+
+def data_dir() -> Path:
+    """``$RUGS_DATA_DIR``, default ``~/rugs_data``."""
+    return Path(os.environ.get("RUGS_DATA_DIR") or "~/rugs_data").expanduser()
+
+
+def feed_url() -> str:
+    return os.environ.get("RUGS_FEED_URL") or DEFAULT_FEED_URL

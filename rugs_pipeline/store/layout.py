@@ -1,0 +1,179 @@
+"""The store on disk: Parquet layout, atomic writes, the schema manifest.
+
+    $RUGS_DATA_DIR/
+      events_parquet/doc_type=<type>/date=<YYYY-MM-DD>/<YYYYMMDD_HHMMSS>_<8 hex>.parquet
+      manifests/schema_version.json
+      manifests/landed/<YYYY-MM-DD>/<segment>.json   (ledger of landed spool segments)
+      spool/...                                      (see capture.spool)
+
+File names are deterministic (derived from what the file holds), so writing the
+same content twice replaces a file instead of adding a duplicate.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import dataclass
+from datetime import date, datetime, timezone
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from rugs_pipeline.store import schema
+
+PARQUET_COMPRESSION = "zstd"
+
+
+class SchemaVersionError(RuntimeError):
+    """The store holds a schema version this code does not understand."""
+
+
+def fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` so readers see the old file or the new one, never a part."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    with open(tmp, "wb") as fh:
+        fh.write(data)
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
+    fsync_dir(path.parent)
+
+
+@dataclass(frozen=True)
+class Store:
+    root: Path
+
+    @property
+    def events_dir(self) -> Path:
+        return self.root / "events_parquet"
+
+    @property
+    def manifests_dir(self) -> Path:
+        return self.root / "manifests"
+
+    @property
+    def manifest_path(self) -> Path:
+        return self.manifests_dir / "schema_version.json"
+
+    @property
+    def spool_dir(self) -> Path:
+        return self.root / "spool"
+
+    def partition_dir(self, doc_type: str, day: date | str) -> Path:
+        return self.events_dir / f"doc_type={doc_type}" / f"date={_day(day)}"
+
+    def partition_files(self, doc_type: str, day: date | str) -> list[Path]:
+        folder = self.partition_dir(doc_type, day)
+        return sorted(folder.glob("*.parquet")) if folder.is_dir() else []
+
+    def partition_days(self, doc_type: str) -> list[str]:
+        folder = self.events_dir / f"doc_type={doc_type}"
+        if not folder.is_dir():
+            return []
+        return sorted(p.name.removeprefix("date=") for p in folder.glob("date=*") if any(p.glob("*.parquet")))
+
+    # --- manifest --------------------------------------------------------------
+
+    def ensure_manifest(self) -> dict:
+        """Write ``manifests/schema_version.json`` for this code's version; refuse another major."""
+        existing = self.read_manifest()
+        if existing is not None:
+            check_compatible(existing.get("version"), self.manifest_path)
+            if existing.get("version") == schema.SCHEMA_VERSION and existing.get("fields") == schema.manifest_fields():
+                return existing
+        manifest = {
+            "version": schema.SCHEMA_VERSION,
+            "created": (existing or {}).get("created") or datetime.now(timezone.utc).isoformat(),
+            "fields": schema.manifest_fields(),
+        }
+        atomic_write_bytes(self.manifest_path, json.dumps(manifest, indent=2).encode() + b"\n")
+        return manifest
+
+    def read_manifest(self) -> dict | None:
+        try:
+            text = self.manifest_path.read_text()
+        except FileNotFoundError:
+            return None
+        try:
+            manifest = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise SchemaVersionError(f"{self.manifest_path}: not valid JSON ({exc})") from exc
+        if not isinstance(manifest, dict) or "version" not in manifest:
+            raise SchemaVersionError(f"{self.manifest_path}: no 'version' field")
+        return manifest
+
+    # --- Parquet ---------------------------------------------------------------
+
+    def write_partition_file(self, doc_type: str, day: date | str, table: pa.Table, name: str) -> Path:
+        """Atomically write one Parquet file of ``doc_type`` for ``day`` under ``name``."""
+        path = self.partition_dir(doc_type, day) / name
+        table = schema.conform(table)
+        table = table.replace_schema_metadata(
+            {schema.SCHEMA_VERSION_KEY: schema.SCHEMA_VERSION.encode(), schema.DOC_TYPE_KEY: doc_type.encode()}
+        )
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        pq.write_table(table, tmp, compression=PARQUET_COMPRESSION)
+        with open(tmp, "rb+") as fh:
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+        fsync_dir(path.parent)
+        return path
+
+    def replace_partition(self, doc_type: str, day: date | str, table: pa.Table) -> Path:
+        """Make ``table`` the whole content of a derived partition.
+
+        The file name depends only on (doc_type, day), so a rebuild is one atomic
+        rename over the previous file: readers never see both or neither.
+        """
+        name = f"{_day(day).replace('-', '')}_000000_{short_hash(doc_type, _day(day))}.parquet"
+        path = self.write_partition_file(doc_type, day, table, name)
+        for stale in self.partition_files(doc_type, day):
+            if stale != path:
+                stale.unlink(missing_ok=True)
+        return path
+
+    def read_partition(self, doc_type: str, day: date | str) -> pa.Table:
+        files = self.partition_files(doc_type, day)
+        if not files:
+            return schema.empty_table()
+        return pa.concat_tables([schema.conform(pq.read_table(f)) for f in files])
+
+
+def check_compatible(version: object, where: object) -> None:
+    """Readers and writers understand one major version."""
+    ours = schema.SCHEMA_VERSION.split(".")[0]
+    if not isinstance(version, str) or version.split(".")[0] != ours:
+        raise SchemaVersionError(
+            f"{where}: schema version {version!r} is not readable by this rugs_pipeline (understands {ours}.x)"
+        )
+
+
+def file_schema_version(path: Path) -> str | None:
+    metadata = pq.read_schema(path).metadata or {}
+    value = metadata.get(schema.SCHEMA_VERSION_KEY)
+    return value.decode() if value is not None else None
+
+
+def short_hash(*parts: str) -> str:
+    return hashlib.sha256("\x1f".join(parts).encode()).hexdigest()[:8]
+
+
+def file_stamp(ts: datetime) -> str:
+    return ts.astimezone(timezone.utc).strftime("%Y%m%d_%H%M%S")
+
+
+def _day(day: date | str) -> str:
+    return day if isinstance(day, str) else day.isoformat()

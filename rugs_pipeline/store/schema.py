@@ -1,0 +1,94 @@
+"""Schema 1.0.0: one Arrow schema shared by every doc_type.
+
+DuckDB binds a glob over several doc_types from the files' columns, so every
+doc_type carries every column (unused ones are null). The envelope comes first,
+then typed columns that consumers would otherwise dig out of ``raw_json``.
+"""
+
+from __future__ import annotations
+
+import pyarrow as pa
+
+SCHEMA_VERSION = "1.0.0"
+SCHEMA_VERSION_KEY = b"rugs_schema_version"
+DOC_TYPE_KEY = b"rugs_doc_type"
+
+SOURCES = ("cdp", "public_ws", "replay", "ui")
+DIRECTIONS = ("received", "sent")
+DOC_TYPES = ("ws_event", "game_tick", "player_action", "server_state", "system_event")
+
+TS = pa.timestamp("us", tz="UTC")
+
+# (name, type, nullable, description)
+_COLUMNS: list[tuple[str, pa.DataType, bool, str]] = [
+    ("ts", TS, False, "receive time at the socket (UTC); derived rows keep their frame's"),
+    ("source", pa.string(), False, "cdp | public_ws | replay | ui"),
+    ("doc_type", pa.string(), False, "dataset name, equal to the doc_type= folder"),
+    ("session_id", pa.string(), False, "recorder run (or import) that captured the frame"),
+    ("seq", pa.int64(), False, "gap-free position of the record within its session"),
+    ("direction", pa.string(), True, "received | sent; null for the recorder's own lifecycle records"),
+    ("raw_json", pa.string(), True, "ws_event: the frame as received; derived: the payload it came from"),
+    ("game_id", pa.string(), True, "YYYYMMDD-<16 hex>"),
+    ("player_id", pa.string(), True, "did:privy:..."),
+    ("username", pa.string(), True, "player's display name"),
+    ("event_name", pa.string(), True, "Socket.IO event name, or the record's kind for non-event rows"),
+    ("frame_kind", pa.string(), True, "event | ack | open | ping | pong | connect | close | malformed | lifecycle ..."),
+    ("is_rebuilt", pa.bool_(), True, "frame rebuilt from a decoded recording, not captured on the wire"),
+    ("parse_error", pa.string(), True, "why a malformed frame could not be interpreted"),
+    ("price", pa.float64(), True, "price multiplier"),
+    ("tick", pa.int64(), True, "game tick (tickCount / tickIndex / sidebet start tick)"),
+    ("phase", pa.string(), True, "cooldown | presale | active | rugged"),
+    ("is_rug_tick", pa.bool_(), True, "game_tick: this tick is the rug tick R"),
+    ("cooldown_timer", pa.int64(), True, "ms left before the next game starts"),
+    ("action_type", pa.string(), True, "buy | sell | short_open | short_close | sidebet_* | <sent order>"),
+    ("trade_id", pa.string(), True, "trade or sidebet id (dedup key)"),
+    ("amount", pa.float64(), True, "SOL amount"),
+    ("qty", pa.float64(), True, "token quantity"),
+    ("leverage", pa.float64(), True, "buy leverage"),
+    ("coin", pa.string(), True, "coin traded"),
+    ("cash", pa.float64(), True, "player cash (SOL)"),
+    ("position_qty", pa.float64(), True, "player position (tokens)"),
+    ("avg_cost", pa.float64(), True, "player average cost"),
+    ("pnl", pa.float64(), True, "player profit and loss"),
+    ("end_tick", pa.int64(), True, "sidebet window end tick (inclusive)"),
+    ("payout", pa.float64(), True, "sidebet payout"),
+    ("start_ts", TS, True, "system_event: outage or episode start"),
+    ("end_ts", TS, True, "system_event: outage or episode end"),
+    ("duration_s", pa.float64(), True, "system_event: end_ts - start_ts in seconds"),
+    ("message", pa.string(), True, "human-readable detail"),
+]
+
+SCHEMA = pa.schema(
+    [pa.field(name, dtype, nullable=nullable, metadata={"description": desc}) for name, dtype, nullable, desc in _COLUMNS]
+)
+COLUMNS = tuple(SCHEMA.names)
+REQUIRED = tuple(name for name, _, nullable, _ in _COLUMNS if not nullable)
+DESCRIPTIONS = {name: desc for name, _, _, desc in _COLUMNS}
+
+
+def conform(table: pa.Table) -> pa.Table:
+    """Return ``table`` with exactly SCHEMA's columns, in order; missing columns become null.
+
+    Raises ``ValueError`` naming the column when a value cannot take its schema type.
+    """
+    arrays = []
+    for fld in SCHEMA:
+        if fld.name in table.column_names:
+            col = table.column(fld.name)
+            if col.type != fld.type:
+                try:
+                    col = col.cast(fld.type)
+                except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
+                    raise ValueError(f"column {fld.name!r} cannot be {fld.type}: {exc}") from exc
+            arrays.append(col)
+        else:
+            arrays.append(pa.nulls(table.num_rows, fld.type))
+    return pa.Table.from_arrays(arrays, schema=SCHEMA)
+
+
+def empty_table() -> pa.Table:
+    return SCHEMA.empty_table()
+
+
+def manifest_fields() -> list[dict[str, object]]:
+    return [{"name": f.name, "type": str(f.type), "nullable": f.nullable} for f in SCHEMA]

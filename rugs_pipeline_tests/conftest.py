@@ -1,0 +1,37 @@
+"""Shared test fixtures.
+
+Real recordings are other people's data: they are read in place from
+``$RUGS_REAL_FIXTURES`` (default ``../shared/fixtures/real`` beside the repo), never
+copied into the project. Tests that need them skip, saying why, where they are absent.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+def real_fixtures_dir() -> Path:
+    return Path(os.environ.get("RUGS_REAL_FIXTURES") or REPO_ROOT.parent / "shared" / "fixtures" / "real")
+
+
+@pytest.fixture(scope="session")
+def real_dir() -> Path:
+    folder = real_fixtures_dir()
+    if not (folder / "README.md").is_file():
+        pytest.skip(
+            f"real recordings not found at {folder} (set RUGS_REAL_FIXTURES to their folder); "
+            "simulator-based tests still run"
+        )
+    return folder
+
+
+@pytest.fixture()
+def data_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    root = tmp_path / "rugs_data"
+    monkeypatch.setenv("RUGS_DATA_DIR", str(root))
+    return root
