@@ -1,0 +1,239 @@
+"""Pure derivations: one day's ``ws_event`` rows (Arrow) -> each derived doc_type (Arrow).
+
+They run as DuckDB SQL over the Arrow table: DuckDB's JSON reader extracts only
+the fields each dataset needs, in parallel, without building Python objects.
+Every derivation is a full rebuild of its input, so the same input always gives
+the same rows in the same order.
+
+An event's payload is its last argument (a trace header may come first), read
+from the frame text after the packet prefix (``42``, ``4312``, ...).
+"""
+
+from __future__ import annotations
+
+
+import duckdb
+import pyarrow as pa
+
+from rugs_pipeline.store import schema
+
+# Received Socket.IO events with their payload as JSON; rows that are not events are excluded.
+_EVENTS = """
+CREATE OR REPLACE TEMP VIEW ev AS
+SELECT ts, source, session_id, seq, direction, event_name,
+       json_extract(substr(raw_json, strpos(raw_json, '[')), '$[#-1]') AS payload
+FROM ws WHERE frame_kind = 'event'
+"""
+
+_ENVELOPE = "ts, source, session_id, seq, direction"
+
+# ticks of running games (presale frames repeat tickCount 0 with active=false: not ticks)
+_GAME_TICK = f"""
+WITH f AS (
+  SELECT {_ENVELOPE}, payload,
+         payload->>'gameId' AS game_id,
+         TRY_CAST(payload->>'tickCount' AS BIGINT) AS tick,
+         TRY_CAST(payload->>'price' AS DOUBLE) AS price,
+         coalesce(TRY_CAST(payload->>'rugged' AS BOOLEAN), false) AS rugged,
+         coalesce(TRY_CAST(payload->>'active' AS BOOLEAN), false) AS active,
+         TRY_CAST(payload->>'cooldownTimer' AS BIGINT) AS cooldown_timer
+  FROM ev WHERE event_name = 'gameStateUpdate' AND direction = 'received'
+), t AS (
+  SELECT * FROM f
+  WHERE game_id IS NOT NULL AND tick >= 0 AND price > 0 AND (active OR rugged)
+), rug AS (
+  SELECT game_id, min(tick) FILTER (WHERE rugged) AS rug_tick FROM t GROUP BY game_id
+), ranked AS (
+  SELECT t.*, rug.rug_tick,
+         row_number() OVER (
+           PARTITION BY t.game_id, t.tick
+           -- for tick R prefer the rug frame (its price is the crash price); then first received
+           ORDER BY (t.rugged AND t.tick = rug.rug_tick) DESC, t.ts, t.session_id, t.seq
+         ) AS rn
+  FROM t JOIN rug USING (game_id)
+  -- post-rug broadcasts repeat the game with tick R+1..R+3: not ticks
+  WHERE rug.rug_tick IS NULL OR t.tick <= rug.rug_tick
+)
+SELECT {_ENVELOPE}, 'game_tick' AS doc_type, payload::VARCHAR AS raw_json, game_id,
+       'gameStateUpdate' AS event_name, price, tick,
+       CASE WHEN tick = rug_tick THEN 'rugged' ELSE 'active' END AS phase,
+       coalesce(tick = rug_tick, false) AS is_rug_tick, cooldown_timer
+FROM ranked WHERE rn = 1
+ORDER BY session_id, seq, game_id, tick
+"""
+
+# trades (dedup by trade id), sidebets (events and the finished games' history), and orders the client sent
+_PLAYER_ACTION = f"""
+WITH trades AS (
+  SELECT {_ENVELOPE}, payload, event_name,
+         payload->>'id' AS trade_id, payload->>'type' AS action_type,
+         payload->>'gameId' AS game_id, payload->>'playerId' AS player_id, payload->>'username' AS username,
+         TRY_CAST(payload->>'price' AS DOUBLE) AS price, TRY_CAST(payload->>'tickIndex' AS BIGINT) AS tick,
+         TRY_CAST(payload->>'amount' AS DOUBLE) AS amount, TRY_CAST(payload->>'qty' AS DOUBLE) AS qty,
+         TRY_CAST(payload->>'leverage' AS DOUBLE) AS leverage, payload->>'coin' AS coin,
+         NULL::BIGINT AS end_tick, NULL::DOUBLE AS payout
+  FROM ev WHERE event_name = 'standard/newTrade' AND direction = 'received' AND (payload->>'id') IS NOT NULL
+), live_sidebets AS (
+  SELECT {_ENVELOPE}, payload, event_name,
+         coalesce(payload->>'id', payload->>'sidebetId') AS trade_id,
+         'sidebet_' || coalesce(payload->>'type', 'placed') AS action_type,
+         payload->>'gameId' AS game_id, payload->>'playerId' AS player_id, payload->>'username' AS username,
+         TRY_CAST(payload->>'price' AS DOUBLE) AS price,
+         TRY_CAST(coalesce(payload->>'startedAtTick', payload->>'startTick') AS BIGINT) AS tick,
+         TRY_CAST(payload->>'betAmount' AS DOUBLE) AS amount, NULL::DOUBLE AS qty, NULL::DOUBLE AS leverage,
+         coalesce(payload->>'coinAddress', payload->>'coin') AS coin,
+         TRY_CAST(coalesce(payload->>'end', payload->>'endTick') AS BIGINT) AS end_tick,
+         TRY_CAST(payload->>'payout' AS DOUBLE) AS payout
+  FROM ev WHERE event_name IN ('newSideBet', 'currentSidebet', 'currentSidebetResult') AND direction = 'received'
+), history AS (
+  SELECT {_ENVELOPE}, unnest(CAST(payload->'$.gameHistory' AS JSON[])) AS game
+  FROM ev WHERE event_name = 'gameStateUpdate' AND direction = 'received' AND (payload->'$.gameHistory') IS NOT NULL
+), history_sidebets AS (
+  SELECT {_ENVELOPE}, sb AS payload, 'gameHistory.globalSidebets' AS event_name,
+         sb->>'id' AS trade_id, 'sidebet_' || coalesce(sb->>'type', 'placed') AS action_type,
+         coalesce(sb->>'gameId', game->>'id') AS game_id, sb->>'playerId' AS player_id, sb->>'username' AS username,
+         TRY_CAST(sb->>'price' AS DOUBLE) AS price,
+         TRY_CAST(coalesce(sb->>'startedAtTick', sb->>'startTick') AS BIGINT) AS tick,
+         TRY_CAST(sb->>'betAmount' AS DOUBLE) AS amount, NULL::DOUBLE AS qty, NULL::DOUBLE AS leverage,
+         sb->>'coinAddress' AS coin,
+         TRY_CAST(coalesce(sb->>'end', sb->>'endTick') AS BIGINT) AS end_tick,
+         TRY_CAST(sb->>'payout' AS DOUBLE) AS payout
+  FROM (SELECT *, unnest(CAST(game->'$.globalSidebets' AS JSON[])) AS sb FROM history)
+), sidebets AS (
+  SELECT * FROM live_sidebets UNION ALL SELECT * FROM history_sidebets
+), orders AS (
+  SELECT {_ENVELOPE}, payload, event_name, NULL AS trade_id, event_name AS action_type,
+         payload->>'gameId' AS game_id, payload->>'playerId' AS player_id, NULL AS username,
+         TRY_CAST(payload->>'price' AS DOUBLE) AS price, TRY_CAST(payload->>'tickIndex' AS BIGINT) AS tick,
+         TRY_CAST(coalesce(payload->>'amount', payload->>'betAmount') AS DOUBLE) AS amount,
+         TRY_CAST(payload->>'qty' AS DOUBLE) AS qty, TRY_CAST(payload->>'leverage' AS DOUBLE) AS leverage,
+         payload->>'coin' AS coin, NULL::BIGINT AS end_tick, NULL::DOUBLE AS payout
+  FROM ev WHERE direction = 'sent' AND regexp_matches(event_name, '(?i)(order|sidebet|trade)')
+), deduped AS (
+  SELECT * FROM trades QUALIFY row_number() OVER (PARTITION BY trade_id ORDER BY ts, session_id, seq) = 1
+  UNION ALL
+  SELECT * FROM sidebets WHERE trade_id IS NOT NULL
+  QUALIFY row_number() OVER (PARTITION BY trade_id, action_type ORDER BY ts, session_id, seq) = 1
+  UNION ALL
+  SELECT * FROM orders
+)
+SELECT {_ENVELOPE}, 'player_action' AS doc_type, payload::VARCHAR AS raw_json, game_id, player_id, username,
+       event_name, action_type, trade_id, price, tick, amount, qty, leverage, coin, end_tick, payout
+FROM deduped
+ORDER BY ts, session_id, seq, trade_id
+"""
+
+# player snapshots, and each finished game's final leaderboard (from its last rugged frame)
+_SERVER_STATE = f"""
+WITH player AS (
+  SELECT {_ENVELOPE}, payload, event_name, NULL AS game_id,
+         payload->>'id' AS player_id, payload->>'username' AS username,
+         TRY_CAST(payload->>'cash' AS DOUBLE) AS cash, TRY_CAST(payload->>'positionQty' AS DOUBLE) AS position_qty,
+         TRY_CAST(payload->>'avgCost' AS DOUBLE) AS avg_cost, TRY_CAST(payload->>'cumulativePnL' AS DOUBLE) AS pnl
+  FROM ev WHERE event_name = 'playerUpdate' AND direction = 'received'
+), game_player AS (
+  SELECT {_ENVELOPE}, payload, event_name, payload->>'gameId' AS game_id,
+         (payload->'$.leaderboardEntry')->>'id' AS player_id, (payload->'$.leaderboardEntry')->>'username' AS username,
+         NULL::DOUBLE AS cash,
+         TRY_CAST((payload->'$.leaderboardEntry')->>'positionQty' AS DOUBLE) AS position_qty,
+         TRY_CAST((payload->'$.leaderboardEntry')->>'avgCost' AS DOUBLE) AS avg_cost,
+         TRY_CAST((payload->'$.leaderboardEntry')->>'pnl' AS DOUBLE) AS pnl
+  FROM ev WHERE event_name = 'gameStatePlayerUpdate' AND direction = 'received'
+), final_frame AS (
+  SELECT {_ENVELOPE}, payload->>'gameId' AS game_id, payload->'$.leaderboard' AS leaderboard
+  FROM ev
+  WHERE event_name = 'gameStateUpdate' AND direction = 'received'
+    AND TRY_CAST(payload->>'rugged' AS BOOLEAN) AND (payload->'$.leaderboard') IS NOT NULL
+  QUALIFY row_number() OVER (PARTITION BY game_id ORDER BY ts DESC, session_id DESC, seq DESC) = 1
+), final_board AS (
+  SELECT {_ENVELOPE}, entry AS payload, 'final_leaderboard' AS event_name, game_id,
+         entry->>'id' AS player_id, entry->>'username' AS username, NULL::DOUBLE AS cash,
+         TRY_CAST(entry->>'positionQty' AS DOUBLE) AS position_qty, TRY_CAST(entry->>'avgCost' AS DOUBLE) AS avg_cost,
+         TRY_CAST(entry->>'pnl' AS DOUBLE) AS pnl
+  FROM (SELECT *, unnest(CAST(leaderboard AS JSON[])) AS entry FROM final_frame)
+)
+SELECT {_ENVELOPE}, 'server_state' AS doc_type, payload::VARCHAR AS raw_json, game_id, player_id, username,
+       event_name, cash, position_qty, avg_cost, pnl
+FROM (SELECT * FROM player UNION ALL SELECT * FROM game_player UNION ALL SELECT * FROM final_board)
+WHERE player_id IS NOT NULL
+ORDER BY ts, session_id, seq, player_id
+"""
+
+# recorder lifecycle, outages (disconnect -> next handshake, crash -> restart), parse errors, server notices
+_SYSTEM_EVENT = f"""
+WITH life AS (
+  SELECT {_ENVELOPE}, raw_json, event_name, raw_json::JSON AS info
+  FROM ws WHERE frame_kind = 'lifecycle'
+), lifecycle AS (
+  SELECT {_ENVELOPE}, raw_json, event_name,
+         coalesce(info->>'reason', info->>'error', info->>'url') AS message,
+         NULL::TIMESTAMPTZ AS start_ts, NULL::TIMESTAMPTZ AS end_ts
+  FROM life
+), downs AS (
+  SELECT *, min(CASE WHEN event_name = 'handshake' THEN ts END) OVER (
+           PARTITION BY session_id ORDER BY seq ROWS BETWEEN 1 FOLLOWING AND UNBOUNDED FOLLOWING) AS back_ts
+  FROM life
+), outages AS (
+  SELECT {_ENVELOPE}, raw_json, 'outage' AS event_name,
+         'connection lost: ' || coalesce(info->>'reason', 'unknown') AS message, ts AS start_ts, back_ts AS end_ts
+  FROM downs WHERE event_name = 'disconnected'
+  UNION ALL
+  SELECT {_ENVELOPE}, raw_json, 'outage' AS event_name,
+         'recorder down: session ' || (info->>'crashed_session') || ' stopped without sealing' AS message,
+         make_timestamptz(TRY_CAST(info->>'last_ts_ns' AS BIGINT) // 1000) AS start_ts, ts AS end_ts
+  FROM life WHERE event_name = 'recovered' AND (info->>'last_ts_ns') IS NOT NULL
+), parse_errors AS (
+  SELECT {_ENVELOPE}, raw_json, 'parse_error' AS event_name, parse_error AS message,
+         NULL::TIMESTAMPTZ, NULL::TIMESTAMPTZ
+  FROM ws WHERE frame_kind = 'malformed'
+), notices AS (
+  SELECT {_ENVELOPE}, payload::VARCHAR AS raw_json, event_name,
+         coalesce(payload->>'message', payload::VARCHAR) AS message, NULL::TIMESTAMPTZ, NULL::TIMESTAMPTZ
+  FROM ev WHERE event_name = 'maintenanceUpdate'
+  UNION ALL
+  SELECT {_ENVELOPE}, raw_json, 'server_' || frame_kind AS event_name, raw_json AS message,
+         NULL::TIMESTAMPTZ, NULL::TIMESTAMPTZ
+  FROM ws WHERE frame_kind IN ('close', 'disconnect', 'connect_error')
+), unioned AS (
+  SELECT * FROM lifecycle UNION ALL SELECT * FROM outages UNION ALL SELECT * FROM parse_errors
+  UNION ALL SELECT * FROM notices
+)
+SELECT {_ENVELOPE}, 'system_event' AS doc_type, raw_json, event_name, message, start_ts, end_ts,
+       (epoch_us(end_ts) - epoch_us(start_ts)) / 1e6 AS duration_s
+FROM unioned
+ORDER BY ts, session_id, seq, event_name
+"""
+
+DERIVATIONS: dict[str, str] = {
+    "game_tick": _GAME_TICK,
+    "player_action": _PLAYER_ACTION,
+    "server_state": _SERVER_STATE,
+    "system_event": _SYSTEM_EVENT,
+}
+
+
+def _connection(ws_event: pa.Table) -> duckdb.DuckDBPyConnection:
+    con = duckdb.connect()
+    con.execute("SET TimeZone = 'UTC'")
+    con.register("ws", schema.conform(ws_event))
+    con.execute(_EVENTS)
+    return con
+
+
+def derive(doc_type: str, ws_event: pa.Table) -> pa.Table:
+    """Derive one doc_type from ``ws_event`` rows; the result conforms to the schema."""
+    con = _connection(ws_event)
+    try:
+        return schema.conform(con.sql(DERIVATIONS[doc_type]).to_arrow_table())
+    finally:
+        con.close()
+
+
+def derive_all(ws_event: pa.Table) -> dict[str, pa.Table]:
+    con = _connection(ws_event)
+    try:
+        return {name: schema.conform(con.sql(sql).to_arrow_table()) for name, sql in DERIVATIONS.items()}
+    finally:
+        con.close()
+
+

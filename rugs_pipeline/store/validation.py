@@ -1,0 +1,124 @@
+"""Validation of a stored partition against schema 1.0.0, with pandera (polars backend).
+
+The pandera schema is generated from the one Arrow schema, so the two cannot
+drift apart; each doc_type adds its own invariants on top.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import pandera.polars as pa
+import polars as pl
+import pyarrow as arrow
+import pyarrow.parquet as pq
+from pandera.errors import SchemaErrors
+
+from rugs_pipeline.store import schema
+from rugs_pipeline.store.layout import Store, SchemaVersionError, file_schema_version
+
+_POLARS_TYPES = {
+    arrow.string(): pl.Utf8,
+    arrow.int64(): pl.Int64,
+    arrow.float64(): pl.Float64,
+    arrow.bool_(): pl.Boolean,
+    schema.TS: pl.Datetime("us", "UTC"),
+}
+
+
+def _base_columns(doc_type: str) -> dict[str, pa.Column]:
+    columns = {f.name: pa.Column(_POLARS_TYPES[f.type], nullable=f.nullable) for f in schema.SCHEMA}
+    columns["doc_type"] = pa.Column(pl.Utf8, pa.Check.eq(doc_type), nullable=False)
+    columns["source"] = pa.Column(pl.Utf8, pa.Check.isin(schema.SOURCES), nullable=False)
+    columns["direction"] = pa.Column(pl.Utf8, pa.Check.isin(schema.DIRECTIONS), nullable=True)
+    return columns
+
+
+def _with(columns: dict[str, pa.Column], **overrides: pa.Column) -> dict[str, pa.Column]:
+    return {**columns, **overrides}
+
+
+def pandera_schema(doc_type: str) -> pa.DataFrameSchema:
+    base = _base_columns(doc_type)
+    if doc_type == "ws_event":
+        cols = _with(base, frame_kind=pa.Column(pl.Utf8, nullable=False), raw_json=pa.Column(pl.Utf8, nullable=False))
+        return pa.DataFrameSchema(cols, unique=["session_id", "seq"], strict=True, name=doc_type)
+    if doc_type == "game_tick":
+        cols = _with(
+            base,
+            game_id=pa.Column(pl.Utf8, nullable=False),
+            tick=pa.Column(pl.Int64, pa.Check.ge(0), nullable=False),
+            price=pa.Column(pl.Float64, pa.Check.gt(0), nullable=False),
+            is_rug_tick=pa.Column(pl.Boolean, nullable=False),
+        )
+        return pa.DataFrameSchema(cols, unique=["game_id", "tick"], strict=True, name=doc_type)
+    if doc_type == "player_action":
+        cols = _with(base, action_type=pa.Column(pl.Utf8, nullable=False),
+                     tick=pa.Column(pl.Int64, pa.Check.ge(0), nullable=True),
+                     price=pa.Column(pl.Float64, pa.Check.ge(0), nullable=True))
+        return pa.DataFrameSchema(cols, strict=True, name=doc_type)
+    if doc_type == "server_state":
+        cols = _with(base, player_id=pa.Column(pl.Utf8, nullable=False))
+        return pa.DataFrameSchema(cols, strict=True, name=doc_type)
+    if doc_type == "system_event":
+        cols = _with(base, event_name=pa.Column(pl.Utf8, nullable=False),
+                     duration_s=pa.Column(pl.Float64, pa.Check.ge(0), nullable=True))
+        return pa.DataFrameSchema(cols, strict=True, name=doc_type)
+    raise ValueError(f"unknown doc_type {doc_type!r}")
+
+
+@dataclass
+class ValidationResult:
+    doc_type: str
+    day: str
+    rows: int = 0
+    files: int = 0
+    failures: list[str] = field(default_factory=list)
+
+    @property
+    def passed(self) -> bool:
+        return not self.failures
+
+
+def validate_table(doc_type: str, table: arrow.Table) -> list[str]:
+    """pandera's verdict on a table's types, nullability and invariants; [] when valid."""
+    frame = pl.from_arrow(table)
+    try:
+        pandera_schema(doc_type).validate(frame, lazy=True)
+    except SchemaErrors as exc:
+        cases = exc.failure_cases
+        return [
+            f"{row['column'] or '<frame>'}: {row['check']} failed (e.g. {row['failure_case']!r})"
+            for row in cases.unique(subset=["column", "check"], keep="first", maintain_order=True).iter_rows(named=True)
+        ]
+    return []
+
+
+def validate_partition(store: Store, doc_type: str, day: str) -> ValidationResult:
+    """Check one stored partition: schema version (manifest and every file), then pandera."""
+    result = ValidationResult(doc_type, day)
+    try:
+        manifest = store.read_manifest()
+    except SchemaVersionError as exc:
+        result.failures.append(str(exc))
+    else:
+        if manifest is None:
+            result.failures.append(f"{store.manifest_path} is missing")
+        elif manifest.get("version") != schema.SCHEMA_VERSION:
+            result.failures.append(f"manifest schema version {manifest.get('version')!r} != {schema.SCHEMA_VERSION}")
+    files = store.partition_files(doc_type, day)
+    result.files = len(files)
+    tables = []
+    for path in files:
+        version = file_schema_version(path)
+        if version != schema.SCHEMA_VERSION:
+            result.failures.append(f"{path.name}: file schema version {version!r} != {schema.SCHEMA_VERSION}")
+        file_table = pq.read_table(path)
+        if not file_table.schema.equals(schema.SCHEMA, check_metadata=False):
+            result.failures.append(f"{path.name}: columns differ from schema {schema.SCHEMA_VERSION}")
+            continue
+        tables.append(file_table)
+    table = arrow.concat_tables(tables) if tables else schema.empty_table()
+    result.rows = table.num_rows
+    result.failures.extend(validate_table(doc_type, table))
+    return result
