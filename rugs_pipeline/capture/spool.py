@@ -101,11 +101,11 @@ def new_session_id() -> str:
 
 
 def utc_day(ts_ns: int) -> str:
-    return datetime.fromtimestamp(ts_ns / 1e9, timezone.utc).strftime("%Y-%m-%d")
+    return datetime.fromtimestamp(ts_ns // 10**9, timezone.utc).strftime("%Y-%m-%d")
 
 
 def segment_stem(session_id: str, first_seq: int, first_ts_ns: int) -> str:
-    stamp = datetime.fromtimestamp(first_ts_ns / 1e9, timezone.utc).strftime("%Y%m%d_%H%M%S")
+    stamp = datetime.fromtimestamp(first_ts_ns // 10**9, timezone.utc).strftime("%Y%m%d_%H%M%S")
     return f"{stamp}_{session_id}_{first_seq:012d}"
 
 

@@ -1,0 +1,135 @@
+"""``rugs-pipeline``: the command line. Each command is thin; the work lives in the modules."""
+
+from __future__ import annotations
+
+import sys
+from datetime import timezone
+from pathlib import Path
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import click
+from rich.console import Console
+from rich.table import Table
+
+from rugs_pipeline import config
+
+console = Console()
+err_console = Console(stderr=True)
+
+
+class _OneLineErrors(click.Group):
+    """Expected failures (bad file, bad URL, port in use, ...) print one line and exit 1."""
+
+    def invoke(self, ctx: click.Context):
+        from rugs_pipeline.capture.recorder import RecorderError
+        from rugs_pipeline.capture.recordings import RecordingError
+        from rugs_pipeline.feed.simulator import SimulatorError
+        from rugs_pipeline.store.layout import SchemaVersionError
+
+        try:
+            return super().invoke(ctx)
+        except (RecorderError, RecordingError, SimulatorError, SchemaVersionError, OSError) as exc:
+            err_console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+            sys.exit(1)
+
+
+@click.group(cls=_OneLineErrors)
+def main() -> None:
+    """Capture, land, derive and query the rugs.fun feed.
+
+    The store lives in $RUGS_DATA_DIR (default ~/rugs_data).
+    """
+
+
+@main.command()
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
+@click.option("--port", default=8765, show_default=True, type=int, help="Port to listen on (0 picks a free one).")
+@click.option("--seed", default=1, show_default=True, type=int, help="Seed: same seed, same games.")
+@click.option("--speed", default=1.0, show_default=True, type=float, help="Time runs this many times faster.")
+@click.option("--replay", "replay", multiple=True, type=click.Path(path_type=Path),
+              help="Serve this recording (repeatable) at its original pacing / speed, then exit.")
+@click.option("--ping-interval-ms", default=25000, show_default=True, type=int, help="Engine.IO ping interval.")
+@click.option("--ping-timeout-ms", default=20000, show_default=True, type=int, help="Engine.IO ping timeout.")
+def simulate(host: str, port: int, seed: int, speed: float, replay: tuple[Path, ...],
+             ping_interval_ms: int, ping_timeout_ms: int) -> None:
+    """Run the feed simulator: a local Socket.IO server speaking the rugs.fun protocol."""
+    from rugs_pipeline.feed.simulator import SimulatorConfig, run
+
+    run(SimulatorConfig(host=host, port=port, seed=seed, speed=speed, replay=list(replay),
+                        ping_interval_ms=ping_interval_ms, ping_timeout_ms=ping_timeout_ms))
+
+
+@main.command()
+@click.option("--url", default=None, help="Feed URL (default $RUGS_FEED_URL or the live server).")
+@click.option("--source", default="public_ws", show_default=True,
+              type=click.Choice(["public_ws", "cdp", "ui"]), help="Value of the source column.")
+@click.option("--seal-interval", default=30.0, show_default=True, type=float, help="Seal a segment at least this often (s).")
+@click.option("--fsync-interval", default=1.0, show_default=True, type=float, help="fsync the open segment this often (s).")
+def record(url: str | None, source: str, seal_interval: float, fsync_interval: float) -> None:
+    """Record the feed into the spool until SIGINT/SIGTERM, then seal what is held."""
+    from rugs_pipeline.capture.recorder import RecorderConfig, run
+    from rugs_pipeline.store.layout import Store
+
+    store = Store(config.data_dir())
+    cfg = RecorderConfig(url=url or config.feed_url(), spool_dir=store.spool_dir, source=source,
+                         seal_interval_s=seal_interval, fsync_interval_s=fsync_interval)
+    err_console.print(f"recording {cfg.url} into {cfg.spool_dir}", highlight=False)
+    run(cfg)
+
+
+def _timezone(_ctx, _param, value: str):
+    try:
+        return timezone.utc if value.upper() == "UTC" else ZoneInfo(value)
+    except (ZoneInfoNotFoundError, ValueError) as exc:
+        raise click.BadParameter(f"unknown time zone {value!r}") from exc
+
+
+@main.command("import")
+@click.argument("files", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option("--tz", default="UTC", show_default=True, callback=_timezone,
+              help="Time zone of timestamps that carry none (e.g. America/New_York).")
+def import_(files: tuple[Path, ...], tz) -> None:
+    """Bring existing recordings into the spool as source = replay (landed by the sensor)."""
+    from rugs_pipeline.capture.importer import import_recordings
+    from rugs_pipeline.store.layout import Store
+
+    store = Store(config.data_dir())
+    reports = import_recordings(list(files), store.spool_dir, tz=tz)
+    table = Table(title=f"imported into {store.spool_dir}")
+    for col in ("file", "format", "session", "events", "bad lines", "segments"):
+        table.add_column(col)
+    for rep in reports:
+        table.add_row(rep.path.name, rep.format, rep.session_id, str(rep.events), str(len(rep.bad_lines)), str(len(rep.segments)))
+    console.print(table)
+    for rep in reports:
+        for bad in rep.bad_lines:
+            err_console.print(f"{rep.path}:{bad.line}: {bad.reason}", highlight=False)
+
+
+@main.command()
+@click.argument("sql")
+@click.option("--max-rows", default=50, show_default=True, type=int, help="Rows to print.")
+def query(sql: str, max_rows: int) -> None:
+    """Run DuckDB SQL over the store: one view per doc_type (ws_event, game_tick, ...)."""
+    import duckdb
+
+    from rugs_pipeline.consumers import connect
+
+    con = connect()
+    try:
+        result = con.execute(sql)
+    except duckdb.Error as exc:
+        err_console.print(f"[bold red]error:[/] {str(exc).splitlines()[0]}", highlight=False)
+        sys.exit(1)
+    columns = [d[0] for d in result.description or []]
+    rows = result.fetchmany(max_rows + 1)
+    table = Table(*columns)
+    for row in rows[:max_rows]:
+        table.add_row(*("" if v is None else str(v) for v in row))
+    console.print(table)
+    if len(rows) > max_rows:
+        err_console.print(f"(more than {max_rows} rows; showing {max_rows})")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,39 @@
+"""For programs that read the store: a DuckDB connection with one view per doc_type.
+
+It refuses a store whose schema major version is not the one this code
+understands, so a consumer never silently misreads a changed layout.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import duckdb
+
+from rugs_pipeline import config
+from rugs_pipeline.store import schema
+from rugs_pipeline.store.layout import SchemaVersionError, Store, check_compatible
+
+
+def connect(data_dir: Path | str | None = None) -> duckdb.DuckDBPyConnection:
+    """An in-memory DuckDB connection with views ``ws_event``, ``game_tick``, ... over the Parquet."""
+    store = Store(Path(data_dir).expanduser() if data_dir else config.data_dir())
+    manifest = store.read_manifest()
+    if manifest is None:
+        raise SchemaVersionError(f"{store.manifest_path} not found: {store.root} is not a rugs_pipeline store (yet)")
+    check_compatible(manifest.get("version"), store.manifest_path)
+    con = duckdb.connect()
+    con.execute("SET TimeZone = 'UTC'")
+    for doc_type in schema.DOC_TYPES:
+        if store.partition_days(doc_type):
+            glob = str(store.events_dir / f"doc_type={doc_type}" / "**" / "*.parquet")
+            # A view cannot take parameters: quote the path as an SQL string literal.
+            con.execute(f"CREATE VIEW {doc_type} AS SELECT * FROM read_parquet('{_sql_str(glob)}', hive_partitioning = true)")
+        else:
+            con.register(f"_{doc_type}_empty", schema.empty_table())
+            con.execute(f"CREATE VIEW {doc_type} AS SELECT *, NULL::DATE AS date FROM _{doc_type}_empty")
+    return con
+
+
+def _sql_str(text: str) -> str:
+    return text.replace("'", "''")

@@ -1,0 +1,115 @@
+"""Assets: wiring from Dagster to the landing and derivation functions."""
+
+from datetime import timedelta
+
+import dagster as dg
+import pyarrow.compute as pc
+
+from rugs_pipeline.defs.partitions import daily
+from rugs_pipeline.defs.resources import StoreResource
+from rugs_pipeline.derive.datasets import DERIVATIONS, derive
+from rugs_pipeline.store import landing, schema
+from rugs_pipeline.store.layout import Store
+
+# Late or re-landed days (an import of last month's recording) must still propagate:
+# eager() alone only looks at the latest partition.
+DERIVE_LOOKBACK = timedelta(days=800)
+derive_automation = dg.AutomationCondition.eager().replace(
+    "in_latest_time_window", dg.AutomationCondition.in_latest_time_window(lookback_delta=DERIVE_LOOKBACK)
+)
+
+COLUMN_SCHEMA = dg.TableSchema(
+    columns=[
+        dg.TableColumn(f.name, str(f.type), description=schema.DESCRIPTIONS[f.name],
+                       constraints=dg.TableColumnConstraints(nullable=f.nullable))
+        for f in schema.SCHEMA
+    ]
+)
+
+DESCRIPTIONS = {
+    "ws_event": "Every frame the recorder kept (received and sent), byte-exact, with its receive time in UTC; "
+    "the recorder's lifecycle records too. Lands sealed spool segments exactly once.",
+    "game_tick": "One row per (game_id, tick) for ticks 0..R of each game from gameStateUpdate; "
+    "duplicates and out-of-order frames collapse, post-rug broadcasts are dropped, the rug tick is marked.",
+    "player_action": "Public trades (dedup by trade id), sidebets (live events and finished games' history), "
+    "and orders the client sent.",
+    "server_state": "playerUpdate / gameStatePlayerUpdate snapshots and each finished game's final leaderboard.",
+    "system_event": "Recorder lifecycle, outages with start and end, parse errors, and server notices.",
+}
+
+
+def _partition_metadata(store: Store, doc_type: str, day: str) -> dict:
+    files = store.partition_files(doc_type, day)
+    return {
+        "files": len(files),
+        "bytes": sum(f.stat().st_size for f in files),
+        "path": dg.MetadataValue.path(str(store.partition_dir(doc_type, day))),
+        "schema_version": schema.SCHEMA_VERSION,
+    }
+
+
+@dg.asset(
+    partitions_def=daily,
+    group_name="capture",
+    kinds={"parquet", "python"},
+    owners=["team:rugs-pipeline"],
+    description=DESCRIPTIONS["ws_event"],
+    metadata={"dagster/column_schema": COLUMN_SCHEMA},
+)
+def ws_event(context: dg.AssetExecutionContext, store: StoreResource) -> dg.MaterializeResult:
+    day = context.partition_key
+    st = store.store()
+    report = landing.land_day(st, day)
+    context.log.info(f"landed {len(report.segments)} segment(s), {report.rows} rows for {day}")
+    day_rows = st.read_partition("ws_event", day)
+    return dg.MaterializeResult(
+        metadata={
+            "segments_landed": len(report.segments),
+            "rows_landed": report.rows,
+            "rows": day_rows.num_rows,
+            "malformed_landed": report.malformed,
+            "lifecycle_landed": report.lifecycle,
+            "events_by_name_landed": dg.MetadataValue.json(dict(sorted(report.events_by_name.items()))),
+            "dagster/row_count": day_rows.num_rows,
+            **_partition_metadata(st, "ws_event", day),
+        }
+    )
+
+
+def _derived_metadata(doc_type: str, table) -> dict:
+    meta: dict = {"rows": table.num_rows, "dagster/row_count": table.num_rows}
+    if table.num_rows:
+        meta["games"] = pc.count_distinct(table["game_id"]).as_py()
+    if doc_type == "game_tick" and table.num_rows:
+        meta["rug_ticks"] = pc.sum(table["is_rug_tick"]).as_py() or 0
+    if doc_type in ("player_action", "system_event", "server_state") and table.num_rows:
+        key = "action_type" if doc_type == "player_action" else "event_name"
+        counts = {r["values"]: r["counts"] for r in table[key].value_counts().to_pylist()}
+        meta[f"rows_by_{key}"] = dg.MetadataValue.json(dict(sorted(counts.items(), key=lambda kv: str(kv[0]))))
+    return meta
+
+
+def _derived_asset(doc_type: str) -> dg.AssetsDefinition:
+    @dg.asset(
+        name=doc_type,
+        deps=[ws_event],
+        partitions_def=daily,
+        group_name="derive",
+        kinds={"parquet", "duckdb"},
+        owners=["team:rugs-pipeline"],
+        description=DESCRIPTIONS[doc_type],
+        automation_condition=derive_automation,
+        metadata={"dagster/column_schema": COLUMN_SCHEMA},
+    )
+    def _asset(context: dg.AssetExecutionContext, store: StoreResource) -> dg.MaterializeResult:
+        day = context.partition_key
+        st = store.store()
+        st.ensure_manifest()
+        table = derive(doc_type, st.read_partition("ws_event", day))
+        st.replace_partition(doc_type, day, table)
+        return dg.MaterializeResult(metadata={**_derived_metadata(doc_type, table), **_partition_metadata(st, doc_type, day)})
+
+    return _asset
+
+
+derived_assets = [_derived_asset(name) for name in DERIVATIONS]
