@@ -10,7 +10,7 @@ from rugs_pipeline.defs.partitions import daily
 from rugs_pipeline.defs.resources import StoreResource
 from rugs_pipeline.store import landing
 
-land_job = dg.define_asset_job("land_ws_event", selection=[ws_event], partitions_def=daily)
+land_job = dg.define_asset_job("land_ws_event", selection=[ws_event])
 
 
 @dg.sensor(job=land_job, minimum_interval_seconds=15, default_status=dg.DefaultSensorStatus.RUNNING)

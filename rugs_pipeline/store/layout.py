@@ -87,11 +87,19 @@ class Store:
     # --- manifest --------------------------------------------------------------
 
     def ensure_manifest(self) -> dict:
-        """Write ``manifests/schema_version.json`` for this code's version; refuse another major."""
+        """Write ``manifests/schema_version.json`` for this code's version; refuse a store at another version.
+
+        Only the version that wrote a store may add to it: an older writer must not
+        mix its files into a newer store, nor downgrade the manifest.
+        """
         existing = self.read_manifest()
         if existing is not None:
-            check_compatible(existing.get("version"), self.manifest_path)
-            if existing.get("version") == schema.SCHEMA_VERSION and existing.get("fields") == schema.manifest_fields():
+            if existing.get("version") != schema.SCHEMA_VERSION:
+                raise SchemaVersionError(
+                    f"{self.manifest_path}: store is at schema {existing.get('version')!r}, "
+                    f"this rugs_pipeline writes {schema.SCHEMA_VERSION}"
+                )
+            if existing.get("fields") == schema.manifest_fields():
                 return existing
         manifest = {
             "version": schema.SCHEMA_VERSION,
