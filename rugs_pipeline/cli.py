@@ -14,7 +14,6 @@ from rich.table import Table
 from rugs_pipeline import config
 
 console = Console()
-err_console = Console(stderr=True)
 
 
 class _OneLineErrors(click.Group):
@@ -29,7 +28,7 @@ class _OneLineErrors(click.Group):
         try:
             return super().invoke(ctx)
         except (RecorderError, RecordingError, SimulatorError, SchemaVersionError, OSError) as exc:
-            err_console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+            click.echo(f"error: {exc}", err=True)
             sys.exit(1)
 
 
@@ -73,7 +72,7 @@ def record(url: str | None, source: str, seal_interval: float, fsync_interval: f
     store = Store(config.data_dir())
     cfg = RecorderConfig(url=url or config.feed_url(), spool_dir=store.spool_dir, source=source,
                          seal_interval_s=seal_interval, fsync_interval_s=fsync_interval)
-    err_console.print(f"recording {cfg.url} into {cfg.spool_dir}", highlight=False)
+    click.echo(f"recording {cfg.url} into {cfg.spool_dir}", err=True)
     run(cfg)
 
 
@@ -103,7 +102,7 @@ def import_(files: tuple[Path, ...], tz) -> None:
     console.print(table)
     for rep in reports:
         for bad in rep.bad_lines:
-            err_console.print(f"{rep.path}:{bad.line}: {bad.reason}", highlight=False)
+            click.echo(f"{rep.path}:{bad.line}: {bad.reason}", err=True)
 
 
 @main.command()
@@ -119,7 +118,7 @@ def query(sql: str, max_rows: int) -> None:
     try:
         result = con.execute(sql)
     except duckdb.Error as exc:
-        err_console.print(f"[bold red]error:[/] {str(exc).splitlines()[0]}", highlight=False)
+        click.echo(f"error: {str(exc).splitlines()[0]}", err=True)
         sys.exit(1)
     columns = [d[0] for d in result.description or []]
     rows = result.fetchmany(max_rows + 1)
@@ -128,7 +127,7 @@ def query(sql: str, max_rows: int) -> None:
         table.add_row(*("" if v is None else str(v) for v in row))
     console.print(table)
     if len(rows) > max_rows:
-        err_console.print(f"(more than {max_rows} rows; showing {max_rows})")
+        click.echo(f"(more than {max_rows} rows; showing {max_rows})", err=True)
 
 
 if __name__ == "__main__":
