@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import subprocess
+import time
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import dagster as dg
@@ -149,3 +151,29 @@ def test_nightly_schedule_rederives_recent_days() -> None:
 def test_every_doc_type_has_a_blocking_check(doc_type: str) -> None:
     specs = [s for c in schema_checks for s in c.check_specs if s.asset_key.to_user_string() == doc_type]
     assert len(specs) == 1 and specs[0].blocking
+
+
+def test_automation_derives_closed_days_at_once_and_the_live_day_on_the_cron(data_dir: Path) -> None:
+    store = Store(data_dir)
+    now = datetime.now(timezone.utc)
+    today = now.strftime("%Y-%m-%d")
+    _segment(store, "old", _game_frames("20251207-aaaaaaaaaaaaaaaa", 3))
+    _segment(store, "live", _game_frames("20261124-bbbbbbbbbbbbbbbb", 3), start_ns=time.time_ns())
+    instance = dg.DagsterInstance.ephemeral()
+    first = dg.evaluate_automation_conditions(defs=defs, instance=instance, evaluation_time=now)
+    assert first.total_requested == 0, "nothing landed yet"
+    land = defs.resolve_job_def("land_ws_event")
+    for day in (DAY, today):
+        assert land.execute_in_process(partition_key=day, instance=instance).success
+
+    def requested(result) -> set[tuple[str, str]]:
+        return {(ap.asset_key.to_user_string(), ap.partition_key) for r in result.results
+                for ap in r.true_subset.expensively_compute_asset_partitions()}
+
+    derived = {a.key.to_user_string() for a in derived_assets}
+    soon = dg.evaluate_automation_conditions(defs=defs, instance=instance, cursor=first.cursor,
+                                             evaluation_time=now + timedelta(seconds=5))
+    assert requested(soon) == {(name, DAY) for name in derived}, "a closed day re-derives at once"
+    later = dg.evaluate_automation_conditions(defs=defs, instance=instance, cursor=soon.cursor,
+                                              evaluation_time=now + timedelta(minutes=6))
+    assert requested(later) == {(name, today) for name in derived}, "the live day waits for the cron tick"

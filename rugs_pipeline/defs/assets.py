@@ -1,5 +1,6 @@
 """Assets: wiring from Dagster to the landing and derivation functions."""
 
+import os
 from datetime import timedelta
 
 import dagster as dg
@@ -11,12 +12,23 @@ from rugs_pipeline.derive.datasets import DERIVATIONS, derive
 from rugs_pipeline.store import landing, schema
 from rugs_pipeline.store.layout import Store
 
-# Late or re-landed days (an import of last month's recording) must still propagate:
-# eager() alone only looks at the latest partition.
+# Derived days follow ws_event. Three changes to eager():
+# - a lookback, so a late or re-landed day (an import of last month's recording) propagates;
+# - landing runs every few seconds on a live day, so waiting for "no dep in progress" would
+#   starve derivation: landing is atomic per file, deriving alongside it is safe;
+# - the live day lands continuously: re-derive it at most once per RUGS_DERIVE_CRON tick,
+#   closed days as soon as they change.
 DERIVE_LOOKBACK = timedelta(days=800)
-derive_automation = dg.AutomationCondition.eager().replace(
-    "in_latest_time_window", dg.AutomationCondition.in_latest_time_window(lookback_delta=DERIVE_LOOKBACK)
-)
+DERIVE_CRON = os.environ.get("RUGS_DERIVE_CRON") or "*/5 * * * *"
+derive_automation = (
+    dg.AutomationCondition.eager()
+    .replace("in_latest_time_window", dg.AutomationCondition.in_latest_time_window(lookback_delta=DERIVE_LOOKBACK))
+    .without(~dg.AutomationCondition.any_deps_in_progress())
+    & (
+        ~dg.AutomationCondition.in_latest_time_window()
+        | dg.AutomationCondition.cron_tick_passed(DERIVE_CRON, "UTC").since(dg.AutomationCondition.newly_requested())
+    )
+).with_label(f"eager, live day at most every '{DERIVE_CRON}'")
 
 COLUMN_SCHEMA = dg.TableSchema(
     columns=[
