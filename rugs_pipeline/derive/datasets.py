@@ -32,15 +32,20 @@ _GAME_TICK = f"""
 WITH f AS (
   SELECT {_ENVELOPE}, payload,
          payload->>'gameId' AS game_id,
-         TRY_CAST(payload->>'tickCount' AS BIGINT) AS tick,
+         TRY_CAST(payload->>'tickCount' AS BIGINT) AS frame_tick,
+         TRY_CAST(payload->>'$.partialPrices.endTick' AS BIGINT) AS window_end,
          TRY_CAST(payload->>'price' AS DOUBLE) AS price,
          coalesce(TRY_CAST(payload->>'rugged' AS BOOLEAN), false) AS rugged,
          coalesce(TRY_CAST(payload->>'active' AS BOOLEAN), false) AS active,
          TRY_CAST(payload->>'cooldownTimer' AS BIGINT) AS cooldown_timer
   FROM ev WHERE event_name = 'gameStateUpdate' AND direction = 'received'
 ), t AS (
-  SELECT * FROM f
-  WHERE game_id IS NOT NULL AND tick >= 0 AND price > 0 AND (active OR rugged)
+  -- a rugged frame's price is the crash price of the tick its price window ends at (R): post-rug
+  -- broadcasts count tickCount on to R+1..R+3, so when the rug frame itself was missed, the
+  -- post-rug frame's tickCount would invent a tick that never existed
+  SELECT *, CASE WHEN rugged AND window_end BETWEEN 0 AND frame_tick THEN window_end ELSE frame_tick END AS tick
+  FROM f
+  WHERE game_id IS NOT NULL AND frame_tick >= 0 AND price > 0 AND (active OR rugged)
 ), rug AS (
   SELECT game_id, min(tick) FILTER (WHERE rugged) AS rug_tick FROM t GROUP BY game_id
 ), ranked AS (
@@ -120,7 +125,8 @@ WITH trades AS (
 SELECT {_ENVELOPE}, 'player_action' AS doc_type, payload::VARCHAR AS raw_json, game_id, player_id, username,
        event_name, action_type, trade_id, price, tick, amount, qty, leverage, coin, end_tick, payout
 FROM deduped
-ORDER BY ts, session_id, seq, trade_id
+-- a total order: one frame's gameHistory can hold a sidebet's placed and payout records under one id
+ORDER BY ts, session_id, seq, trade_id, action_type
 """
 
 # player snapshots, and each finished game's final leaderboard (from its last rugged frame)
