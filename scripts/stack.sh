@@ -16,9 +16,15 @@ mkdir -p "$RUGS_DATA_DIR" "$DAGSTER_HOME" "$RUGS_DATA_DIR/logs"
 cp dagster.yaml "$DAGSTER_HOME/dagster.yaml"
 logs=$RUGS_DATA_DIR/logs
 
+# Children run in their own sessions (so Ctrl-C reaches only this script, which stops them in
+# order) with SIGINT/SIGTERM restored: a shell started in the background ignores them, and
+# dagster dev would inherit that and never stop.
+spawn() { setsid env --default-signal=INT,TERM "$@" & pids+=($!); }
+
 pids=()
 stop() {
   trap - INT TERM EXIT
+  stopping=1
   echo "stopping..."
   for pid in "${pids[@]}"; do kill -TERM -- "-$pid" 2>/dev/null || true; done
   wait 2>/dev/null || true
@@ -26,9 +32,8 @@ stop() {
 trap stop INT TERM EXIT
 
 if [ "$mode" = demo ]; then
-  setsid "$BIN/rugs-pipeline" simulate --host 127.0.0.1 --port "$SIM_PORT" --seed "${RUGS_SIM_SEED:-7}" \
-    >"$logs/simulator.log" 2>&1 &
-  pids+=($!)
+  spawn "$BIN/rugs-pipeline" simulate --host 127.0.0.1 --port "$SIM_PORT" --seed "${RUGS_SIM_SEED:-7}" \
+    >"$logs/simulator.log" 2>&1
   url="ws://127.0.0.1:$SIM_PORT/socket.io/?EIO=4&transport=websocket"
   # the recorder must not race the simulator's bind
   for _ in $(seq 50); do grep -q listening "$logs/simulator.log" && break; sleep 0.2; done
@@ -36,12 +41,10 @@ else
   url=${RUGS_FEED_URL:-}
 fi
 
-setsid "$BIN/rugs-pipeline" record ${url:+--url "$url"} --seal-interval "${RUGS_SEAL_INTERVAL:-30}" \
-  >>"$logs/recorder.log" 2>&1 &
-pids+=($!)
+spawn "$BIN/rugs-pipeline" record ${url:+--url "$url"} --seal-interval "${RUGS_SEAL_INTERVAL:-30}" \
+  >>"$logs/recorder.log" 2>&1
 
-setsid "$BIN/dagster" dev -w workspace.yaml -h "$UI_HOST" -p "$UI_PORT" >>"$logs/dagster.log" 2>&1 &
-pids+=($!)
+spawn "$BIN/dagster" dev -w workspace.yaml -h "$UI_HOST" -p "$UI_PORT" >>"$logs/dagster.log" 2>&1
 
 cat <<MSG
 rugs_pipeline ($mode) is running
@@ -52,4 +55,4 @@ rugs_pipeline ($mode) is running
 Ctrl-C stops everything.
 MSG
 wait -n "${pids[@]}" || true
-echo "a process exited; see $logs" >&2
+[ -n "${stopping:-}" ] || echo "a process exited unexpectedly; see $logs" >&2
