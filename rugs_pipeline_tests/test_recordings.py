@@ -50,7 +50,7 @@ def recorded(path: Path) -> list[dict]:
     """The file's events as this test reads them, in the order the reader must yield them."""
     text = path.read_text()
     if path.name.startswith("keysamples"):
-        samples = sorted(json.loads(text).items(), key=lambda kv: (kv[1]["timestamp_ms"], kv[0]))
+        samples = sorted(json.loads(text).items(), key=lambda kv: (kv[1]["timestamp_ms"], kv[1]["_meta"]["index"]))
         objs = [{"event": s["event_type"], "when": s["timestamp_ms"], "data": s["data"]} for _, s in samples]
     else:
         lines = text.splitlines() if path.suffix == ".jsonl" else [text]
@@ -102,12 +102,13 @@ def test_reads_every_event_of_real_recordings(real_dir, pattern, formats, tz, be
             assert event.ts == expected_utc(exp["when"], behind)
 
 
-def test_keysamples_are_ordered_by_time_then_name(real_dir):
+def test_keysamples_are_ordered_by_time_then_capture_index(real_dir):
     path = real_dir / "keysamples_2026-02-06.json"
-    file_order = [s["event_type"] for s in json.loads(path.read_text()).values()]
+    samples = json.loads(path.read_text())
+    file_order = [s["event_type"] for s in samples.values()]
     events = list(read_recording(path))
-    times = [e.ts for e in events]
-    assert times == sorted(times)
+    keys = [(s["timestamp_ms"], s["_meta"]["index"]) for s in samples.values()]
+    assert [keys[e.line - 1] for e in events] == sorted(keys)
     # The file is ordered by name, not time (trades interleave), so order really changed.
     assert [e.name for e in events] != file_order
     assert sorted(e.line for e in events) == list(range(1, len(file_order) + 1))

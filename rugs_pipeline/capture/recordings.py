@@ -228,15 +228,18 @@ def _jsonl(path: Path, envelope: _Envelope, tz: tzinfo) -> Iterator[RecordedEven
 
 
 def _keysamples(doc: dict, envelope: _Envelope, tz: tzinfo) -> Iterator[RecordedEvent | BadLine]:
-    good: list[tuple[datetime, str, RecordedEvent]] = []
+    good: list[tuple[datetime, float, str, RecordedEvent]] = []
     bad: list[BadLine] = []
     for index, (name, sample) in enumerate(doc.items(), 1):
         result = _to_event(sample, envelope, index, tz)
         if isinstance(result, RecordedEvent):
-            good.append((result.ts, name, result))
+            # Samples share milliseconds; `_meta.index` is their position in the original capture.
+            meta = sample.get("_meta") if isinstance(sample, dict) else None
+            position = meta.get("index") if isinstance(meta, dict) else None
+            good.append((result.ts, position if isinstance(position, int) else float("inf"), name, result))
         else:
             # Unreadable samples have no time to sort by: they follow the readable ones.
             bad.append(BadLine(index, f"sample {name!r}: {result}", _clip(orjson.dumps({name: sample}))))
-    good.sort(key=lambda item: item[:2])
-    yield from (event for _, _, event in good)
+    good.sort(key=lambda item: item[:3])
+    yield from (event for *_, event in good)
     yield from bad
