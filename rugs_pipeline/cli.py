@@ -13,7 +13,8 @@ from rich.table import Table
 
 from rugs_pipeline import config
 
-console = Console()
+# Piped output (logs, scripts) gets whole lines rather than tables cut to 80 columns.
+console = Console() if sys.stdout.isatty() else Console(width=200)
 
 
 class _OneLineErrors(click.Group):

@@ -1,0 +1,70 @@
+"""What consumers run: the CLI from import to query, Dagster's own CLI, and the version guard."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from rugs_pipeline import consumers
+from rugs_pipeline.store.layout import SchemaVersionError, Store
+
+from .conftest import REPO_ROOT
+
+BIN = REPO_ROOT / ".venv" / "bin"
+
+
+def _run(args: list, env: dict, **kw) -> subprocess.CompletedProcess:
+    return subprocess.run([str(a) for a in args], env=env, capture_output=True, text=True, cwd=REPO_ROOT, **kw)
+
+
+def test_import_then_dagster_cli_materialize_then_query(real_dir: Path, tmp_path: Path) -> None:
+    data = tmp_path / "rugs_data"
+    env = {**os.environ, "RUGS_DATA_DIR": str(data), "DAGSTER_HOME": str(tmp_path / "dagster_home")}
+    (tmp_path / "dagster_home").mkdir()
+    fixture = real_dir / "public_2025-12-12_raw.jsonl"
+    out = _run([BIN / "rugs-pipeline", "import", fixture, "--tz", "America/New_York"], env)
+    assert out.returncode == 0, out.stderr
+    assert fixture.name in out.stdout
+
+    # the README's command for materialising a day by hand
+    out = _run([BIN / "dagster", "asset", "materialize", "-m", "rugs_pipeline.definitions",
+                "--select", "ws_event*", "--partition", "2025-12-12"], env, timeout=300)
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+
+    lines = [json.loads(line) for line in fixture.read_text().splitlines()]
+    rugs = {}
+    for obj in lines:
+        data_ = obj["data"]
+        if obj["event"] == "gameStateUpdate" and data_.get("rugged") and data_["gameId"] not in rugs:
+            rugs[data_["gameId"]] = data_["tickCount"]
+    sql = "SELECT game_id, tick FROM game_tick WHERE is_rug_tick ORDER BY game_id"
+    con = consumers.connect(data)
+    assert con.execute(sql).fetchall() == sorted(rugs.items())
+    out = _run([BIN / "rugs-pipeline", "query", "SELECT count(*) AS frames FROM ws_event WHERE frame_kind = 'event'"], env)
+    assert out.returncode == 0 and str(sum(1 for o in lines if o["event"] != "connect")) in out.stdout
+
+
+def test_consumer_refuses_unknown_major_version_and_missing_store(tmp_path: Path) -> None:
+    with pytest.raises(SchemaVersionError, match="not a rugs_pipeline store"):
+        consumers.connect(tmp_path)
+    store = Store(tmp_path)
+    store.ensure_manifest()
+    con = consumers.connect(tmp_path)
+    assert con.execute("SELECT count(*) FROM game_tick").fetchone() == (0,), "empty views still bind"
+    manifest = json.loads(store.manifest_path.read_text())
+    store.manifest_path.write_text(json.dumps({**manifest, "version": "2.0.0"}))
+    with pytest.raises(SchemaVersionError, match="'2.0.0' is not readable"):
+        consumers.connect(tmp_path)
+
+
+def test_query_errors_are_one_line(tmp_path: Path) -> None:
+    env = {**os.environ, "RUGS_DATA_DIR": str(tmp_path)}
+    Store(tmp_path).ensure_manifest()
+    out = _run([BIN / "rugs-pipeline", "query", "SELEC nonsense"], env)
+    assert out.returncode == 1 and out.stderr.startswith("error:") and out.stderr.count("\n") == 1
+    out = _run([BIN / "rugs-pipeline", "import", tmp_path / "missing.jsonl"], env)
+    assert out.returncode == 1 and "missing.jsonl" in out.stderr and out.stderr.count("\n") == 1
