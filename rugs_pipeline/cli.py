@@ -90,11 +90,18 @@ def _timezone(_ctx, _param, value: str):
               help="Time zone of timestamps that carry none (e.g. America/New_York).")
 def import_(files: tuple[Path, ...], tz) -> None:
     """Bring existing recordings into the spool as source = replay (landed by the sensor)."""
-    from rugs_pipeline.capture.importer import import_recordings
+    from rich.progress import Progress
+
+    from rugs_pipeline.capture.importer import iter_import
     from rugs_pipeline.store.layout import Store
 
     store = Store(config.data_dir())
-    reports = import_recordings(list(files), store.spool_dir, tz=tz)
+    reports = []
+    with Progress(console=console, transient=True) as progress:
+        task = progress.add_task("import", total=len(files))
+        for rep in iter_import(list(files), store.spool_dir, tz=tz):
+            reports.append(rep)
+            progress.update(task, advance=1, description=rep.path.name)
     table = Table(title=f"imported into {store.spool_dir}")
     for col in ("file", "format", "session", "events", "bad lines", "segments"):
         table.add_column(col)
@@ -129,6 +136,42 @@ def query(sql: str, max_rows: int) -> None:
     console.print(table)
     if len(rows) > max_rows:
         click.echo(f"(more than {max_rows} rows; showing {max_rows})", err=True)
+
+
+@main.command()
+@click.option("--from", "first", required=True, type=click.DateTime(["%Y-%m-%d"]), help="First day (UTC), YYYY-MM-DD.")
+@click.option("--to", "last", required=True, type=click.DateTime(["%Y-%m-%d"]), help="Last day (UTC), inclusive.")
+@click.option("--land/--no-land", default=False, show_default=True,
+              help="Land the days' pending spool segments first (ws_event); by default only re-derive.")
+def backfill(first, last, land: bool) -> None:
+    """Re-derive every derived dataset for a range of days, one run per day, on the Dagster instance.
+
+    Raw data is not re-landed: after a logic change this rebuilds game_tick, player_action, ...
+    from the ws_event already stored. Runs appear in the UI ($DAGSTER_HOME, default
+    $RUGS_DATA_DIR/dagster_home).
+    """
+    from rich.progress import Progress
+
+    from rugs_pipeline.backfill import days_between, rederive
+
+    try:
+        days = days_between(first.date(), last.date())
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from exc
+    results = []
+    with Progress(console=console, transient=True) as progress:
+        task = progress.add_task("backfill", total=len(days))
+        for result in rederive(days, "land_and_derive" if land else "rederive"):
+            results.append(result)
+            progress.update(task, advance=1, description=f"{result.day} {'ok' if result.success else 'FAILED'}")
+    doc_types = sorted({name for r in results for name in r.rows})
+    table = Table("day", "run", *doc_types, "checks", title="backfill")
+    for r in results:
+        checks = "passed" if r.success and not r.checks_failed else f"FAILED {', '.join(r.checks_failed)}".strip()
+        table.add_row(r.day, r.run_id[:8], *(str(r.rows.get(d, "-")) for d in doc_types), checks)
+    console.print(table)
+    if not all(r.success for r in results):
+        sys.exit(1)
 
 
 if __name__ == "__main__":

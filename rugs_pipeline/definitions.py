@@ -5,13 +5,14 @@ import dagster as dg
 from rugs_pipeline.defs.assets import derived_assets, ws_event
 from rugs_pipeline.defs.checks import schema_checks
 from rugs_pipeline.defs.resources import StoreResource
-from rugs_pipeline.defs.schedules import nightly_rederive, rederive_job
-from rugs_pipeline.defs.sensors import derive_automation_sensor, land_job, spool_sensor
+from rugs_pipeline.defs.jobs import land_and_derive_job, land_job, rederive_job
+from rugs_pipeline.defs.schedules import nightly_rederive
+from rugs_pipeline.defs.sensors import derive_automation_sensor, spool_sensor
 
 defs = dg.Definitions(
     assets=[ws_event, *derived_assets],
     asset_checks=schema_checks,
-    jobs=[land_job, rederive_job],
+    jobs=[land_job, rederive_job, land_and_derive_job],
     sensors=[spool_sensor, derive_automation_sensor],
     schedules=[nightly_rederive],
     resources={"store": StoreResource()},

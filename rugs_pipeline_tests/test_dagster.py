@@ -155,8 +155,10 @@ def test_every_doc_type_has_a_blocking_check(doc_type: str) -> None:
 
 def test_automation_derives_closed_days_at_once_and_the_live_day_on_the_cron(data_dir: Path) -> None:
     store = Store(data_dir)
-    now = datetime.now(timezone.utc)
-    today = now.strftime("%Y-%m-%d")
+    # evaluate 10 s after a 5-minute cron boundary, so that no tick falls before "soon"
+    wall = datetime.now(timezone.utc)
+    now = wall.replace(second=10, microsecond=0) + timedelta(minutes=5 - wall.minute % 5)
+    today = wall.strftime("%Y-%m-%d")
     _segment(store, "old", _game_frames("20251207-aaaaaaaaaaaaaaaa", 3))
     _segment(store, "live", _game_frames("20261124-bbbbbbbbbbbbbbbb", 3), start_ns=time.time_ns())
     instance = dg.DagsterInstance.ephemeral()

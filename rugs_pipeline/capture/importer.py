@@ -54,14 +54,20 @@ def session_id_for(path: Path) -> str:
 
 
 def import_recordings(paths: list[Path], spool_dir: Path, tz: tzinfo = timezone.utc) -> list[FileReport]:
-    """Import each file as one spool session; see the module docstring.
+    """Import each file as one spool session; see the module docstring."""
+    return list(iter_import(paths, spool_dir, tz))
+
+
+def iter_import(paths: list[Path], spool_dir: Path, tz: tzinfo = timezone.utc) -> Iterator[FileReport]:
+    """Like ``import_recordings``, one report as each file is done (for progress display).
 
     Every file's format is checked before anything is written, so a mistyped path
     (RecordingError) does not leave a partial import behind.
     """
     paths = [Path(p) for p in paths]
     formats = [detect_format(p) for p in paths]
-    return [_import_one(p, fmt, spool_dir, tz) for p, fmt in zip(paths, formats)]
+    for path, fmt in zip(paths, formats):
+        yield _import_one(path, fmt, spool_dir, tz)
 
 
 def _import_one(path: Path, fmt: str, spool_dir: Path, tz: tzinfo) -> FileReport:

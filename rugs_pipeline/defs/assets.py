@@ -6,6 +6,7 @@ from datetime import timedelta
 import dagster as dg
 import pyarrow.compute as pc
 
+from rugs_pipeline.defs.charts import markdown_image, price_paths_png
 from rugs_pipeline.defs.partitions import daily
 from rugs_pipeline.defs.resources import StoreResource
 from rugs_pipeline.derive.datasets import DERIVATIONS, derive
@@ -94,6 +95,12 @@ def _derived_metadata(doc_type: str, table) -> dict:
         meta["games"] = pc.count_distinct(table["game_id"]).as_py()
     if doc_type == "game_tick" and table.num_rows:
         meta["rug_ticks"] = pc.sum(table["is_rug_tick"]).as_py() or 0
+        png = price_paths_png(table)
+        meta["price_paths"] = dg.MetadataValue.md(markdown_image(png, "price paths of the day's games"))
+    if doc_type == "system_event" and table.num_rows:
+        outages = table.filter(pc.equal(table["event_name"], "outage"))
+        meta["outages"] = outages.num_rows
+        meta["outage_seconds"] = round(pc.sum(outages["duration_s"]).as_py() or 0.0, 3)
     if doc_type in ("player_action", "system_event", "server_state") and table.num_rows:
         key = "action_type" if doc_type == "player_action" else "event_name"
         counts = {r["values"]: r["counts"] for r in table[key].value_counts().to_pylist()}
@@ -124,4 +131,7 @@ def _derived_asset(doc_type: str) -> dg.AssetsDefinition:
     return _asset
 
 
+# Backfill policy: Dagster's default, one day per run. Each day is an independent full
+# rebuild with its own checks, retried on its own; two days run side by side under the
+# run queue. (A multi-day run would report one materialisation and no per-day checks.)
 derived_assets = [_derived_asset(name) for name in DERIVATIONS]

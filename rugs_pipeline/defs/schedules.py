@@ -4,11 +4,9 @@ from datetime import timedelta
 
 import dagster as dg
 
-from rugs_pipeline.defs.assets import derived_assets
+from rugs_pipeline.defs.jobs import rederive_job
 
 REDERIVE_DAYS = 3
-
-rederive_job = dg.define_asset_job("rederive", selection=derived_assets)
 
 
 @dg.schedule(job=rederive_job, cron_schedule="30 0 * * *", execution_timezone="UTC",

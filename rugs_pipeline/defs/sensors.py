@@ -5,12 +5,10 @@ from collections import defaultdict
 
 import dagster as dg
 
-from rugs_pipeline.defs.assets import ws_event
+from rugs_pipeline.defs.jobs import land_job
 from rugs_pipeline.defs.partitions import daily
 from rugs_pipeline.defs.resources import StoreResource
 from rugs_pipeline.store import landing
-
-land_job = dg.define_asset_job("land_ws_event", selection=[ws_event])
 
 
 @dg.sensor(job=land_job, minimum_interval_seconds=15, default_status=dg.DefaultSensorStatus.RUNNING)

@@ -1,0 +1,42 @@
+"""Small pictures for asset metadata: a day's games at a glance in the Dagster UI."""
+
+import base64
+import io
+
+import matplotlib
+
+matplotlib.use("Agg")  # no display: render to memory only
+import matplotlib.pyplot as plt  # noqa: E402
+import pyarrow as pa  # noqa: E402
+import pyarrow.compute as pc  # noqa: E402
+
+MAX_GAMES = 40  # the most recent ones; a day holds hundreds, a picture shows a handful
+
+
+def price_paths_png(game_tick: pa.Table) -> bytes | None:
+    """Price path of each game (log scale), rug ticks marked; None when there are no ticks."""
+    if game_tick.num_rows == 0:
+        return None
+    table = game_tick.select(["game_id", "tick", "price", "is_rug_tick", "ts"]).sort_by([("ts", "ascending")])
+    games = pc.unique(table["game_id"]).to_pylist()[-MAX_GAMES:]
+    fig, ax = plt.subplots(figsize=(7, 3), dpi=80)
+    for game in games:
+        rows = table.filter(pc.equal(table["game_id"], game)).sort_by("tick")
+        ticks, prices = rows["tick"].to_pylist(), rows["price"].to_pylist()
+        (line,) = ax.plot(ticks, prices, linewidth=0.8)
+        rug = rows.filter(pc.equal(rows["is_rug_tick"], True))
+        if rug.num_rows:
+            ax.plot(rug["tick"].to_pylist(), [max(prices)], "v", color=line.get_color(), markersize=4)
+    ax.set_yscale("log")
+    ax.set_xlabel("tick")
+    ax.set_ylabel("price (x)")
+    ax.set_title(f"{len(games)} games (rug ticks marked at each game's peak)", fontsize=9)
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png")
+    plt.close(fig)
+    return buf.getvalue()
+
+
+def markdown_image(png: bytes, alt: str) -> str:
+    return f"![{alt}](data:image/png;base64,{base64.b64encode(png).decode()})"
