@@ -4,6 +4,7 @@ import dagster as dg
 
 from rugs_pipeline.defs.assets import derived_assets, ws_event
 from rugs_pipeline.defs.checks import schema_checks
+from rugs_pipeline.defs.execution import executor_from_env
 from rugs_pipeline.defs.resources import StoreResource
 from rugs_pipeline.defs.jobs import land_and_derive_job, land_job, rederive_job
 from rugs_pipeline.defs.schedules import nightly_rederive
@@ -16,4 +17,5 @@ defs = dg.Definitions(
     sensors=[spool_sensor, derive_automation_sensor],
     schedules=[nightly_rederive],
     resources={"store": StoreResource()},
+    executor=executor_from_env(),  # $RUGS_EXECUTOR, default multiprocess
 )
