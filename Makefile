@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 DEMO   := $(CURDIR)/.demo
 
-.PHONY: install test demo run validate clean
+.PHONY: install postgres-server test demo run validate clean
 
 install: $(STAMP)
 
@@ -15,7 +15,15 @@ $(STAMP): pyproject.toml requirements.lock
 	$(BIN)/python -m pip install --quiet -c requirements.lock -e '.[test]'
 	touch $(STAMP)
 
-test: install
+# Debian's PostgreSQL server for the Postgres instance test (rugs_pipeline_tests/test_postgres.py),
+# which starts a server of its own on 127.0.0.1 and stops it. Installing needs root; where it
+# cannot, that test skips and the rest of the suite still runs.
+postgres-server:
+	@ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 \
+		|| { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends postgresql; } \
+		|| echo "postgresql could not be installed: the Postgres instance test will skip" >&2
+
+test: install postgres-server
 	$(BIN)/python -m pytest
 
 validate: install

@@ -1,0 +1,170 @@
+"""The Dagster instance on a real PostgreSQL server (deploy/dagster.postgres.yaml).
+
+The deployment's shape on one machine: the daemon evaluates spool_sensor, queues the landing
+run and launches it in its own process (multiprocess executor); `rugs-pipeline backfill`
+then re-derives the day with its checks. Every run, sensor tick, materialisation and check
+evaluation must be in Postgres, and nothing in a SQLite file.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import glob
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import dagster as dg
+import pytest
+import yaml
+
+from rugs_pipeline.store import schema
+from rugs_pipeline.store.layout import Store
+
+from .conftest import REPO_ROOT
+from .test_dagster import DAY, _game_frames, _segment
+
+psycopg2 = pytest.importorskip("psycopg2", reason="psycopg2 comes with dagster-postgres: run make install")
+
+VARIANT = REPO_ROOT / "deploy" / "dagster.postgres.yaml"
+BIN = REPO_ROOT / ".venv" / "bin"
+USER, PASSWORD, DB = "rugs", "rugs-test-pw", "rugs_dagster"
+DERIVED = [d for d in schema.DOC_TYPES if d != "ws_event"]
+
+
+def _server_cmd(cmd: list[str]) -> list[str]:
+    # initdb and postgres refuse to run as root: as root, run them as Debian's postgres user
+    return ["runuser", "-u", "postgres", "--", *cmd] if os.geteuid() == 0 else cmd
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def postgres() -> Iterator[dict[str, str]]:
+    """A PostgreSQL server on 127.0.0.1 for this module, with a password and an empty database."""
+    bins = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"))
+    if not bins:
+        pytest.skip("PostgreSQL server not installed (Debian package postgresql; make test installs it when run as root)")
+    bindir = Path(bins[-1]).parent
+    # not under tmp_path: pytest keeps that private to root, and the server runs as postgres
+    root = Path(tempfile.mkdtemp(prefix="rugs_pg_"))
+    data, log = root / "data", root / "server.log"
+    (root / "pw").write_text(PASSWORD)
+    if os.geteuid() == 0:
+        shutil.chown(root, "postgres")
+        shutil.chown(root / "pw", "postgres")
+    port = _free_port()
+    pg_ctl = _server_cmd([str(bindir / "pg_ctl"), "-D", str(data)])
+    started = False
+    try:
+        init = subprocess.run(_server_cmd([str(bindir / "initdb"), "-D", str(data), "-U", USER, f"--pwfile={root / 'pw'}",
+                                           "--auth=scram-sha-256", "--no-locale", "-E", "UTF8"]),
+                              capture_output=True, text=True, timeout=120)
+        if init.returncode:
+            pytest.skip(f"initdb failed, no PostgreSQL server to test against: {init.stderr.strip()[-500:]}")
+        start = subprocess.run([*pg_ctl, "-l", str(log), "-w", "-t", "60", "start",
+                                "-o", f"-k {root} -p {port} -c listen_addresses=127.0.0.1"],
+                               capture_output=True, text=True, timeout=90)
+        started = start.returncode == 0
+        if not started:
+            pytest.skip(f"PostgreSQL server did not start: {start.stderr.strip()[-300:]} {log.read_text()[-500:]}")
+        conn = psycopg2.connect(host="127.0.0.1", port=port, user=USER, password=PASSWORD, dbname="postgres")
+        conn.autocommit = True
+        with conn.cursor() as cur:  # outside a transaction block, as CREATE DATABASE needs
+            cur.execute(f"CREATE DATABASE {DB}")
+        conn.close()
+        yield {"RUGS_PG_HOST": "127.0.0.1", "RUGS_PG_PORT": str(port), "RUGS_PG_USER": USER,
+               "RUGS_PG_PASSWORD": PASSWORD, "RUGS_PG_DB": DB}
+    finally:
+        if started:
+            subprocess.run([*pg_ctl, "-m", "fast", "-w", "stop"], capture_output=True, timeout=60)
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def _query(pg: dict[str, str], sql: str, *args) -> list[tuple]:
+    conn = psycopg2.connect(host=pg["RUGS_PG_HOST"], port=pg["RUGS_PG_PORT"], user=pg["RUGS_PG_USER"],
+                            password=pg["RUGS_PG_PASSWORD"], dbname=pg["RUGS_PG_DB"])
+    try:
+        with conn.cursor() as cur:
+            cur.execute(sql, args or None)  # no args: '%' in LIKE stays literal
+            return cur.fetchall()
+    finally:
+        conn.close()
+
+
+def test_variant_keeps_the_instance_settings_of_dagster_yaml() -> None:
+    variant = yaml.safe_load(VARIANT.read_text())
+    assert "postgres" in variant.pop("storage")
+    assert variant == yaml.safe_load((REPO_ROOT / "dagster.yaml").read_text()), (
+        "deploy/dagster.postgres.yaml must carry dagster.yaml's settings (all but storage): copy the change across")
+
+
+def test_sensor_landing_and_derivation_on_a_postgres_instance(postgres: dict[str, str], tmp_path: Path,
+                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    home, data = tmp_path / "dagster_home", tmp_path / "rugs_data"
+    home.mkdir()
+    shutil.copyfile(VARIANT, home / "dagster.yaml")
+    env = {**os.environ, **postgres, "DAGSTER_HOME": str(home), "RUGS_DATA_DIR": str(data)}
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    store = Store(data)
+    _segment(store, "s1", _game_frames("20251207-aaaaaaaaaaaaaaaa", 5) + _game_frames("20251207-cccccccccccccccc", 2))
+
+    with dg.DagsterInstance.get() as instance:
+        storages = (instance.run_storage, instance.event_log_storage, instance.schedule_storage)
+        assert [type(s).__name__ for s in storages] == ["PostgresRunStorage", "PostgresEventLogStorage",
+                                                       "PostgresScheduleStorage"]
+
+    # the daemon: sensor tick -> run queue -> run launcher -> run worker -> step processes
+    daemon_log = tmp_path / "daemon.log"
+    with daemon_log.open("w") as out:
+        daemon = subprocess.Popen([str(BIN / "dagster-daemon"), "run", "-w", "workspace.yaml"], cwd=REPO_ROOT, env=env,
+                                  stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        deadline, done = time.monotonic() + 150, []
+        while time.monotonic() < deadline and daemon.poll() is None:
+            done = _query(postgres, "SELECT status FROM runs WHERE pipeline_name = 'land_ws_event' "
+                                    "AND status IN ('SUCCESS', 'FAILURE', 'CANCELED')")
+            if done:
+                break
+            time.sleep(1)
+        assert done == [("SUCCESS",)], f"landing run: {done}\n{daemon_log.read_text()[-3000:]}"
+    finally:
+        os.killpg(daemon.pid, signal.SIGTERM)
+        daemon.wait(timeout=60)
+        # the daemon's code server and any run worker it left behind share its process group
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(daemon.pid, signal.SIGKILL)
+
+    out = subprocess.run([str(BIN / "rugs-pipeline"), "backfill", "--from", DAY, "--to", DAY], env=env,
+                         capture_output=True, text=True, timeout=180)
+    assert out.returncode == 0, out.stdout + out.stderr
+
+    runs = dict(_query(postgres, "SELECT pipeline_name, status FROM runs"))
+    assert runs == {"land_ws_event": "SUCCESS", "rederive": "SUCCESS"}
+    tags = dict(_query(postgres, "SELECT t.key, t.value FROM run_tags t JOIN runs r USING (run_id) "
+                                 "WHERE r.pipeline_name = 'land_ws_event'"))
+    assert tags["dagster/sensor_name"] == "spool_sensor" and tags["dagster/run_key"].startswith(f"land-{DAY}-")
+    assert tags["dagster/partition"] == DAY
+    ticks = _query(postgres, "SELECT status, count(*) FROM job_ticks WHERE selector_id IN "
+                             "(SELECT selector_id FROM instigators WHERE instigator_body LIKE '%spool_sensor%') GROUP BY 1")
+    assert ("SUCCESS", 1) in ticks, ticks
+
+    materialized = _query(postgres, "SELECT asset_key, partition FROM event_logs WHERE dagster_event_type = 'ASSET_MATERIALIZATION'")
+    assert sorted(materialized) == sorted((f'["{d}"]', DAY) for d in schema.DOC_TYPES)
+    checks = _query(postgres, "SELECT asset_key, check_name, partition, execution_status FROM asset_check_executions")
+    assert sorted(checks) == sorted((f'["{d}"]', "schema_1_0_0", DAY, "SUCCEEDED") for d in schema.DOC_TYPES)
+
+    assert {d: store.read_partition(d, DAY).num_rows > 0 for d in ("ws_event", "game_tick")} == {"ws_event": True, "game_tick": True}
+    sqlite = [p.relative_to(home) for p in home.rglob("*.db")]
+    assert sqlite == [], f"instance data went to SQLite: {sqlite}"
