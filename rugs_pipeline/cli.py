@@ -21,6 +21,7 @@ class _OneLineErrors(click.Group):
     """Expected failures (bad file, bad URL, port in use, ...) print one line and exit 1."""
 
     def invoke(self, ctx: click.Context):
+        from rugs_pipeline.capture.audit import AuditError
         from rugs_pipeline.capture.recorder import RecorderError
         from rugs_pipeline.capture.recordings import RecordingError
         from rugs_pipeline.feed.simulator import SimulatorError
@@ -28,7 +29,7 @@ class _OneLineErrors(click.Group):
 
         try:
             return super().invoke(ctx)
-        except (RecorderError, RecordingError, SimulatorError, SchemaVersionError, OSError) as exc:
+        except (AuditError, RecorderError, RecordingError, SimulatorError, SchemaVersionError, OSError) as exc:
             click.echo(f"error: {exc}", err=True)
             sys.exit(1)
 
@@ -50,13 +51,39 @@ def main() -> None:
               help="Serve this recording (repeatable) at its original pacing / speed, then exit.")
 @click.option("--ping-interval-ms", default=25000, show_default=True, type=int, help="Engine.IO ping interval.")
 @click.option("--ping-timeout-ms", default=20000, show_default=True, type=int, help="Engine.IO ping timeout.")
+@click.option("--rate", default=0.0, type=float, help="Extra load: this many simLoad frames per second.")
+@click.option("--rate-bytes", default=300, show_default=True, type=int, help="Padding of each load frame.")
+@click.option("--sent-log", type=click.Path(path_type=Path), help="Write every frame sent, frame by frame (for audit).")
+@click.option("--close-every", "close_every_s", type=float, help="Fault: close each connection after this many s.")
+@click.option("--silent-after", "silent_after_s", type=float,
+              help="Fault: after this many s send nothing more on a connection (no data, no pings), keep it open.")
+@click.option("--flap", default=0, type=int, help="Fault: accept then close this many connections per episode.")
+@click.option("--reject", "reject_status", type=int, help="Fault: answer the upgrade with this HTTP status (429, 503).")
+@click.option("--reject-count", default=3, show_default=True, type=int, help="... this many times per episode.")
+@click.option("--retry-after", "retry_after_s", type=int, help="... with this Retry-After (s).")
+@click.option("--ping-delay", "ping_delay_s", default=0.0, type=float, help="Fault: send each ping this many s late.")
+@click.option("--no-pings", is_flag=True, help="Fault: never send a ping.")
+@click.option("--malformed-every", default=0, type=int,
+              help="Fault: after every N frames a malformed one (non-JSON, truncated, binary, unknown types, ...).")
+@click.option("--oversized-every", default=0, type=int, help="Fault: after every N frames an oversized one.")
+@click.option("--oversized-bytes", default=2 * 2**20, show_default=True, type=int, help="Size of oversized frames.")
+@click.option("--burst-every", "burst_every_s", type=float, help="Fault: every this many s hold all sending ...")
+@click.option("--burst-hold", "burst_hold_s", default=2.0, show_default=True, type=float,
+              help="... for this many s, then send it at once.")
 def simulate(host: str, port: int, seed: int, speed: float, replay: tuple[Path, ...],
-             ping_interval_ms: int, ping_timeout_ms: int) -> None:
-    """Run the feed simulator: a local Socket.IO server speaking the rugs.fun protocol."""
+             ping_interval_ms: int, ping_timeout_ms: int, **faults) -> None:
+    """Run the feed simulator: a local Socket.IO server speaking the rugs.fun protocol.
+
+    Fault options combine. Connection faults come in episodes: one at start and one after each
+    connection the simulator ends (--close-every, --silent-after); in each, --reject-count rejected
+    upgrades, then --flap accepted-and-closed connections, then a normal one.
+    """
+    from rugs_pipeline.feed.faults import FaultConfig
     from rugs_pipeline.feed.simulator import SimulatorConfig, run
 
     run(SimulatorConfig(host=host, port=port, seed=seed, speed=speed, replay=list(replay),
-                        ping_interval_ms=ping_interval_ms, ping_timeout_ms=ping_timeout_ms))
+                        ping_interval_ms=ping_interval_ms, ping_timeout_ms=ping_timeout_ms,
+                        faults=FaultConfig(**faults)))
 
 
 @main.command()
@@ -65,16 +92,71 @@ def simulate(host: str, port: int, seed: int, speed: float, replay: tuple[Path, 
               type=click.Choice(["public_ws", "cdp", "ui"]), help="Value of the source column.")
 @click.option("--seal-interval", default=30.0, show_default=True, type=float, help="Seal a segment at least this often (s).")
 @click.option("--fsync-interval", default=1.0, show_default=True, type=float, help="fsync the open segment this often (s).")
-def record(url: str | None, source: str, seal_interval: float, fsync_interval: float) -> None:
-    """Record the feed into the spool until SIGINT/SIGTERM, then seal what is held."""
-    from rugs_pipeline.capture.recorder import RecorderConfig, run
+@click.option("--stale-after", default=10.0, show_default=True, type=float,
+              help="Reconnect when no data arrives for this long during a game (s).")
+@click.option("--stale-idle-after", default=30.0, show_default=True, type=float,
+              help="Reconnect when no data arrives for this long outside a game (s).")
+@click.option("--min-connect-interval", default=1.0, show_default=True, type=float,
+              help="Never start two connects closer than this (s).")
+@click.option("--backoff-max", default=30.0, show_default=True, type=float, help="Longest wait between reconnects (s).")
+@click.option("--max-frame-mb", default=16.0, show_default=True, type=float,
+              help="Refuse (and count) frames bigger than this (MiB); bounds the recorder's memory.")
+@click.option("--resume-free-mb", default=16.0, show_default=True, type=float,
+              help="After a write fails (disk full), resume once this much space is free (MiB).")
+def record(url: str | None, source: str, seal_interval: float, fsync_interval: float, stale_after: float,
+           stale_idle_after: float, min_connect_interval: float, backoff_max: float, max_frame_mb: float,
+           resume_free_mb: float) -> None:
+    """Record the feed into the spool until SIGINT/SIGTERM, then seal what is held.
+
+    With $RUGS_LEGACY_RECORDERS true (the default) it also writes the legacy JSONL
+    capture to $RUGS_DATA_DIR/legacy_jsonl/<session>.jsonl.
+    """
+    import logging
+
+    from rugs_pipeline.capture.recorder import RecorderConfig, RecorderError, run
+    from rugs_pipeline.store.layout import Store
+
+    try:
+        legacy = config.legacy_recorders()
+    except ValueError as exc:
+        raise RecorderError(str(exc)) from None
+    logging.basicConfig(format="%(message)s", level=logging.WARNING)
+    store = Store(config.data_dir())
+    cfg = RecorderConfig(url=url or config.feed_url(), spool_dir=store.spool_dir, source=source,
+                         seal_interval_s=seal_interval, fsync_interval_s=fsync_interval, stale_game_s=stale_after,
+                         stale_idle_s=stale_idle_after, min_connect_interval_s=min_connect_interval,
+                         backoff_max_s=backoff_max, max_frame_bytes=int(max_frame_mb * 2**20),
+                         resume_free_bytes=int(resume_free_mb * 2**20),
+                         legacy_dir=store.root / "legacy_jsonl" if legacy else None)
+    click.echo(f"recording {cfg.url} into {cfg.spool_dir}", err=True)
+    run(cfg)
+
+
+@main.command()
+@click.option("--sent-log", required=True, type=click.Path(path_type=Path), help="The simulator's --sent-log file.")
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+@click.option("--no-landed", is_flag=True, help="Skip checking the landed ws_event files against the spool.")
+def audit(sent_log: Path, as_json: bool, no_landed: bool) -> None:
+    """Compare what the simulator sent with the spool and the landed ws_event of $RUGS_DATA_DIR.
+
+    Prints frames lost, duplicated and reordered, and the outages that explain any loss;
+    exits 1 if anything is unexplained.
+    """
+    import json
+
+    from rugs_pipeline.capture.audit import audit as run_audit
+    from rugs_pipeline.capture.audit import render
     from rugs_pipeline.store.layout import Store
 
     store = Store(config.data_dir())
-    cfg = RecorderConfig(url=url or config.feed_url(), spool_dir=store.spool_dir, source=source,
-                         seal_interval_s=seal_interval, fsync_interval_s=fsync_interval)
-    click.echo(f"recording {cfg.url} into {cfg.spool_dir}", err=True)
-    run(cfg)
+    report = run_audit(sent_log, store, with_landed=not no_landed)
+    if as_json:
+        click.echo(json.dumps(report.to_dict(), indent=1))
+    else:
+        for line in render(report, sent_log, store):
+            click.echo(line)
+    if report.problems:
+        sys.exit(1)
 
 
 def _timezone(_ctx, _param, value: str):

@@ -16,3 +16,13 @@ def data_dir() -> Path:
 
 def feed_url() -> str:
     return os.environ.get("RUGS_FEED_URL") or DEFAULT_FEED_URL
+
+
+def legacy_recorders() -> bool:
+    """``$RUGS_LEGACY_RECORDERS`` (default true): the recorder also writes the legacy JSONL capture."""
+    value = (os.environ.get("RUGS_LEGACY_RECORDERS") or "true").strip().lower()
+    if value in ("1", "true", "yes", "on"):
+        return True
+    if value in ("0", "false", "no", "off"):
+        return False
+    raise ValueError(f"RUGS_LEGACY_RECORDERS must be true or false, not {value!r}")

@@ -73,7 +73,7 @@ def test_recover_drops_segment_with_no_complete_record(tmp_path: Path) -> None:
     w = _writer(tmp_path)
     w.append(spool.KIND_FRAME, "x", T0)  # written, never synced
     part = next((tmp_path / "spool").rglob("*.part"))
-    w._fh.close()  # the process dies before the record reaches the file
+    w._current.file.fh.close()  # the process dies before the record reaches the file
     part.write_bytes(part.read_bytes().split(b"\n")[0] + b"\n")
     recovered = spool.recover(tmp_path / "spool")
     assert recovered[0].segment is None and recovered[0].records == 0
@@ -100,6 +100,7 @@ def test_sigkill_loses_no_acknowledged_record(tmp_path: Path) -> None:
     spool_dir = tmp_path / "spool"
     for delay in (0.3, 0.75, 1.2):
         proc = subprocess.Popen([sys.executable, "-c", WRITER_SCRIPT, str(spool_dir)], stdout=subprocess.PIPE, text=True)
+        proc.stdout.readline()  # writing (a loaded machine may take a while to start Python)
         time.sleep(delay)
         os.kill(proc.pid, signal.SIGKILL)
         out, _ = proc.communicate()

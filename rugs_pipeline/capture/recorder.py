@@ -2,10 +2,24 @@
 
 The receive time is taken the moment ``recv`` returns, before anything else is
 done with the frame. Every frame is kept whatever it holds (known or unknown
-event, malformed, binary); interpretation happens later, at landing. The
-recorder answers the protocol (``40`` after OPEN, ``3`` for each ping) and keeps
-what it sends too. It never gives up: each failure is a lifecycle record and a
-capped, jittered backoff before the next attempt.
+event, malformed, binary, oversized up to ``max_frame_bytes``); interpretation
+happens later, at landing. The recorder answers the protocol (``40`` after OPEN,
+``3`` for each ping) and keeps what it sends too.
+
+Durability: frames are appended in the receive loop; fsync and sealing run in a
+worker thread one step at a time (``spool.DurabilityJob``), so a slow disk never
+stalls reading. Memory stays bounded without any queue of ours: while a write
+blocks, the loop stops reading and the socket's buffers push back on the server.
+``spool/<session>.ack`` tells other processes what is acknowledged.
+
+It never gives up: each failure is a lifecycle record, then a capped, jittered
+exponential backoff (at least ``Retry-After`` when the server sends one, and never
+two connects closer than ``min_connect_interval_s``) that resets only after real
+data arrives. A watchdog drops a connection that stops delivering data. Each
+outage, from the last data before it to the first data after it (a crash, a lost
+connection, refused connects, a full disk), becomes one ``outage`` lifecycle
+record written when it ends, so the store holds one row per outage even when it
+spans many attempts or midnight.
 """
 
 from __future__ import annotations
@@ -14,20 +28,28 @@ import asyncio
 import logging
 import os
 import random
+import shutil
 import signal
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from email.utils import parsedate_to_datetime
 from pathlib import Path
 
 import orjson
 import websockets
-from websockets.asyncio.client import connect
+from websockets.asyncio.client import ClientConnection, connect
 
-from rugs_pipeline.capture import spool
+from rugs_pipeline.capture import legacy, spool
 from rugs_pipeline.config import FEED_ORIGIN
 from rugs_pipeline.feed.protocol import Handshake, parse_frame, reply_to
 
 log = logging.getLogger(__name__)
+
+# Version of the lifecycle records: 2 records outages as ``outage`` records (1 left the
+# derivation to pair ``disconnected`` with the next ``handshake``).
+LIFECYCLE_VERSION = 2
+GAME_STATE = '42["gameStateUpdate",'
+DRAIN_TIMEOUT_S = 5.0  # websockets' own close timeout (2 s) normally ends the drain first
 
 
 class RecorderError(RuntimeError):
@@ -44,118 +66,405 @@ class RecorderConfig:
     fsync_interval_s: float = 1.0
     backoff_initial_s: float = 0.5
     backoff_max_s: float = 30.0
+    min_connect_interval_s: float = 1.0
+    retry_after_max_s: float = 600.0  # a Retry-After beyond this is taken as this
     connect_timeout_s: float = 15.0
+    stale_game_s: float = 10.0  # no data this long while a game runs: reconnect
+    stale_idle_s: float = 30.0  # ... at any other time (cooldown, before the first frame)
     # Before the OPEN packet tells us the heartbeat, assume Engine.IO's defaults.
     default_silence_s: float = 45.0
+    max_frame_bytes: int = 16 * 2**20  # bigger frames are refused (1009) and counted
+    legacy_dir: Path | None = None  # write the legacy JSONL capture here too
+    resume_free_bytes: int = 16 * 2**20  # after a write failed, resume once this much is free
+    storage_retry_s: float = 1.0
+
+
+@dataclass
+class _Down:
+    """Capture is not receiving data since ``since_ns``; ``cause`` None: not an outage unless something fails."""
+
+    since_ns: int
+    cause: str | None
+
+
+@dataclass
+class _Connection:
+    silence_s: float
+    last_frame: float = field(default_factory=time.monotonic)
+    last_data: float = field(default_factory=time.monotonic)
+    last_data_ns: int = 0
+    in_game: bool = False
+    frames: int = 0
 
 
 class Recorder:
     def __init__(self, config: RecorderConfig) -> None:
         self.config = config
         self._stop = asyncio.Event()
+        self._storage_failed = asyncio.Event()
+        self._storage_error: OSError | None = None
+        self._io = asyncio.Lock()  # one durability step at a time; none while storage recovers
         self.writer: spool.SpoolWriter | None = None
+        self.legacy: legacy.LegacyWriter | None = None
         self.frames_received = 0
+        self._down: _Down | None = None
+        self._closing = False
 
     def stop(self) -> None:
         self._stop.set()
 
+    def _record(self, event: str, **fields) -> None:
+        record = {"event": event, "v": LIFECYCLE_VERSION, **fields}
+        self.writer.append(spool.KIND_LIFECYCLE, orjson.dumps(record).decode(), time.time_ns(), None)
+
     def _lifecycle(self, event: str, **fields) -> None:
-        self.writer.append(spool.KIND_LIFECYCLE, orjson.dumps({"event": event, **fields}).decode(), time.time_ns(), None)
+        """A lifecycle record, unless storage has failed: ``storage_failed`` then sums the gap up."""
+        if self._storage_failed.is_set():
+            return
+        try:
+            self._record(event, **fields)
+        except OSError as exc:
+            self._fail_storage(exc)
+
+    def _legacy_note(self, ts_ns: int, event: str) -> None:
+        if self.legacy is None or self._storage_failed.is_set():
+            return
+        try:
+            self.legacy.write(ts_ns, event)
+        except OSError as exc:
+            self._fail_storage(exc)
+
+    # --- outages ------------------------------------------------------------------------
+
+    def _went_down(self, cause: str, since_ns: int | None = None) -> None:
+        if self._down is None:
+            self._down = _Down(since_ns or time.time_ns(), cause)
+        elif self._down.cause is None:
+            self._down.cause = cause
+        self.writer.status.update(state="down", down_since_ns=self._down.since_ns, cause=self._down.cause)
+
+    def _end_outage(self, end_ns: int, ended_by: str | None = None) -> None:
+        down, self._down = self._down, None
+        if down is not None and down.cause is not None:
+            self._lifecycle("outage", start_ns=down.since_ns, end_ns=end_ns, cause=down.cause,
+                            duration_s=round((end_ns - down.since_ns) / 1e9, 6), ended_by=ended_by)
+        self.writer.status.update(state="receiving", down_since_ns=None, cause=None)
+
+    # --- the session --------------------------------------------------------------------
 
     async def run(self) -> None:
         cfg = self.config
         _check_writable(cfg.spool_dir)
+        if cfg.legacy_dir is not None:
+            _check_writable(cfg.legacy_dir)
         recovered = spool.recover(cfg.spool_dir)
+        session = spool.new_session_id()
         self.writer = spool.SpoolWriter(
-            cfg.spool_dir, spool.new_session_id(), cfg.source,
-            seal_interval_s=cfg.seal_interval_s, fsync_interval_s=cfg.fsync_interval_s,
+            cfg.spool_dir, session, cfg.source,
+            seal_interval_s=cfg.seal_interval_s, fsync_interval_s=cfg.fsync_interval_s, status_files=True,
         )
-        self._lifecycle("started", url=cfg.url, pid=os.getpid())
+        self.writer.status.update(url=cfg.url, state="starting")
+        if cfg.legacy_dir is not None:
+            for rec in recovered:
+                legacy.repair(cfg.legacy_dir, rec.session_id)
+            self.legacy = legacy.LegacyWriter(cfg.legacy_dir, session)
+        started = time.time_ns()
+        self._lifecycle("started", url=cfg.url, pid=os.getpid(),
+                        legacy_jsonl=str(self.legacy.path) if self.legacy else None)
+        self._down = _Down(started, None)
+        crashed: list[tuple[int, str]] = []
         for rec in recovered:
-            # A crashed session: its acknowledged frames are sealed now; the time
-            # between its last frame and this start is downtime.
             self._lifecycle(
                 "recovered", crashed_session=rec.session_id, records=rec.records, last_seq=rec.last_seq,
-                last_ts_ns=rec.last_ts_ns, torn_bytes=rec.torn_bytes,
-                segment=rec.segment.name if rec.segment else None,
+                last_ts_ns=rec.last_ts_ns, torn_bytes=rec.torn_bytes, segments=[s.name for s in rec.segments],
+                acked_seq=rec.status.get("acked_seq"), down_since_ns=rec.status.get("down_since_ns"),
             )
-        ticker = asyncio.create_task(self._tick_writer())
-        attempt = 0
+            # It stopped receiving when it went down, else with the last record it kept.
+            since = rec.status.get("down_since_ns") or rec.last_ts_ns or rec.status.get("acked_ts_ns")
+            if since:
+                crashed.append((since, rec.session_id))
+        if crashed:
+            since, session_id = max(crashed)  # the most recent: this data dir's previous recorder
+            self._down = _Down(since, f"recorder down: session {session_id} stopped without sealing")
+        durability = asyncio.create_task(self._durability())
         try:
-            while not self._stop.is_set():
-                got_data = await self._connect_once(attempt)
-                attempt = 0 if got_data else attempt + 1
-                if self._stop.is_set():
-                    break
-                delay = _backoff(attempt, cfg.backoff_initial_s, cfg.backoff_max_s)
-                self._lifecycle("reconnecting", attempt=attempt, delay_s=round(delay, 3))
-                try:
-                    await asyncio.wait_for(self._stop.wait(), timeout=delay)
-                except asyncio.TimeoutError:
-                    pass
+            await self._connect_forever()
         finally:
-            ticker.cancel()
-            self._lifecycle("stopped", frames_received=self.frames_received)
-            self.writer.close()
+            await self._shutdown(durability)
 
-    async def _tick_writer(self) -> None:
-        interval = min(0.2, self.config.fsync_interval_s / 2)
-        while True:
-            await asyncio.sleep(interval)
-            self.writer.tick()
-
-    async def _connect_once(self, attempt: int) -> bool:
-        """One connection, from connect to close. Returns whether any event arrived."""
+    async def _connect_forever(self) -> None:
         cfg = self.config
-        got_events = False
+        loop = asyncio.get_running_loop()
+        attempt, last_connect = 0, -float("inf")
+        while not self._stop.is_set():
+            if self._storage_failed.is_set():
+                await self._wait_for_storage()
+                continue
+            if await self._pause(last_connect + cfg.min_connect_interval_s - loop.time()):
+                break
+            last_connect = loop.time()
+            got_data, retry_after = await self._connect_once(attempt)
+            attempt = 0 if got_data else attempt + 1
+            if self._stop.is_set() or self._storage_failed.is_set():
+                continue
+            delay = _backoff(attempt, cfg.backoff_initial_s, cfg.backoff_max_s)
+            if retry_after is not None:
+                delay = max(delay, min(retry_after, cfg.retry_after_max_s))
+            self._lifecycle("reconnecting", attempt=attempt, delay_s=round(delay, 3))
+            await self._pause(delay)
+
+    async def _pause(self, seconds: float) -> bool:
+        """Sleep unless stopping (or storage fails); returns whether to stop."""
+        if seconds > 0:
+            waits = [asyncio.ensure_future(e.wait()) for e in (self._stop, self._storage_failed)]
+            await asyncio.wait(waits, timeout=seconds, return_when=asyncio.FIRST_COMPLETED)
+            for w in waits:
+                w.cancel()
+        return self._stop.is_set()
+
+    async def _shutdown(self, durability: asyncio.Task) -> None:
+        self._closing = True
+        await durability
+        async with self._io:
+            try:
+                if self._down is not None:
+                    self._end_outage(time.time_ns(), ended_by="recorder stopped")
+                self._lifecycle("stopped", frames_received=self.frames_received)
+                await asyncio.to_thread(self._close_files)
+            except OSError as exc:
+                log.error("error: could not seal the spool on shutdown (%s); the next start recovers what was "
+                          "acknowledged", exc.strerror or exc)
+                self.writer.abandon()
+                self.writer.close()
+
+    def _close_files(self) -> None:
+        self.writer.close()
+        if self.legacy is not None:
+            self.legacy.close()
+
+    # --- durability ---------------------------------------------------------------------
+
+    async def _durability(self) -> None:
+        interval = min(0.1, self.config.fsync_interval_s / 4)
+        while not self._closing:
+            await asyncio.sleep(interval)
+            if self._storage_failed.is_set():
+                continue
+            async with self._io:
+                try:
+                    await self._durable_step()
+                except OSError as exc:
+                    self._fail_storage(exc)
+
+    async def _durable_step(self) -> None:
+        self.writer.status["frames_received"] = self.frames_received
+        job = self.writer.next_job()
+        if job is None:
+            return
+        mark = self.legacy.flush() if self.legacy else None
+
+        def run() -> None:
+            job.run()
+            if mark is not None:
+                self.legacy.make_durable(mark)
+
+        await asyncio.to_thread(run)
+        self.writer.finish(job)
+
+    def _fail_storage(self, exc: OSError) -> None:
+        if not self._storage_failed.is_set():
+            self._storage_error = exc
+            self._storage_failed.set()
+
+    async def _wait_for_storage(self) -> None:
+        """Keep what is acknowledged, then wait for space (or the cause to go away) and resume."""
+        cfg = self.config
+        exc = self._storage_error
+        async with self._io:
+            dropped = self.writer.abandon()
+            if self.legacy is not None:
+                self.legacy.abandon()
+        since = time.time_ns()
+        self._went_down(f"cannot write the spool: {exc.strerror or exc}", since_ns=self.writer.acked_ts_ns or since)
+        log.error("error: cannot write %s (%s): capture paused, %d unacknowledged record(s) dropped; retrying every "
+                  "%g s until %d MiB are free", cfg.spool_dir, exc.strerror or exc, dropped, cfg.storage_retry_s,
+                  cfg.resume_free_bytes // 2**20)
+        while not await self._pause_storage():
+            if shutil.disk_usage(cfg.spool_dir).free < cfg.resume_free_bytes:
+                continue
+            async with self._io:
+                try:
+                    self._record("storage_failed", error=f"{type(exc).__name__}: {exc}", since_ns=since,
+                                    until_ns=time.time_ns(), dropped_records=dropped)
+                    await asyncio.to_thread(self.writer.sync)
+                except OSError:
+                    self.writer.abandon()
+                    continue
+            self._storage_error = None
+            self._storage_failed.clear()
+            log.warning("capture resumed: %s is writable again after %.1f s", cfg.spool_dir, (time.time_ns() - since) / 1e9)
+            return
+
+    async def _pause_storage(self) -> bool:
+        try:
+            await asyncio.wait_for(self._stop.wait(), timeout=self.config.storage_retry_s)
+        except TimeoutError:
+            pass
+        return self._stop.is_set()
+
+    # --- one connection -----------------------------------------------------------------
+
+    async def _connect_once(self, attempt: int) -> tuple[bool, float | None]:
+        """One connection, from connect to close: (whether data arrived, the server's Retry-After)."""
+        cfg = self.config
         self._lifecycle("connecting", url=cfg.url, attempt=attempt)
         try:
-            async with connect(
-                cfg.url, origin=cfg.origin, open_timeout=cfg.connect_timeout_s, max_size=None,
-                ping_interval=None, compression="deflate",
-            ) as ws:
-                self._lifecycle("connected", url=cfg.url)
-                silence = cfg.default_silence_s
-                stop_wait = asyncio.ensure_future(self._stop.wait())
-                try:
-                    while True:
-                        recv = asyncio.ensure_future(ws.recv())
-                        done, _ = await asyncio.wait({recv, stop_wait}, timeout=silence, return_when=asyncio.FIRST_COMPLETED)
-                        if recv not in done:
-                            recv.cancel()
-                            if stop_wait in done:
-                                await ws.close(1000, "recorder stopping")
-                                self._lifecycle("disconnected", code=1000, reason="recorder stopping")
-                            else:
-                                self._lifecycle("disconnected", code=None, reason=f"no frame for {silence:.1f} s")
-                            return got_events
-                        message = recv.result()
-                        ts_ns = time.time_ns()
-                        self.writer.append(spool.KIND_FRAME, message, ts_ns, "received")
-                        self.frames_received += 1
-                        frame = parse_frame(message)
-                        if frame.kind == "open":
-                            hs = Handshake.from_open(frame)
-                            silence = hs.silence_limit_s
-                            self._lifecycle("handshake", sid=hs.sid, ping_interval_s=hs.ping_interval_s,
-                                            ping_timeout_s=hs.ping_timeout_s)
-                        elif frame.kind == "event":
-                            got_events = True
-                        reply = reply_to(frame)
-                        if reply is not None:
-                            await ws.send(reply)
-                            self.writer.append(spool.KIND_FRAME, reply, time.time_ns(), "sent")
-                finally:
-                    stop_wait.cancel()
-        except websockets.ConnectionClosed as exc:
-            rcvd = exc.rcvd
-            self._lifecycle("disconnected", code=rcvd.code if rcvd else None,
-                            reason=(rcvd.reason if rcvd else "") or "connection closed without a close frame")
+            ws = await connect(
+                cfg.url, origin=cfg.origin, open_timeout=cfg.connect_timeout_s, max_size=cfg.max_frame_bytes,
+                ping_interval=None, close_timeout=2, compression="deflate",
+            )
         except websockets.InvalidURI as exc:
             raise RecorderError(f"bad feed URL {cfg.url!r}: {exc}") from exc
+        except websockets.InvalidStatus as exc:
+            response = exc.response
+            retry_after = _retry_after(response.headers.get("Retry-After"))
+            error = f"HTTP {response.status_code} {response.reason_phrase}".strip()
+            self._lifecycle("connect_failed", error=error, status=response.status_code, retry_after_s=retry_after)
+            self._went_down(f"cannot connect: {error}" + (f", Retry-After {retry_after:g} s" if retry_after else ""))
+            return False, retry_after
         except (OSError, asyncio.TimeoutError, websockets.InvalidHandshake, websockets.InvalidMessage) as exc:
-            self._lifecycle("connect_failed", error=f"{type(exc).__name__}: {exc}")
-        return got_events
+            error = f"{type(exc).__name__}: {exc}"
+            self._lifecycle("connect_failed", error=error)
+            self._went_down(f"cannot connect: {error}")
+            return False, None
+        self._lifecycle("connected", url=cfg.url)
+        conn = _Connection(silence_s=cfg.default_silence_s)
+        cause, code, reason = await self._serve(ws, conn)
+        self._lifecycle("disconnected", code=code, reason=reason, cause=cause, frames=conn.frames)
+        self._legacy_note(time.time_ns(), "disconnect")
+        if cause == "stopping":
+            pass  # stopping on purpose is no outage
+        elif conn.last_data_ns:
+            self._down = None  # the outage starts with the last data this connection brought
+            self._went_down(f"connection lost: {reason}", since_ns=conn.last_data_ns)
+        else:
+            self._went_down(f"connection lost: {reason}")
+        return conn.last_data_ns > 0, None
+
+    async def _serve(self, ws: ClientConnection, conn: _Connection) -> tuple[str, int | None, str]:
+        """Receive until the connection ends; returns (cause, close code, reason)."""
+        reader = asyncio.create_task(self._receive(ws, conn))
+        watchdog = asyncio.create_task(self._watch(conn))
+        stopping = asyncio.create_task(self._stop.wait())
+        failing = asyncio.create_task(self._storage_failed.wait())
+        ends = (watchdog, stopping, failing)
+        try:
+            await asyncio.wait((reader, *ends), return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for task in ends:
+                task.cancel()
+        if reader.done():
+            return self._reader_ended(reader)
+        if failing.done():
+            reader.cancel()  # nothing more can be kept
+            cause, code, reason = "storage", 1001, f"cannot write the spool: {self._storage_error}"
+            await ws.close(code, reason[:100])
+            return cause, code, reason
+        if watchdog.done():
+            cause, reason = watchdog.result()
+            code = 1001
+        else:
+            cause, code, reason = "stopping", 1000, "recorder stopping"
+        # Close, and keep reading: what the server sent before it saw our close frame is still kept.
+        closing = asyncio.create_task(ws.close(code, reason[:100]))
+        await asyncio.wait((reader,), timeout=DRAIN_TIMEOUT_S)
+        reader.cancel()
+        await closing
+        if reader.done() and not reader.cancelled():
+            self._reader_ended(reader)
+        return cause, code, reason
+
+    def _reader_ended(self, reader: asyncio.Task) -> tuple[str, int | None, str]:
+        exc = reader.exception()
+        if isinstance(exc, OSError):  # the spool's: the socket's errors come as ConnectionClosed
+            self._fail_storage(exc)
+            return "storage", None, f"cannot write the spool: {exc}"
+        if not isinstance(exc, websockets.ConnectionClosed):
+            raise exc
+        return _closed(exc, self.config.max_frame_bytes)
+
+    async def _receive(self, ws: ClientConnection, conn: _Connection) -> None:
+        writer, legacy_writer = self.writer, self.legacy
+        while True:
+            message = await ws.recv()
+            ts_ns = time.time_ns()
+            writer.append(spool.KIND_FRAME, message, ts_ns, "received")
+            self.frames_received += 1
+            conn.frames += 1
+            conn.last_frame = time.monotonic()
+            # Events are almost every frame: only game states (and, for the legacy file, every
+            # event) are parsed here; the full interpretation happens at landing.
+            if isinstance(message, str) and message.startswith("42"):
+                conn.last_data, conn.last_data_ns = conn.last_frame, ts_ns
+                if self._down is not None:
+                    self._end_outage(ts_ns)
+                if legacy_writer is None and not message.startswith(GAME_STATE):
+                    continue
+                frame = parse_frame(message)
+                if frame.kind != "event":
+                    continue
+                if legacy_writer is not None:
+                    legacy_writer.write(ts_ns, frame.event_name, frame.args)
+                if frame.event_name == "gameStateUpdate" and isinstance(frame.payload, dict):
+                    conn.in_game = frame.payload.get("active") is True and frame.payload.get("rugged") is not True
+                continue
+            frame = parse_frame(message)
+            if frame.kind == "open":
+                hs = Handshake.from_open(frame)
+                conn.silence_s = hs.silence_limit_s
+                self._lifecycle("handshake", sid=hs.sid, ping_interval_s=hs.ping_interval_s,
+                                ping_timeout_s=hs.ping_timeout_s)
+            elif frame.kind == "connect":
+                self._legacy_note(ts_ns, "connect")
+            reply = reply_to(frame)
+            if reply is not None:
+                await ws.send(reply)
+                writer.append(spool.KIND_FRAME, reply, time.time_ns(), "sent")
+
+    async def _watch(self, conn: _Connection) -> tuple[str, str]:
+        """Returns (cause, reason) once the connection has stopped delivering."""
+        cfg = self.config
+        period = min(0.25, cfg.stale_game_s / 4, cfg.stale_idle_s / 4)
+        while True:
+            await asyncio.sleep(period)
+            now = time.monotonic()
+            limit = cfg.stale_game_s if conn.in_game else cfg.stale_idle_s
+            if now - conn.last_data >= limit:
+                return "stale", f"no data for {limit:g} s" + (" during a game" if conn.in_game else "")
+            if now - conn.last_frame >= conn.silence_s:
+                return "silent", f"no frame for {conn.silence_s:g} s"
+
+
+def _closed(exc: websockets.ConnectionClosed, max_frame_bytes: int) -> tuple[str, int | None, str]:
+    """(cause, code, reason) of a connection that ended under the reader."""
+    if exc.sent is not None and exc.sent.code == 1009 and not exc.rcvd_then_sent:
+        return "frame_too_big", 1009, f"a frame over {max_frame_bytes} bytes was refused"
+    if exc.rcvd is not None:
+        return "server_closed", exc.rcvd.code, exc.rcvd.reason or f"closed by the server ({exc.rcvd.code})"
+    return "lost", None, "connection closed without a close frame"
+
+
+def _retry_after(value: str | None) -> float | None:
+    """Seconds to wait from a Retry-After header (delta-seconds or an HTTP date); None if absent or unreadable."""
+    if not value:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return float(value)
+    try:
+        return max(0.0, parsedate_to_datetime(value).timestamp() - time.time())
+    except (TypeError, ValueError):
+        return None
 
 
 def _backoff(attempt: int, initial: float, cap: float) -> float:

@@ -10,14 +10,20 @@ Records carry the frame text exactly as received. The writer fsyncs the open
 segment at least every ``fsync_interval_s`` (a record is *acknowledged* once it is
 fsync'd) and seals it with fsync + rename at least every ``seal_interval_s``, at
 each UTC midnight (so a segment belongs to one day partition) and on close.
-After a crash ``recover`` completes every ``.part``: it drops a torn last line and
-seals what is left, so every acknowledged record survives and nothing else is
-left behind.
+A live recorder session also keeps two files beside the day folders:
+
+    spool/<session_id>.lock   held (flock) while the session runs
+    spool/<session_id>.ack    {"acked_seq", "acked_ts_ns", ...status}, replaced after each fsync
+
+After a crash ``recover`` completes every ``.part`` of a dead session: it drops a
+torn last line and seals what is left, so every acknowledged record survives and
+nothing else is left behind.
 """
 
 from __future__ import annotations
 
 import base64
+import fcntl
 import os
 import secrets
 import time
@@ -33,6 +39,8 @@ from rugs_pipeline.store.layout import fsync_dir
 SPOOL_FORMAT = 1
 OPEN_SUFFIX = ".part"
 SEALED_SUFFIX = ".seg"
+LOCK_SUFFIX = ".lock"
+ACK_SUFFIX = ".ack"
 
 KIND_FRAME = "frame"
 KIND_LIFECYCLE = "lifecycle"
@@ -165,38 +173,103 @@ def write_sealed_segment(spool_dir: Path, header: SegmentHeader, records: list[S
 
 @dataclass(frozen=True)
 class Recovered:
-    segment: Segment | None  # None when the open segment held no complete record
+    """What ``recover`` found of one session that ended without closing its writer."""
+
     session_id: str
+    segments: tuple[Segment, ...]  # its open segments, sealed now
     records: int
     last_seq: int | None
     last_ts_ns: int | None
     torn_bytes: int
+    status: dict  # its last acknowledgement file ({} if it left none)
+
+    @property
+    def segment(self) -> Segment | None:
+        return self.segments[-1] if self.segments else None
+
+
+def lock_path(spool_dir: Path, session_id: str) -> Path:
+    return spool_dir / f"{session_id}{LOCK_SUFFIX}"
+
+
+def ack_path(spool_dir: Path, session_id: str) -> Path:
+    return spool_dir / f"{session_id}{ACK_SUFFIX}"
+
+
+def read_ack(spool_dir: Path, session_id: str) -> dict:
+    """A session's acknowledgement file ({} when absent or unreadable)."""
+    try:
+        value = orjson.loads(ack_path(spool_dir, session_id).read_bytes())
+    except (OSError, orjson.JSONDecodeError):
+        return {}
+    return value if isinstance(value, dict) else {}
+
+
+def _try_lock(path: Path):
+    """The open, exclusively locked file, or None when a live process holds it."""
+    fh = open(path, "a+b")
+    try:
+        fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        fh.close()
+        return None
+    return fh
 
 
 def recover(spool_dir: Path) -> list[Recovered]:
-    """Seal every open segment left by a crashed writer and remove stray temp files."""
-    out: list[Recovered] = []
+    """Seal the open segments of every session whose writer is gone, and clear its leftovers.
+
+    A writer with ``status_files`` holds ``<session>.lock`` while it lives (the kernel
+    drops the lock when the process dies, however it dies), so recovering never
+    touches a session that is still recording.
+    """
     if not spool_dir.is_dir():
-        return out
+        return []
+    live: set[str] = set()
+    dead: dict[str, object] = {}  # session -> its lock, held while we clear it
+    for lock in spool_dir.glob(f"*{LOCK_SUFFIX}"):
+        session = lock.name.removesuffix(LOCK_SUFFIX)
+        held = _try_lock(lock)
+        if held is None:
+            live.add(session)
+        else:
+            dead[session] = held
+    parts: dict[str, list[Path]] = {}
     for folder in sorted(p for p in spool_dir.iterdir() if p.is_dir()):
         for tmp in folder.glob(".*.tmp"):
             tmp.unlink(missing_ok=True)
         for part in sorted(folder.glob(f"*{OPEN_SUFFIX}")):
-            out.append(_recover_one(part))
+            session = part.stem.split("_")[2]
+            if session not in live:
+                parts.setdefault(session, []).append(part)
+    out = []
+    for session in sorted(set(parts) | set(dead)):
+        found = [_recover_one(p) for p in parts.get(session, [])]
+        kept = [f for f in found if f[0] is not None]
+        last = max((f[1][-1] for f in kept), key=lambda r: r.seq, default=None)
+        out.append(Recovered(
+            session, tuple(f[0] for f in kept), sum(len(f[1]) for f in kept),
+            last.seq if last else None, last.ts_ns if last else None, sum(f[2] for f in found),
+            read_ack(spool_dir, session),
+        ))
+        if session in dead:
+            for leftover in (ack_path(spool_dir, session), spool_dir / f".{session}{ACK_SUFFIX}.tmp",
+                             lock_path(spool_dir, session)):
+                leftover.unlink(missing_ok=True)
+            dead[session].close()
     return out
 
 
-def _recover_one(part: Path) -> Recovered:
+def _recover_one(part: Path) -> tuple[Segment | None, list[SpoolRecord], int]:
+    """(the sealed segment or None if nothing was kept, its records, torn bytes dropped)."""
     size = part.stat().st_size
     try:
-        header, records, valid = read_segment(part)
+        _, records, valid = read_segment(part)
     except (ValueError, orjson.JSONDecodeError, KeyError):
-        # Not even a header survived: nothing in it was ever acknowledged.
-        part.unlink()
-        return Recovered(None, part.stem.split("_")[2], 0, None, None, size)
+        valid, records = 0, []  # not even a header survived: nothing in it was ever acknowledged
     if not records:
         part.unlink()
-        return Recovered(None, header.session_id, 0, None, None, size - valid)
+        return None, [], size - valid
     if valid < size:
         with open(part, "rb+") as fh:
             fh.truncate(valid)
@@ -204,14 +277,102 @@ def _recover_one(part: Path) -> Recovered:
     final = part.with_suffix(SEALED_SUFFIX)
     os.replace(part, final)
     fsync_dir(part.parent)
-    last = records[-1]
-    return Recovered(Segment(final), header.session_id, len(records), last.seq, last.ts_ns, size - valid)
+    return Segment(final), records, size - valid
+
+
+class AppendFile:
+    """A file appended to by one thread and made durable by another, one step at a time.
+
+    ``write`` and ``flush`` run where the data arrives; ``make_durable`` (fsync) may
+    run in a worker thread meanwhile, since it only needs the descriptor. ``synced``
+    is the length known to be on disk: ``abandon`` cuts the file back to it.
+    """
+
+    def __init__(self, path: Path, *, new: bool = True) -> None:
+        self.path = path
+        self.fh = open(path, "xb" if new else "ab")
+        self.written = self.synced = self.fh.tell()
+        self._dir_synced = not new
+
+    def write(self, data: bytes) -> None:
+        self.fh.write(data)
+        self.written += len(data)
+
+    def flush(self) -> int:
+        """Hand buffered bytes to the kernel; returns the length a following fsync covers."""
+        self.fh.flush()
+        return self.written
+
+    def make_durable(self, length: int) -> None:
+        os.fsync(self.fh.fileno())
+        if not self._dir_synced:  # a new file's name must survive a crash too
+            fsync_dir(self.path.parent)
+            self._dir_synced = True
+        self.synced = length
+
+    def abandon(self) -> None:
+        """After a failed write or fsync: close and keep only what is known durable."""
+        try:
+            self.fh.close()
+        except OSError:
+            pass  # the buffered tail could not be written: it is cut below anyway
+        os.truncate(self.path, self.synced)
+
+
+@dataclass
+class _OpenSegment:
+    file: AppendFile
+    day: str
+    opened_at: float
+    last_seq: int = 0
+    last_ts_ns: int = 0
+    synced_seq: int = 0  # 0: none of its records is durable yet
+
+
+@dataclass
+class DurabilityJob:
+    """One step that makes records durable: fsync the segment, and seal it if asked.
+
+    ``run`` is the blocking part (it may run in a worker thread); the writer's
+    ``finish`` then moves the acknowledgement forward. Steps must run one at a time,
+    in the order the writer hands them out.
+    """
+
+    segment: _OpenSegment
+    length: int
+    upto_seq: int
+    upto_ts_ns: int
+    seal: bool
+    ack: tuple[Path, dict] | None
+
+    def run(self) -> None:
+        self.segment.file.make_durable(self.length)
+        if self.seal:
+            self.segment.file.fh.close()
+            part = self.segment.file.path
+            os.replace(part, part.with_suffix(SEALED_SUFFIX))
+            fsync_dir(part.parent)
+        if self.ack is not None:
+            path, status = self.ack
+            # Atomic (rename), not fsync'd: it must survive the process, not the machine,
+            # whose crash leaves the spool itself as the record of what was kept.
+            tmp = path.with_name(f".{path.name}.tmp")
+            tmp.write_bytes(orjson.dumps({**status, "acked_seq": self.upto_seq, "acked_ts_ns": self.upto_ts_ns,
+                                          "updated_ns": time.time_ns()}))
+            os.replace(tmp, path)
 
 
 class SpoolWriter:
     """Appends one session's records to segments; see the module docstring for the guarantees.
 
-    Not thread-safe: one writer per session, driven from one event loop.
+    Not thread-safe: one writer per session, appended to from one thread. Durability
+    comes either from ``tick`` / ``sync`` / ``seal`` (blocking, in the caller's
+    thread) or from running ``next_job`` steps elsewhere and handing each back to
+    ``finish``, so that fsync never stalls the appending thread.
+
+    With ``status_files`` the writer holds ``<session>.lock`` for its lifetime and
+    keeps ``<session>.ack`` (JSON: ``acked_seq`` and the ``status`` fields) current
+    after each step: that is how other processes see what is acknowledged.
     """
 
     def __init__(
@@ -225,6 +386,7 @@ class SpoolWriter:
         max_segment_bytes: int = 256 * 1024 * 1024,
         first_seq: int = 1,
         clock=time.monotonic,
+        status_files: bool = False,
     ) -> None:
         self.spool_dir = spool_dir
         self.header = SegmentHeader(session_id, source)
@@ -233,83 +395,137 @@ class SpoolWriter:
         self.max_segment_bytes = max_segment_bytes
         self.next_seq = first_seq
         self.acked_seq = first_seq - 1
+        self.acked_ts_ns = 0  # receive time of the last acknowledged record
         self.sealed: list[Segment] = []
+        self.status: dict = {"session_id": session_id, "pid": os.getpid()}
         self._clock = clock
-        self._fh = None
-        self._path: Path | None = None
-        self._day: str | None = None
-        self._opened_at = 0.0
-        self._synced_at = 0.0
-        self._bytes = 0
-        self._pending = 0
+        self._current: _OpenSegment | None = None
+        self._sealing: list[_OpenSegment] = []  # detached, waiting for their sealing step
+        self._synced_at = clock()
+        self._lock = None
+        if status_files:
+            spool_dir.mkdir(parents=True, exist_ok=True)
+            self._lock = _try_lock(lock_path(spool_dir, session_id))
+            if self._lock is None:
+                raise RuntimeError(f"session {session_id} is already recording in {spool_dir}")
 
     @property
     def session_id(self) -> str:
         return self.header.session_id
 
+    @property
+    def unacked(self) -> int:
+        return self.next_seq - 1 - self.acked_seq
+
     def append(self, kind: str, data: str | bytes, ts_ns: int, direction: str | None = "received", rebuilt: bool = False) -> int:
-        """Append one record; returns its seq. Durable after the next ``sync``."""
+        """Append one record; returns its seq. Durable after the next sync (or sealing) step."""
         day = utc_day(ts_ns)
-        if self._fh is not None and day != self._day:
-            self.seal()
+        if self._current is not None and day != self._current.day:
+            self._detach()
         seq = self.next_seq
-        if self._fh is None:
+        if self._current is None:
             self._open(seq, ts_ns, day)
-        line = SpoolRecord(seq, ts_ns, kind, data, direction, rebuilt).to_line()
-        self._fh.write(line)
-        self._bytes += len(line)
-        self._pending += 1
+        self._current.file.write(SpoolRecord(seq, ts_ns, kind, data, direction, rebuilt).to_line())
+        self._current.last_seq, self._current.last_ts_ns = seq, ts_ns
         self.next_seq += 1
         return seq
 
-    def tick(self) -> None:
-        """Call often (at least every ``fsync_interval_s``): fsyncs and seals on schedule."""
-        if self._fh is None:
-            return
+    def next_job(self) -> DurabilityJob | None:
+        """The step that is due now (sealing on schedule, else fsync on schedule), if any."""
+        if self._sealing:
+            return self._job(self._sealing[0], seal=True)
+        seg = self._current
+        if seg is None:
+            return None
         now = self._clock()
-        if now - self._opened_at >= self.seal_interval_s or self._bytes >= self.max_segment_bytes:
-            self.seal()
-        elif self._pending and now - self._synced_at >= self.fsync_interval_s:
-            self.sync()
+        if now - seg.opened_at >= self.seal_interval_s or seg.file.written >= self.max_segment_bytes:
+            self._detach()
+            return self._job(seg, seal=True)
+        if seg.last_seq > seg.synced_seq and now - self._synced_at >= self.fsync_interval_s:
+            return self._job(seg, seal=False)
+        return None
+
+    def finish(self, job: DurabilityJob) -> None:
+        """Record a step that has run: its records are acknowledged."""
+        job.segment.synced_seq = job.upto_seq
+        if job.upto_seq > self.acked_seq:
+            self.acked_seq, self.acked_ts_ns = job.upto_seq, job.upto_ts_ns
+        self._synced_at = self._clock()
+        if job.seal:
+            self._sealing.remove(job.segment)
+            self.sealed.append(Segment(job.segment.file.path.with_suffix(SEALED_SUFFIX)))
+
+    def tick(self) -> None:
+        """Call often (at least every ``fsync_interval_s``): fsyncs and seals on schedule, blocking."""
+        while (job := self.next_job()) is not None:
+            self._run(job)
 
     def sync(self) -> None:
-        if self._fh is None or not self._pending:
-            return
-        self._fh.flush()
-        os.fsync(self._fh.fileno())
-        self._synced_at = self._clock()
-        self._pending = 0
-        self.acked_seq = self.next_seq - 1
+        seg = self._current
+        if seg is not None and seg.last_seq > seg.synced_seq:
+            self._run(self._job(seg, seal=False))
 
     def seal(self) -> Segment | None:
-        if self._fh is None:
-            return None
-        self.sync()
-        self._fh.close()
-        self._fh = None
-        final = self._path.with_suffix(SEALED_SUFFIX)
-        os.replace(self._path, final)
-        fsync_dir(final.parent)
-        segment = Segment(final)
-        self.sealed.append(segment)
-        return segment
+        """Seal everything open; returns the last segment sealed (None if nothing was open)."""
+        self._detach()
+        sealed = None
+        while self._sealing:
+            self._run(self._job(self._sealing[0], seal=True))
+            sealed = self.sealed[-1]
+        return sealed
 
     def close(self) -> Segment | None:
-        return self.seal()
+        """Seal, then (with ``status_files``) clear the lock and acknowledgement files: a clean end."""
+        sealed = self.seal()
+        if self._lock is not None:
+            ack_path(self.spool_dir, self.session_id).unlink(missing_ok=True)
+            lock_path(self.spool_dir, self.session_id).unlink(missing_ok=True)
+            self._lock.close()
+            self._lock = None
+        return sealed
+
+    def abandon(self) -> int:
+        """After a failed write or step: keep only what is acknowledged, seal it, and carry on from there.
+
+        Every open segment is cut back to its last fsync; records past ``acked_seq``
+        are dropped and their seqs are given again, so a session's seqs stay gap-free.
+        Returns how many records were dropped.
+        """
+        received = self.next_seq - 1
+        for seg in [*self._sealing, *([self._current] if self._current else [])]:
+            if not seg.file.path.exists():  # its sealing step failed after the rename: all of it is kept
+                self.acked_seq, self.acked_ts_ns = seg.last_seq, seg.last_ts_ns
+                self.sealed.append(Segment(seg.file.path.with_suffix(SEALED_SUFFIX)))
+                continue
+            seg.file.abandon()
+            if seg.synced_seq:
+                os.replace(seg.file.path, seg.file.path.with_suffix(SEALED_SUFFIX))
+                self.sealed.append(Segment(seg.file.path.with_suffix(SEALED_SUFFIX)))
+            else:
+                seg.file.path.unlink()
+        self._current, self._sealing = None, []
+        self.next_seq = self.acked_seq + 1
+        return received - self.acked_seq
+
+    def _run(self, job: DurabilityJob) -> None:
+        job.run()
+        self.finish(job)
+
+    def _job(self, seg: _OpenSegment, seal: bool) -> DurabilityJob:
+        ack = (ack_path(self.spool_dir, self.session_id), dict(self.status)) if self._lock is not None else None
+        return DurabilityJob(seg, seg.file.flush(), seg.last_seq, seg.last_ts_ns, seal, ack)
+
+    def _detach(self) -> None:
+        if self._current is not None:
+            self._sealing.append(self._current)
+            self._current = None
 
     def _open(self, seq: int, ts_ns: int, day: str) -> None:
         folder = self.spool_dir / day
         folder.mkdir(parents=True, exist_ok=True)
-        self._path = folder / (segment_stem(self.session_id, seq, ts_ns) + OPEN_SUFFIX)
-        self._fh = open(self._path, "xb")
-        self._fh.write(self.header.to_line())
-        self._fh.flush()
-        os.fsync(self._fh.fileno())
-        fsync_dir(folder)
-        self._day = day
-        self._opened_at = self._synced_at = self._clock()
-        self._bytes = 0
-        self._pending = 0
+        file = AppendFile(folder / (segment_stem(self.session_id, seq, ts_ns) + OPEN_SUFFIX))
+        file.write(self.header.to_line())
+        self._current = _OpenSegment(file, day, self._clock())
 
 
 def iter_segment_records(segment: Segment) -> Iterator[SpoolRecord]:

@@ -81,6 +81,7 @@ def ws_event(context: dg.AssetExecutionContext, store: StoreResource) -> dg.Mate
             "rows_landed": report.rows,
             "rows": day_rows.num_rows,
             "malformed_landed": report.malformed,
+            "oversized_landed": report.oversized,
             "lifecycle_landed": report.lifecycle,
             "events_by_name_landed": dg.MetadataValue.json(dict(sorted(report.events_by_name.items()))),
             "dagster/row_count": day_rows.num_rows,

@@ -165,20 +165,27 @@ WHERE player_id IS NOT NULL
 ORDER BY ts, session_id, seq, player_id
 """
 
-# recorder lifecycle, outages (disconnect -> next handshake, crash -> restart), parse errors, server notices
+# recorder lifecycle, outages, parse errors, server notices. Since lifecycle version 2 the recorder
+# writes one 'outage' record per outage when it ends, with its start and end (across reconnect
+# attempts, crashes and midnight); older records (no "v") pair disconnect -> next handshake and
+# crash -> restart here.
 _SYSTEM_EVENT = f"""
 WITH life AS (
   SELECT {_ENVELOPE}, raw_json, event_name, raw_json::JSON AS info
   FROM ws WHERE frame_kind = 'lifecycle'
 ), lifecycle AS (
   SELECT {_ENVELOPE}, raw_json, event_name,
-         coalesce(info->>'reason', info->>'error', info->>'url') AS message,
-         NULL::TIMESTAMPTZ AS start_ts, NULL::TIMESTAMPTZ AS end_ts
+         CASE WHEN event_name = 'outage' THEN (info->>'cause') || coalesce(' (' || (info->>'ended_by') || ')', '')
+              ELSE coalesce(info->>'reason', info->>'error', info->>'url') END AS message,
+         make_timestamptz(TRY_CAST(info->>'start_ns' AS BIGINT) // 1000) AS start_ts,
+         make_timestamptz(TRY_CAST(info->>'end_ns' AS BIGINT) // 1000) AS end_ts
   FROM life
+), v1 AS (
+  SELECT * FROM life WHERE (info->>'v') IS NULL
 ), downs AS (
   SELECT *, min(CASE WHEN event_name = 'handshake' THEN ts END) OVER (
            PARTITION BY session_id ORDER BY seq ROWS BETWEEN 1 FOLLOWING AND UNBOUNDED FOLLOWING) AS back_ts
-  FROM life
+  FROM v1
 ), outages AS (
   SELECT {_ENVELOPE}, raw_json, 'outage' AS event_name,
          'connection lost: ' || coalesce(info->>'reason', 'unknown') AS message, ts AS start_ts, back_ts AS end_ts
@@ -187,7 +194,7 @@ WITH life AS (
   SELECT {_ENVELOPE}, raw_json, 'outage' AS event_name,
          'recorder down: session ' || (info->>'crashed_session') || ' stopped without sealing' AS message,
          make_timestamptz(TRY_CAST(info->>'last_ts_ns' AS BIGINT) // 1000) AS start_ts, ts AS end_ts
-  FROM life WHERE event_name = 'recovered' AND (info->>'last_ts_ns') IS NOT NULL
+  FROM v1 WHERE event_name = 'recovered' AND (info->>'last_ts_ns') IS NOT NULL
 ), parse_errors AS (
   SELECT {_ENVELOPE}, raw_json, 'parse_error' AS event_name, parse_error AS message,
          NULL::TIMESTAMPTZ, NULL::TIMESTAMPTZ

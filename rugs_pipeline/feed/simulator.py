@@ -35,8 +35,12 @@ from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.datastructures import Headers
 from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
+from websockets.protocol import State
 
 from rugs_pipeline.capture.recordings import BadLine, RecordedEvent, read_recording
+from rugs_pipeline.feed.faults import (
+    Episodes, FaultConfig, SentLog, load_frame, malformed_frame, oversized_frame,
+)
 from rugs_pipeline.feed.games import (
     COOLDOWN_MS, COOLDOWN_STEP_MS, GAME_VERSION, PRESALE_MS, Game, GameGenerator, Ledger, Scheduled,
 )
@@ -86,6 +90,7 @@ class SimulatorConfig:
     ping_interval_ms: int = 25000
     ping_timeout_ms: int = 20000
     replay: list[Path] = field(default_factory=list)  # recordings to serve instead of generated games
+    faults: FaultConfig = field(default_factory=FaultConfig)
 
 
 def _now_ms() -> int:
@@ -111,8 +116,17 @@ class Simulator:
     def __init__(self, config: SimulatorConfig) -> None:
         if config.speed <= 0:
             raise SimulatorError(f"speed must be positive, not {config.speed}")
+        if problems := config.faults.check():
+            raise SimulatorError("; ".join(problems))
         self.config = config
-        self._clients: dict[ServerConnection, asyncio.Queue[str]] = {}
+        # Each outbox item is (feed number or None for a per-connection frame, frame).
+        self._clients: dict[ServerConnection, asyncio.Queue[tuple[int | None, str | bytes]]] = {}
+        self._episodes = Episodes(config.faults)
+        self._sent = SentLog(None)
+        self._flowing = asyncio.Event()  # cleared while a burst is held back
+        self._flowing.set()
+        self._feed_no = self._conn_no = self._broadcasts = 0
+        self._aux: list[asyncio.Task[None]] = []
         self._server: Server | None = None
         self._feed: asyncio.Task[None] | None = None
         self._games = None if config.replay else _GameFeed(config.seed, config.speed, self._broadcast)
@@ -127,6 +141,11 @@ class Simulator:
         """Listen and start the feed; returns the bound port."""
         cfg = self.config
         recordings = [self._open_recording(path) for path in cfg.replay]
+        if cfg.faults.sent_log is not None:
+            try:
+                self._sent = SentLog(cfg.faults.sent_log)
+            except OSError as exc:
+                raise SimulatorError(f"cannot write the sent-log {cfg.faults.sent_log}: {exc.strerror or exc}") from None
         try:
             self._server = await serve(
                 self._serve_client, cfg.host, cfg.port, process_request=self._check_request,
@@ -138,6 +157,7 @@ class Simulator:
             raise SimulatorError(f"cannot listen on {cfg.host}:{cfg.port}: {exc.strerror or exc}") from None
         self.port = self._server.sockets[0].getsockname()[1]
         self._feed = asyncio.create_task(self._replay(recordings) if recordings else self._games.run())
+        self._aux = [asyncio.create_task(job) for job in (self._load(), self._bursts(), self._flush_sent_log())]
         return self.port
 
     async def wait_done(self) -> None:
@@ -149,11 +169,13 @@ class Simulator:
                 raise
 
     async def stop(self) -> None:
-        if self._feed is not None:
-            self._feed.cancel()
+        for task in [self._feed, *self._aux]:
+            if task is not None:
+                task.cancel()
         if self._server is not None:
             self._server.close()
             await self._server.wait_closed()
+        self._sent.close()
 
     # --- connections ------------------------------------------------------------------
 
@@ -167,52 +189,149 @@ class Simulator:
             return _json_response(HTTPStatus.BAD_REQUEST, '{"code":5,"message":"Unsupported protocol version"}')
         if query.get("transport") != ["websocket"]:
             return _json_response(HTTPStatus.BAD_REQUEST, '{"code":0,"message":"Transport unknown"}')
+        status = self._episodes.reject()
+        if status is not None:
+            self._sent.event(None, "rejected", status=status)
+            extra = {"Retry-After": str(self.config.faults.retry_after_s)} if self.config.faults.retry_after_s else {}
+            return _json_response(HTTPStatus(status), '{"message":"injected fault"}', extra)
         return None
 
     async def _serve_client(self, ws: ServerConnection) -> None:
         cfg = self.config
+        self._conn_no += 1
+        conn = self._conn_no
+        if self._episodes.flap():
+            self._sent.event(conn, "flapped")
+            await ws.close(1013, "try again later")
+            return
         try:
-            await ws.send(encode_open(_sid(), cfg.ping_interval_ms, cfg.ping_timeout_ms))
+            await self._send(ws, conn, None, encode_open(_sid(), cfg.ping_interval_ms, cfg.ping_timeout_ms))
             if not await _await_connect(ws):
                 await ws.close(1008, "no Socket.IO connect")
                 return
-            await ws.send(encode_connect(_sid()))
+            await self._send(ws, conn, None, encode_connect(_sid()))
         except ConnectionClosed:
             return
-        outbox: asyncio.Queue[str] = asyncio.Queue()
+        outbox: asyncio.Queue[tuple[int | None, str | bytes]] = asyncio.Queue()
         if self._games is not None:
-            outbox.put_nowait(self._games.snapshot())
+            outbox.put_nowait((None, self._games.snapshot()))
         # Registered in the same step as the snapshot is queued: no broadcast can fall between them.
         self._clients[ws] = outbox
         self._first_client.set()
         pong = asyncio.Event()
-        tasks = [asyncio.create_task(job) for job in
-                 (_write(ws, outbox), _read(ws, outbox, pong), self._heartbeat(ws, outbox, pong))]
+        reader = asyncio.create_task(_read(ws, outbox, pong))
+        sending = [asyncio.create_task(self._write(ws, conn, outbox))]
+        if not cfg.faults.no_pings:
+            sending.append(asyncio.create_task(self._heartbeat(ws, outbox, pong)))
+        fault = asyncio.create_task(self._connection_fault())
+        tasks = [reader, fault, *sending]
         try:
             done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+            if fault in done:
+                action = fault.result()
+                self._sent.event(conn, action)
+                self._episodes.begin()
+                if action == "silent":  # the socket stays open, unfed, until the client gives up
+                    del self._clients[ws]
+                    for task in sending:
+                        task.cancel()
+                    await reader
+                    return
+                await ws.close(1001, "going away")
             for task in done:
                 task.result()
         finally:
-            del self._clients[ws]
+            self._clients.pop(ws, None)
             for task in tasks:
                 task.cancel()
             await ws.close()
+            self._sent.event(conn, "ended")
 
-    async def _heartbeat(self, ws: ServerConnection, outbox: asyncio.Queue[str], pong: asyncio.Event) -> None:
-        interval, timeout = self.config.ping_interval_ms / 1000, self.config.ping_timeout_ms / 1000
+    async def _connection_fault(self) -> str:
+        """Wait for this connection's injected fault, if any: 'closed' or 'silent'."""
+        faults = self.config.faults
+        if faults.close_every_s is None and faults.silent_after_s is None:
+            await asyncio.Future()
+        close_at = faults.close_every_s or float("inf")
+        silent_at = faults.silent_after_s or float("inf")
+        await asyncio.sleep(min(close_at, silent_at))
+        return "closed" if close_at <= silent_at else "silent"
+
+    async def _send(self, ws: ServerConnection, conn: int, feed_no: int | None, message: str | bytes) -> None:
+        # On an open connection send() hands the frame to the socket before its first await,
+        # so logging it here logs exactly what the peer gets (unless the peer dies).
+        if ws.state is State.OPEN:
+            self._sent.frame(conn, feed_no, message)
+        await ws.send(message)
+
+    async def _write(self, ws: ServerConnection, conn: int, outbox: asyncio.Queue) -> None:
+        try:
+            while True:
+                feed_no, message = await outbox.get()
+                await self._flowing.wait()
+                await self._send(ws, conn, feed_no, message)
+                outbox.task_done()
+        except ConnectionClosed:
+            pass
+
+    async def _heartbeat(self, ws: ServerConnection, outbox: asyncio.Queue, pong: asyncio.Event) -> None:
+        interval = self.config.ping_interval_ms / 1000 + self.config.faults.ping_delay_s
+        timeout = self.config.ping_timeout_ms / 1000
         while True:
             await asyncio.sleep(interval)
             pong.clear()
-            outbox.put_nowait(PING)
+            outbox.put_nowait((None, PING))
             try:
                 await asyncio.wait_for(pong.wait(), timeout)
             except TimeoutError:
                 await ws.close(1011, "ping timeout")
                 return
 
+    # --- feed faults --------------------------------------------------------------------
+
+    async def _load(self) -> None:
+        faults = self.config.faults
+        if not faults.rate:
+            return
+        loop = asyncio.get_running_loop()
+        start, sent = loop.time(), 0
+        while True:
+            await asyncio.sleep(0.01)  # batches of ~rate/100: a sleep per frame could not keep up
+            due = int((loop.time() - start) * faults.rate)
+            while sent < due:
+                sent += 1
+                self._broadcast(load_frame(sent, faults.rate_bytes))
+
+    async def _bursts(self) -> None:
+        faults = self.config.faults
+        if faults.burst_every_s is None:
+            return
+        while True:
+            await asyncio.sleep(faults.burst_every_s)
+            self._flowing.clear()
+            await asyncio.sleep(faults.burst_hold_s)
+            self._flowing.set()
+
+    async def _flush_sent_log(self) -> None:
+        while True:
+            await asyncio.sleep(1)
+            self._sent.flush()
+
     def _broadcast(self, message: str) -> None:
+        """One feed frame to every client, then any feed fault that is due after it."""
+        self._emit(message)
+        self._broadcasts += 1
+        faults, n = self.config.faults, self._broadcasts
+        if faults.malformed_every and n % faults.malformed_every == 0:
+            self._emit(malformed_frame(n // faults.malformed_every - 1, message))
+        if faults.oversized_every and n % faults.oversized_every == 0:
+            self._emit(oversized_frame(n, faults.oversized_bytes))
+
+    def _emit(self, message: str | bytes) -> None:
+        self._feed_no += 1
+        self._sent.feed(self._feed_no)
         for outbox in self._clients.values():
-            outbox.put_nowait(message)
+            outbox.put_nowait((self._feed_no, message))
 
     # --- replay -----------------------------------------------------------------------
 
@@ -249,8 +368,8 @@ class Simulator:
         await self._server.wait_closed()
 
 
-def _json_response(status: HTTPStatus, body: str) -> Response:
-    headers = Headers([("Content-Type", "application/json"), ("Content-Length", str(len(body)))])
+def _json_response(status: HTTPStatus, body: str, extra: dict[str, str] | None = None) -> Response:
+    headers = Headers([("Content-Type", "application/json"), ("Content-Length", str(len(body))), *(extra or {}).items()])
     return Response(status.value, status.phrase, headers, body.encode())
 
 
@@ -271,16 +390,7 @@ async def _await_connect(ws: ServerConnection) -> bool:
     return False
 
 
-async def _write(ws: ServerConnection, outbox: asyncio.Queue[str]) -> None:
-    try:
-        while True:
-            await ws.send(await outbox.get())
-            outbox.task_done()
-    except ConnectionClosed:
-        pass
-
-
-async def _read(ws: ServerConnection, outbox: asyncio.Queue[str], pong: asyncio.Event) -> None:
+async def _read(ws: ServerConnection, outbox: asyncio.Queue, pong: asyncio.Event) -> None:
     """Pongs feed the heartbeat; client events (authenticate, ...) are accepted and, if asked, acked."""
     try:
         async for message in ws:
@@ -288,7 +398,7 @@ async def _read(ws: ServerConnection, outbox: asyncio.Queue[str], pong: asyncio.
             if frame.kind == "pong":
                 pong.set()
             elif frame.kind == "event" and frame.ack_id is not None:
-                outbox.put_nowait(encode_ack(frame.ack_id))
+                outbox.put_nowait((None, encode_ack(frame.ack_id)))
             elif frame.kind in ("close", "disconnect"):
                 return
     except ConnectionClosed:

@@ -23,6 +23,10 @@ from rugs_pipeline.feed.protocol import parse_frame
 from rugs_pipeline.store.layout import Store, atomic_write_bytes, short_hash
 
 DOC_TYPE = "ws_event"
+# Engine.IO's default maxPayload, the most a server should put in one frame. A bigger frame
+# is kept whole like any other (it still carries the feed) and flagged in parse_error.
+OVERSIZED_CHARS = 1_000_000
+OVERSIZED = "oversized frame"
 
 
 @dataclass
@@ -33,6 +37,7 @@ class LandingReport:
     frames_by_kind: dict[str, int] = field(default_factory=dict)
     events_by_name: dict[str, int] = field(default_factory=dict)
     malformed: int = 0
+    oversized: int = 0
     lifecycle: int = 0
     bytes: int = 0
 
@@ -44,6 +49,7 @@ class LandingReport:
         _count(self.frames_by_kind, table["frame_kind"])
         _count(self.events_by_name, table.filter(pc.equal(table["frame_kind"], "event"))["event_name"])
         self.malformed = self.frames_by_kind.get("malformed", 0)
+        self.oversized += pc.sum(pc.starts_with(table["parse_error"].cast(pa.string()), OVERSIZED)).as_py() or 0
         self.lifecycle = self.frames_by_kind.get("lifecycle", 0)
 
 
@@ -77,6 +83,8 @@ def records_to_table(header: spool.SegmentHeader, records: list[spool.SpoolRecor
             raw = rec.data
             frame = parse_frame(raw)
             kind, name, error = frame.kind, frame.event_name, frame.error
+            if error is None and len(raw) > OVERSIZED_CHARS:
+                error = f"{OVERSIZED}: {len(raw)} characters, over Engine.IO's maxPayload of {OVERSIZED_CHARS}"
             payload = frame.payload
             if isinstance(payload, dict):
                 value = payload.get("gameId")

@@ -1,0 +1,457 @@
+"""Audit a capture against what the simulator says it sent (``simulate --sent-log``).
+
+Pure reading: nothing in the store is changed. The two sides are matched by
+connection: the simulator logs each connection's frames in order, the recorder
+stores the Engine.IO OPEN it received (with the same ``sid``) and everything after
+it. Within one connection TCP delivers in order, so the frames the store holds
+must be the frames sent, in order; what is missing must be a tail that the data
+explains (the recorder was killed, stopped, dropped the connection, or could not
+write). Between connections the feed goes on without us: every broadcast frame no
+connection got must fall inside an outage that the data records. The report also
+checks that every acknowledged record is in the spool, that each session's seqs
+are gap-free, and that landed ``ws_event`` files hold exactly their segments' rows.
+"""
+
+from __future__ import annotations
+
+import base64
+from array import array
+from collections import Counter, defaultdict
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Iterator
+
+import orjson
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from rugs_pipeline.capture import spool
+from rugs_pipeline.feed.protocol import parse_frame
+from rugs_pipeline.store import landing
+from rugs_pipeline.store.layout import Store
+
+BINARY_STORED = "binary websocket frame, stored base64-encoded"
+# A recorder-side end of a connection can lose the frames in flight; a server's clean close cannot.
+CLEAN_SERVER_CLOSE = "server_closed"
+
+
+class AuditError(RuntimeError):
+    """The sent-log cannot be read at all (reported as one line)."""
+
+
+def _key(data: str | bytes) -> int:
+    return hash(data)
+
+
+# --- the sent side ----------------------------------------------------------------------
+
+
+@dataclass
+class SentConn:
+    conn: int
+    sid: str | None = None
+    feeds: array = field(default_factory=lambda: array("q"))  # feed number, -1 for per-connection frames
+    keys: array = field(default_factory=lambda: array("q"))
+    ts: array = field(default_factory=lambda: array("q"))
+
+
+@dataclass
+class SentLog:
+    conns: dict[int, SentConn] = field(default_factory=dict)
+    feed_ts: dict[int, int] = field(default_factory=dict)
+    events: Counter = field(default_factory=Counter)
+    bad_lines: int = 0
+
+    @property
+    def frames(self) -> int:
+        return sum(len(c.keys) for c in self.conns.values())
+
+
+def read_sent_log(path: Path) -> SentLog:
+    log = SentLog()
+    try:
+        fh = open(path, "rb")
+    except OSError as exc:
+        raise AuditError(f"cannot read the sent-log {path}: {exc.strerror or exc}") from None
+    with fh:
+        for line in fh:
+            try:
+                obj = orjson.loads(line)
+                _read_sent_line(log, obj)
+            except (orjson.JSONDecodeError, KeyError, TypeError, ValueError):
+                log.bad_lines += 1  # a simulator killed mid-line: counted, not fatal
+    return log
+
+
+def _read_sent_line(log: SentLog, obj: dict) -> None:
+    if "event" in obj:
+        log.events[obj["event"]] += 1
+        return
+    if "c" not in obj:
+        log.feed_ts[obj["f"]] = obj["ts"]
+        return
+    conn = log.conns.get(obj["c"]) or log.conns.setdefault(obj["c"], SentConn(obj["c"]))
+    data = base64.b64decode(obj["b64"]) if "b64" in obj else obj["data"]
+    if conn.sid is None and not conn.keys:
+        conn.sid = _open_sid(data)
+    conn.feeds.append(-1 if obj["f"] is None else obj["f"])
+    conn.keys.append(_key(data))
+    conn.ts.append(obj["ts"])
+
+
+def _open_sid(data: str | bytes) -> str | None:
+    if isinstance(data, str) and data.startswith("0{"):
+        frame = parse_frame(data)
+        if frame.kind == "open":
+            return str(frame.data["sid"])
+    return None
+
+
+# --- the captured side ------------------------------------------------------------------
+
+
+@dataclass
+class CapturedConn:
+    session: str
+    sid: str
+    seqs: array = field(default_factory=lambda: array("q"))
+    keys: array = field(default_factory=lambda: array("q"))
+    ts: array = field(default_factory=lambda: array("q"))
+    end_ts_ns: int = 0  # the last record of its span (frames and the lifecycle records after them)
+    after: list[dict] = field(default_factory=list)  # lifecycle records after its last frame
+
+    def end_cause(self, session: "Session") -> str | None:
+        """Why it ended, as the data says; None while its session has not ended."""
+        for info in self.after:
+            if info.get("event") == "disconnected":
+                return info.get("cause") or info.get("reason") or "disconnected"
+            if info.get("event") == "storage_failed":
+                return "storage"
+        if session.stopped:
+            return "stopping"
+        if session.crashed:
+            return "crash"
+        return None
+
+
+@dataclass
+class Session:
+    id: str
+    started_ns: int | None = None
+    stopped: bool = False
+    crashed: bool = False  # a later session recovered it
+    records: int = 0
+    seq_gaps: int = 0
+    last_seq: int = 0
+    acked_seq: int | None = None  # from its recovery record or its live ack file
+    outages: list[dict] = field(default_factory=list)
+    conns: list[CapturedConn] = field(default_factory=list)
+
+
+@dataclass
+class Landed:
+    files: int = 0
+    rows: int = 0
+    duplicated_rows: int = 0  # (session, seq) present more than once across the landed files
+    differing_rows: int = 0  # landed rows that are not their segment's records
+    segments_not_landed: int = 0
+    rows_without_segment: int = 0
+
+
+def _segment_records(path: Path) -> list[spool.SpoolRecord]:
+    try:
+        return spool.read_segment(path)[1]
+    except (ValueError, orjson.JSONDecodeError, KeyError):
+        return []
+
+
+def _session_files(spool_dir: Path) -> dict[str, list[Path]]:
+    """Every segment (sealed or open) of each session, in seq order."""
+    out: dict[str, list[Path]] = defaultdict(list)
+    if spool_dir.is_dir():
+        for folder in spool_dir.iterdir():
+            if folder.is_dir():
+                for path in [*folder.glob(f"*{spool.SEALED_SUFFIX}"), *folder.glob(f"*{spool.OPEN_SUFFIX}")]:
+                    out[path.stem.split("_")[2]].append(path)
+    return {s: sorted(paths, key=lambda p: int(p.stem.split("_")[3])) for s, paths in out.items()}
+
+
+def read_sessions(store: Store) -> dict[str, Session]:
+    sessions: dict[str, Session] = {}
+    recovered: list[dict] = []
+    for session_id, paths in _session_files(store.spool_dir).items():
+        session = sessions[session_id] = Session(session_id)
+        conn: CapturedConn | None = None
+        for path in paths:
+            for rec in _segment_records(path):
+                session.records += 1
+                session.seq_gaps += rec.seq != session.last_seq + 1
+                session.last_seq = rec.seq
+                if rec.kind == spool.KIND_LIFECYCLE:
+                    info = _lifecycle(rec.data)
+                    _note_lifecycle(session, info, rec.ts_ns, recovered)
+                    if conn is not None:
+                        conn.after.append(info)
+                elif rec.direction == "received":
+                    sid = _open_sid(rec.data)
+                    if sid is not None:
+                        conn = CapturedConn(session_id, sid)
+                        session.conns.append(conn)
+                    if conn is None:
+                        continue
+                    conn.seqs.append(rec.seq)
+                    conn.keys.append(_key(rec.data))
+                    conn.ts.append(rec.ts_ns)
+                    conn.after = []
+                if conn is not None:
+                    conn.end_ts_ns = rec.ts_ns
+    for info in recovered:
+        crashed = sessions.get(info.get("crashed_session"))
+        if crashed is not None:
+            crashed.crashed = True
+            crashed.acked_seq = info.get("acked_seq")
+    for session in sessions.values():
+        ack = spool.read_ack(store.spool_dir, session.id)
+        if ack.get("acked_seq") is not None:
+            session.acked_seq = ack["acked_seq"]
+    return sessions
+
+
+def _lifecycle(data: str | bytes) -> dict:
+    try:
+        info = orjson.loads(data)
+    except orjson.JSONDecodeError:
+        return {}
+    return info if isinstance(info, dict) else {}
+
+
+def _note_lifecycle(session: Session, info: dict, ts_ns: int, recovered: list[dict]) -> None:
+    event = info.get("event")
+    if event == "started" and session.started_ns is None:
+        session.started_ns = ts_ns
+    elif event == "stopped":
+        session.stopped = True
+    elif event == "recovered":
+        recovered.append(info)
+    elif event == "outage" and info.get("start_ns") and info.get("end_ns"):
+        session.outages.append(info)
+
+
+def check_landed(store: Store) -> Landed:
+    """Each landed ws_event file against the segment it came from; duplicates across files."""
+    out = Landed()
+    segments = {landing.landed_file_name(seg): seg for seg in spool.sealed_segments(store.spool_dir)}
+    keys = []
+    for day in store.partition_days(landing.DOC_TYPE):
+        for path in store.partition_files(landing.DOC_TYPE, day):
+            table = pq.read_table(path, columns=["session_id", "seq", "raw_json", "parse_error"])
+            out.files += 1
+            out.rows += table.num_rows
+            keys.append(table.select(["session_id", "seq"]))
+            segment = segments.pop(path.name, None)
+            if segment is None:
+                out.rows_without_segment += table.num_rows
+                continue
+            records = _segment_records(segment.path)
+            landed = zip(table["seq"].to_pylist(), table["raw_json"].to_pylist(), table["parse_error"].to_pylist())
+            mismatched = sum(
+                seq != rec.seq or _landed_data(raw, error) != rec.data
+                for (seq, raw, error), rec in zip(landed, records)
+            )
+            out.differing_rows += mismatched + abs(len(records) - table.num_rows)
+    out.segments_not_landed = len(segments)
+    if keys:
+        counts = pa.concat_tables(keys).group_by(["session_id", "seq"]).aggregate([([], "count_all")])
+        out.duplicated_rows = pc.sum(pc.subtract(counts["count_all"], 1)).as_py() or 0
+    return out
+
+
+def _landed_data(raw: str, parse_error: str | None) -> str | bytes:
+    return base64.b64decode(raw) if parse_error == BINARY_STORED else raw
+
+
+# --- the comparison ---------------------------------------------------------------------
+
+
+@dataclass
+class Report:
+    sent_frames: int = 0
+    sent_conns: int = 0
+    sent_events: dict[str, int] = field(default_factory=dict)
+    sent_log_bad_lines: int = 0
+    sessions: int = 0
+    records: int = 0
+    conns_matched: int = 0
+    conns_not_in_store: int = 0  # another client's, or a recorder killed before it kept anything
+    frames_not_in_store: int = 0  # ... and the frames sent on them
+    frames_captured: int = 0
+    lost_explained: dict[str, int] = field(default_factory=dict)  # by cause
+    lost_unexplained: int = 0
+    lost_pending: int = 0  # tail of a session that has not ended yet
+    duplicated: int = 0
+    reordered: int = 0
+    unexpected: int = 0  # received on a matched connection but never sent on it
+    missed_gaps: int = 0  # runs of feed frames no connection got
+    missed_frames: int = 0
+    missed_unexplained: int = 0
+    acked_missing: int = 0
+    seq_gaps: int = 0
+    landed: Landed = field(default_factory=Landed)
+    outages: list[dict] = field(default_factory=list)
+
+    @property
+    def lost(self) -> int:
+        return sum(self.lost_explained.values()) + self.lost_unexplained + self.lost_pending
+
+    @property
+    def problems(self) -> list[str]:
+        checks = {
+            "frames lost without explanation": self.lost_unexplained,
+            "frames duplicated": self.duplicated,
+            "frames reordered": self.reordered,
+            "frames received that were never sent": self.unexpected,
+            "feed frames missed outside any outage": self.missed_unexplained,
+            "acknowledged records missing": self.acked_missing,
+            "seq gaps": self.seq_gaps,
+            "landed rows duplicated": self.landed.duplicated_rows,
+            "landed rows differing from the spool": self.landed.differing_rows,
+        }
+        return [f"{n} {what}" for what, n in checks.items() if n]
+
+    def to_dict(self) -> dict[str, Any]:
+        out = {k: v for k, v in self.__dict__.items() if k != "landed"}
+        return {**out, "landed": dict(self.landed.__dict__), "lost": self.lost, "problems": self.problems}
+
+
+def audit(sent_log_path: Path, store: Store, with_landed: bool = True) -> Report:
+    sent = read_sent_log(sent_log_path)
+    sessions = read_sessions(store)
+    report = Report(sent_frames=sent.frames, sent_conns=len(sent.conns), sent_events=dict(sent.events),
+                    sent_log_bad_lines=sent.bad_lines, sessions=len(sessions),
+                    records=sum(s.records for s in sessions.values()),
+                    seq_gaps=sum(s.seq_gaps for s in sessions.values()))
+    if with_landed:
+        report.landed = check_landed(store)
+    for session in sessions.values():
+        if session.acked_seq is not None:
+            # seqs are gap-free from 1, so the records kept are 1..last_seq
+            report.acked_missing += max(0, session.acked_seq - session.last_seq)
+    captured = {c.sid: c for s in sessions.values() for c in s.conns}
+    delivered: dict[int, CapturedConn] = {}  # feed number -> the matched connection it was sent on
+    for conn in sent.conns.values():
+        mine = captured.get(conn.sid)
+        if mine is None:
+            report.conns_not_in_store += 1
+            report.frames_not_in_store += len(conn.keys)
+            continue
+        report.conns_matched += 1
+        _compare(conn, mine, sessions[mine.session], report)
+        for feed_no in conn.feeds:
+            if feed_no >= 0:
+                delivered.setdefault(feed_no, mine)
+    _missed_between_connections(delivered, sessions, report)
+    report.outages = [
+        {**o, "session": s.id} for s in sessions.values() for o in s.outages
+    ]
+    report.outages.sort(key=lambda o: o["start_ns"])
+    return report
+
+
+def _compare(sent: SentConn, got: CapturedConn, session: Session, report: Report) -> None:
+    """Match one connection's received frames to its sent frames (in order; see the module docstring)."""
+    report.frames_captured += len(got.keys)
+    matched = bytearray(len(sent.keys))
+    i = 0
+    n = min(len(sent.keys), len(got.keys))
+    while i < n and sent.keys[i] == got.keys[i]:  # the normal case: an exact prefix
+        matched[i] = 1
+        i += 1
+    last = i - 1
+    if i < len(got.keys):
+        positions: dict[int, list[int]] = defaultdict(list)
+        for j in range(len(sent.keys) - 1, i - 1, -1):
+            positions[sent.keys[j]].append(j)
+        for key in got.keys[i:]:
+            if positions.get(key):
+                j = positions[key].pop()
+                matched[j] = 1
+                report.reordered += j < last
+                last = max(last, j)
+            elif key in sent.keys[:i] or key in positions:
+                report.duplicated += 1
+            else:
+                report.unexpected += 1
+    cause = got.end_cause(session)
+    for j in range(len(sent.keys)):
+        if matched[j]:
+            continue
+        if j < last:
+            report.lost_unexplained += 1  # a hole: frames after it arrived
+        elif cause is None:
+            report.lost_pending += 1
+        elif cause == CLEAN_SERVER_CLOSE:
+            report.lost_unexplained += 1
+        else:
+            report.lost_explained[cause] = report.lost_explained.get(cause, 0) + 1
+
+
+def _missed_between_connections(delivered: dict[int, CapturedConn], sessions: dict[str, Session], report: Report) -> None:
+    """Runs of feed frames no matched connection got must fall in an outage of the recorder that got the next one."""
+    numbers = sorted(delivered)
+    for before, after in zip(numbers, numbers[1:]):
+        if after == before + 1:
+            continue
+        report.missed_gaps += 1
+        report.missed_frames += after - before - 1
+        prev, nxt = delivered[before], delivered[after]
+        if not _explained(prev, nxt, sessions):
+            report.missed_unexplained += after - before - 1
+
+
+def _explained(prev: CapturedConn, nxt: CapturedConn, sessions: dict[str, Session]) -> bool:
+    if prev is nxt:
+        return False  # one connection gets every broadcast from the moment it joins
+    t = prev.end_ts_ns
+    session = sessions[nxt.session]
+    if any(o["start_ns"] <= t <= o["end_ns"] for o in session.outages):
+        return True
+    # a clean restart: the previous session stopped, the next one started after it
+    return sessions[prev.session].stopped and nxt.session != prev.session and (session.started_ns or 0) >= t
+
+
+# --- the report -------------------------------------------------------------------------
+
+
+def _when(ns: int) -> str:
+    return datetime.fromtimestamp(ns / 1e9, timezone.utc).strftime("%Y-%m-%d %H:%M:%S.%f")[:-3]
+
+
+def render(report: Report, sent_log: Path, store: Store) -> Iterator[str]:
+    r = report
+    events = ", ".join(f"{n} {e}" for e, n in sorted(r.sent_events.items())) or "no connection events"
+    yield f"audit of {sent_log} against {store.root}"
+    yield f"sent:       {r.sent_frames} frames on {r.sent_conns} connections ({events})"
+    yield (f"store:      {r.sessions} sessions, {r.records} records; {r.conns_matched} of the connections matched, "
+           f"{r.frames_captured} frames captured on them")
+    if r.conns_not_in_store:
+        yield (f"            {r.conns_not_in_store} connections ({r.frames_not_in_store} frames) not in this store: "
+               "another client's, or a recorder killed before it kept anything")
+    causes = ", ".join(f"{n} {c}" for c, n in sorted(r.lost_explained.items()))
+    yield (f"lost:       {r.lost} frames sent but not captured: {r.lost_unexplained} unexplained"
+           + (f", explained by the connection's end: {causes}" if causes else "")
+           + (f", {r.lost_pending} not yet (session still running)" if r.lost_pending else ""))
+    yield f"duplicated: {r.duplicated}"
+    yield f"reordered:  {r.reordered}" + (f"; {r.unexpected} frames received that were never sent" if r.unexpected else "")
+    yield (f"missed:     {r.missed_frames} feed frames in {r.missed_gaps} gaps between connections, "
+           f"{r.missed_unexplained} outside any recorded outage")
+    yield f"acked:      {r.acked_missing} acknowledged records missing; {r.seq_gaps} seq gaps"
+    ld = r.landed
+    yield (f"landed:     {ld.rows} ws_event rows in {ld.files} files, {ld.duplicated_rows} duplicated, "
+           f"{ld.differing_rows} differing from the spool; {ld.segments_not_landed} sealed segments not landed yet")
+    yield f"outages:    {len(r.outages)}"
+    for o in r.outages:
+        yield (f"  {_when(o['start_ns'])} -> {_when(o['end_ns'])}  {(o['end_ns'] - o['start_ns']) / 1e9:9.3f} s  "
+               f"{o.get('cause')}" + (f" ({o['ended_by']})" if o.get("ended_by") else ""))
+    yield "result:     " + ("OK" if not r.problems else "FAILED: " + "; ".join(r.problems))

@@ -1,0 +1,152 @@
+"""Real processes for the capture tests: the simulator (with faults), the recorder, the audit.
+
+Everything waits for conditions (with generous limits) rather than sleeping a fixed
+time, so the tests hold on a loaded two-core machine.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pyarrow as pa
+
+from rugs_pipeline.capture import spool
+from rugs_pipeline.derive.datasets import derive_all
+from rugs_pipeline.store import landing
+from rugs_pipeline.store.layout import Store
+from rugs_pipeline.store.validation import validate_table
+
+from .conftest import REPO_ROOT
+
+CLI = str(REPO_ROOT / ".venv" / "bin" / "rugs-pipeline")
+SLOW_START_S = 60.0  # a Python process on a busy machine
+
+
+def wait_until(condition: Callable[[], object], timeout: float = 60.0, what: str = "condition") -> object:
+    deadline = time.monotonic() + timeout
+    while True:
+        value = condition()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout:g} s waiting for {what}")
+        time.sleep(0.05)
+
+
+class Sim:
+    """``rugs-pipeline simulate`` on a free port, logging what it sends to ``sent.jsonl``."""
+
+    def __init__(self, folder: Path, *args: str) -> None:
+        folder.mkdir(parents=True, exist_ok=True)
+        self.sent_log = folder / "sent.jsonl"
+        self.proc = subprocess.Popen([CLI, "simulate", "--port", "0", "--sent-log", str(self.sent_log), *args],
+                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        line = self.proc.stdout.readline()
+        match = re.search(r"(ws://\S+)", line)
+        assert match, f"simulator did not start: {line!r} {self.proc.stderr.read() if not line else ''}"
+        self.url = match.group(1)
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGINT)
+        assert self.proc.wait(timeout=60) == 0, self.proc.stderr.read()
+
+
+class Recorder:
+    """``rugs-pipeline record`` into ``data``; its stderr goes to a file (never a full pipe)."""
+
+    def __init__(self, url: str, data: Path, *args: str, env: dict[str, str] | None = None) -> None:
+        self.data = data
+        self.stderr_path = data.parent / f"recorder-{time.monotonic_ns()}.err"
+        data.parent.mkdir(parents=True, exist_ok=True)
+        with open(self.stderr_path, "w") as err:
+            self.proc = subprocess.Popen(
+                [CLI, "record", "--url", url, "--seal-interval", "1", *args],
+                env={**os.environ, "RUGS_DATA_DIR": str(data), **(env or {})}, stderr=err,
+            )
+
+    @property
+    def stderr(self) -> str:
+        return self.stderr_path.read_text()
+
+    def ack(self) -> dict:
+        """This process's acknowledgement file ({} until it has one)."""
+        for path in (self.data / "spool").glob(f"*{spool.ACK_SUFFIX}"):
+            try:
+                ack = json.loads(path.read_text())
+            except (OSError, ValueError):
+                continue
+            if ack.get("pid") == self.proc.pid:
+                return ack
+        return {}
+
+    def wait_acked(self, frames: int = 1, timeout: float = SLOW_START_S) -> dict:
+        return wait_until(lambda: (a := self.ack()) and a.get("frames_received", 0) >= frames and a,
+                          timeout, f"recorder to acknowledge {frames} frames")
+
+    def kill9(self) -> None:
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait(timeout=30)
+
+    def stop(self) -> int:
+        self.proc.send_signal(signal.SIGTERM)
+        return self.proc.wait(timeout=60)
+
+
+def records(data: Path) -> dict[str, list[spool.SpoolRecord]]:
+    """Every sealed record, by session, in seq order."""
+    out: dict[str, list[spool.SpoolRecord]] = {}
+    for seg in spool.sealed_segments(data / "spool"):
+        out.setdefault(seg.session_id, []).extend(spool.iter_segment_records(seg))
+    return {s: sorted(r, key=lambda x: x.seq) for s, r in out.items()}
+
+
+def lifecycle(data: Path) -> list[dict]:
+    """Every lifecycle record (with its session and ts), sessions in start order."""
+    out = []
+    for session, recs in sorted(records(data).items()):
+        for r in recs:
+            if r.kind == spool.KIND_LIFECYCLE:
+                out.append({**json.loads(r.data), "_session": session, "_ts": r.ts_ns})
+    return out
+
+
+def audit(sent_log: Path, data: Path) -> tuple[int, dict]:
+    out = subprocess.run([CLI, "audit", "--sent-log", str(sent_log), "--json"], capture_output=True, text=True,
+                         env={**os.environ, "RUGS_DATA_DIR": str(data)}, timeout=600)
+    assert out.stdout, out.stderr
+    return out.returncode, json.loads(out.stdout)
+
+
+def assert_clean_audit(sent_log: Path, data: Path) -> dict:
+    """Nothing lost without explanation, duplicated or reordered; every gap in an outage."""
+    rc, report = audit(sent_log, data)
+    assert rc == 0 and report["problems"] == [], report
+    assert report["conns_matched"] >= 1 and report["lost_pending"] == 0, report
+    return report
+
+
+def land_and_derive(data: Path) -> dict[str, pa.Table]:
+    """Land every day, derive every doc_type, check each table against its schema; tables of all days."""
+    store = Store(data)
+    days = sorted({seg.day for seg in spool.sealed_segments(store.spool_dir)})
+    derived: dict[str, list[pa.Table]] = {}
+    for day in days:
+        landing.land_day(store, day)
+        for doc_type, table in derive_all(store.read_partition("ws_event", day)).items():
+            assert validate_table(doc_type, table) == [], doc_type
+            derived.setdefault(doc_type, []).append(table)
+    ws = [store.read_partition("ws_event", day) for day in days]
+    assert validate_table("ws_event", pa.concat_tables(ws)) == []
+    return {"ws_event": pa.concat_tables(ws), **{k: pa.concat_tables(v) for k, v in derived.items()}}
+
+
+def outages(derived: dict[str, pa.Table]) -> list[dict]:
+    return [r for r in derived["system_event"].to_pylist() if r["event_name"] == "outage"]
