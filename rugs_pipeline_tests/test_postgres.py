@@ -21,6 +21,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import dagster as dg
+import psycopg2
 import pytest
 import yaml
 
@@ -30,12 +31,9 @@ from rugs_pipeline.store.layout import Store
 from .conftest import REPO_ROOT
 from .test_dagster import DAY, _game_frames, _segment
 
-psycopg2 = pytest.importorskip("psycopg2", reason="psycopg2 comes with dagster-postgres: run make install")
-
 VARIANT = REPO_ROOT / "deploy" / "dagster.postgres.yaml"
 BIN = REPO_ROOT / ".venv" / "bin"
 USER, PASSWORD, DB = "rugs", "rugs-test-pw", "rugs_dagster"
-DERIVED = [d for d in schema.DOC_TYPES if d != "ws_event"]
 
 
 def _server_cmd(cmd: list[str]) -> list[str]:
@@ -49,14 +47,19 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.fixture(scope="module")
-def postgres() -> Iterator[dict[str, str]]:
-    """A PostgreSQL server on 127.0.0.1 for this module, with a password and an empty database."""
+class PostgresUnavailable(Exception):
+    """No server to test against: not installed, or it would not initialise or start."""
+
+
+@contextlib.contextmanager
+def postgres_server() -> Iterator[dict[str, str]]:
+    """A throwaway PostgreSQL server on 127.0.0.1 with a password and an empty database; yields RUGS_PG_*."""
     bins = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"))
     if not bins:
-        pytest.skip("PostgreSQL server not installed (Debian package postgresql; make test installs it when run as root)")
+        raise PostgresUnavailable("PostgreSQL server not installed (Debian package postgresql; "
+                                  "make test installs it when run as root)")
     bindir = Path(bins[-1]).parent
-    # not under tmp_path: pytest keeps that private to root, and the server runs as postgres
+    # not under pytest's tmp_path: that is private to root, and the server runs as postgres
     root = Path(tempfile.mkdtemp(prefix="rugs_pg_"))
     data, log = root / "data", root / "server.log"
     (root / "pw").write_text(PASSWORD)
@@ -71,13 +74,13 @@ def postgres() -> Iterator[dict[str, str]]:
                                            "--auth=scram-sha-256", "--no-locale", "-E", "UTF8"]),
                               capture_output=True, text=True, timeout=120)
         if init.returncode:
-            pytest.skip(f"initdb failed, no PostgreSQL server to test against: {init.stderr.strip()[-500:]}")
+            raise PostgresUnavailable(f"initdb failed: {init.stderr.strip()[-500:]}")
         start = subprocess.run([*pg_ctl, "-l", str(log), "-w", "-t", "60", "start",
                                 "-o", f"-k {root} -p {port} -c listen_addresses=127.0.0.1"],
                                capture_output=True, text=True, timeout=90)
         started = start.returncode == 0
         if not started:
-            pytest.skip(f"PostgreSQL server did not start: {start.stderr.strip()[-300:]} {log.read_text()[-500:]}")
+            raise PostgresUnavailable(f"PostgreSQL server did not start: {start.stderr.strip()[-300:]} {log.read_text()[-500:]}")
         conn = psycopg2.connect(host="127.0.0.1", port=port, user=USER, password=PASSWORD, dbname="postgres")
         conn.autocommit = True
         with conn.cursor() as cur:  # outside a transaction block, as CREATE DATABASE needs
@@ -89,6 +92,15 @@ def postgres() -> Iterator[dict[str, str]]:
         if started:
             subprocess.run([*pg_ctl, "-m", "fast", "-w", "stop"], capture_output=True, timeout=60)
         shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def postgres() -> Iterator[dict[str, str]]:
+    try:
+        with postgres_server() as settings:
+            yield settings
+    except PostgresUnavailable as err:
+        pytest.skip(str(err))
 
 
 def _query(pg: dict[str, str], sql: str, *args) -> list[tuple]:
