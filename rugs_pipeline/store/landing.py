@@ -157,7 +157,10 @@ def land_day(store: Store, day: str) -> LandingReport:
     """Land every sealed segment of ``day`` that is not landed yet."""
     store.ensure_manifest()
     report = LandingReport()
-    for segment in pending_segments(store, day):
-        path, table = land_segment(store, segment)
-        report.add(segment, path, table)
+    # The ledger is read under the lock: a segment that compaction merged while this run
+    # waited is landed, and landing it again would duplicate its rows.
+    with store.partition_lock(DOC_TYPE, day, shared=True):
+        for segment in pending_segments(store, day):
+            path, table = land_segment(store, segment)
+            report.add(segment, path, table)
     return report

@@ -12,9 +12,11 @@ same content twice replaces a file instead of adding a duplicate.
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
 import os
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import date, datetime, timezone
 from pathlib import Path
@@ -84,6 +86,19 @@ class Store:
             return []
         return sorted(p.name.removeprefix("date=") for p in folder.glob("date=*") if any(p.glob("*.parquet")))
 
+    @contextmanager
+    def partition_lock(self, doc_type: str, day: date | str, *, shared: bool = False):
+        """Hold a partition's lock: landing and readers of a file list share it, compaction takes it alone.
+
+        Compaction replaces a day's files; a lander adding a file meanwhile, or a reader
+        between listing and opening, must not straddle that swap.
+        """
+        path = self.manifests_dir / "locks" / f"{doc_type}_{_day(day)}.lock"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with open(path, "a") as fh:
+            fcntl.flock(fh, fcntl.LOCK_SH if shared else fcntl.LOCK_EX)
+            yield
+
     # --- manifest --------------------------------------------------------------
 
     def ensure_manifest(self) -> dict:
@@ -127,10 +142,7 @@ class Store:
     def write_partition_file(self, doc_type: str, day: date | str, table: pa.Table, name: str) -> Path:
         """Atomically write one Parquet file of ``doc_type`` for ``day`` under ``name``."""
         path = self.partition_dir(doc_type, day) / name
-        table = schema.conform(table)
-        table = table.replace_schema_metadata(
-            {schema.SCHEMA_VERSION_KEY: schema.SCHEMA_VERSION.encode(), schema.DOC_TYPE_KEY: doc_type.encode()}
-        )
+        table = schema.conform(table).replace_schema_metadata(file_schema(doc_type).metadata)
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
         pq.write_table(table, tmp, compression=PARQUET_COMPRESSION)
@@ -167,6 +179,13 @@ def check_compatible(version: object, where: object) -> None:
         raise SchemaVersionError(
             f"{where}: schema version {version!r} is not readable by this rugs_pipeline (understands {ours}.x)"
         )
+
+
+def file_schema(doc_type: str) -> pa.Schema:
+    """The schema of a ``doc_type`` file: SCHEMA plus the version and doc_type in its key-value metadata."""
+    return schema.SCHEMA.with_metadata(
+        {schema.SCHEMA_VERSION_KEY: schema.SCHEMA_VERSION.encode(), schema.DOC_TYPE_KEY: doc_type.encode()}
+    )
 
 
 def file_schema_version(path: Path) -> str | None:
