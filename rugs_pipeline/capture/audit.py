@@ -164,24 +164,13 @@ def _segment_records(path: Path) -> list[spool.SpoolRecord]:
     try:
         return spool.read_segment(path)[1]
     except (ValueError, orjson.JSONDecodeError, KeyError):
-        return []
-
-
-def _session_files(spool_dir: Path) -> dict[str, list[Path]]:
-    """Every segment (sealed or open) of each session, in seq order."""
-    out: dict[str, list[Path]] = defaultdict(list)
-    if spool_dir.is_dir():
-        for folder in spool_dir.iterdir():
-            if folder.is_dir():
-                for path in [*folder.glob(f"*{spool.SEALED_SUFFIX}"), *folder.glob(f"*{spool.OPEN_SUFFIX}")]:
-                    out[path.stem.split("_")[2]].append(path)
-    return {s: sorted(paths, key=lambda p: int(p.stem.split("_")[3])) for s, paths in out.items()}
+        return []  # a torn header: nothing in it was acknowledged
 
 
 def read_sessions(store: Store) -> dict[str, Session]:
     sessions: dict[str, Session] = {}
     recovered: list[dict] = []
-    for session_id, paths in _session_files(store.spool_dir).items():
+    for session_id, paths in spool.segments_by_session(store.spool_dir).items():
         session = sessions[session_id] = Session(session_id)
         conn: CapturedConn | None = None
         for path in paths:

@@ -173,14 +173,14 @@ class Recorder:
                         legacy_jsonl=str(self.legacy.path) if self.legacy else None)
         self._down = _Down(started, None)
         crashed: list[tuple[int, str]] = []
+        segments = spool.segments_by_session(cfg.spool_dir)
         for rec in recovered:
+            since = _stopped_receiving(segments.get(rec.session_id, []))
             self._lifecycle(
                 "recovered", crashed_session=rec.session_id, records=rec.records, last_seq=rec.last_seq,
                 last_ts_ns=rec.last_ts_ns, torn_bytes=rec.torn_bytes, segments=[s.name for s in rec.segments],
-                acked_seq=rec.status.get("acked_seq"), down_since_ns=rec.status.get("down_since_ns"),
+                acked_seq=rec.status.get("acked_seq"), down_since_ns=since,
             )
-            # It stopped receiving when it went down, else with the last record it kept.
-            since = rec.status.get("down_since_ns") or rec.last_ts_ns or rec.status.get("acked_ts_ns")
             if since:
                 crashed.append((since, rec.session_id))
         if crashed:
@@ -233,7 +233,7 @@ class Recorder:
                 await asyncio.to_thread(self._close_files)
             except OSError as exc:
                 log.error("error: could not seal the spool on shutdown (%s); the next start recovers what was "
-                          "acknowledged", exc.strerror or exc)
+                          "acknowledged", _why(exc))
                 self.writer.abandon()
                 self.writer.close()
 
@@ -285,10 +285,12 @@ class Recorder:
             if self.legacy is not None:
                 self.legacy.abandon()
         since = time.time_ns()
-        self._went_down(f"cannot write the spool: {exc.strerror or exc}", since_ns=self.writer.acked_ts_ns or since)
+        kept_until = self.writer.acked_ts_ns or since
+        self._went_down(f"cannot write the spool: {_why(exc)}", since_ns=kept_until)
+        self._down.since_ns = min(self._down.since_ns, kept_until)  # what was dropped is part of the outage
         log.error("error: cannot write %s (%s): capture paused, %d unacknowledged record(s) dropped; retrying every "
-                  "%g s until %d MiB are free", cfg.spool_dir, exc.strerror or exc, dropped, cfg.storage_retry_s,
-                  cfg.resume_free_bytes // 2**20)
+                  "%g s until %g MiB are free", cfg.spool_dir, _why(exc), dropped, cfg.storage_retry_s,
+                  cfg.resume_free_bytes / 2**20)
         while not await self._pause_storage():
             if shutil.disk_usage(cfg.spool_dir).free < cfg.resume_free_bytes:
                 continue
@@ -364,10 +366,12 @@ class Recorder:
             for task in ends:
                 task.cancel()
         if reader.done():
-            return self._reader_ended(reader)
+            ended = self._reader_ended(reader)
+            await ws.close()  # closed already unless the spool failed: then the server must stop sending
+            return ended
         if failing.done():
             reader.cancel()  # nothing more can be kept
-            cause, code, reason = "storage", 1001, f"cannot write the spool: {self._storage_error}"
+            cause, code, reason = "storage", 1001, f"cannot write the spool: {_why(self._storage_error)}"
             await ws.close(code, reason[:100])
             return cause, code, reason
         if watchdog.done():
@@ -388,7 +392,7 @@ class Recorder:
         exc = reader.exception()
         if isinstance(exc, OSError):  # the spool's: the socket's errors come as ConnectionClosed
             self._fail_storage(exc)
-            return "storage", None, f"cannot write the spool: {exc}"
+            return "storage", None, f"cannot write the spool: {_why(exc)}"
         if not isinstance(exc, websockets.ConnectionClosed):
             raise exc
         return _closed(exc, self.config.max_frame_bytes)
@@ -445,6 +449,28 @@ class Recorder:
                 return "silent", f"no frame for {conn.silence_s:g} s"
 
 
+def _stopped_receiving(segments: list[Path]) -> int | None:
+    """When a crashed session last received data, read from what it kept (newest first).
+
+    Its last event frame; without one, the outage it had inherited from a crash before it
+    (its ``recovered`` records), else its start. The spool, not the acknowledgement file, is
+    the truth here: after kill -9 every record written survives, acknowledged or not.
+    """
+    inherited = 0
+    for path in reversed(segments):
+        for rec in reversed(spool.read_segment(path)[1]):
+            if rec.kind == spool.KIND_FRAME:
+                if rec.direction == "received" and isinstance(rec.data, str) and rec.data.startswith("42"):
+                    return rec.ts_ns
+                continue
+            info = orjson.loads(rec.data)
+            if info.get("event") == "recovered":
+                inherited = max(inherited, info.get("down_since_ns") or 0)
+            elif info.get("event") == "started":
+                return inherited or rec.ts_ns
+    return inherited or None
+
+
 def _closed(exc: websockets.ConnectionClosed, max_frame_bytes: int) -> tuple[str, int | None, str]:
     """(cause, code, reason) of a connection that ended under the reader."""
     if exc.sent is not None and exc.sent.code == 1009 and not exc.rcvd_then_sent:
@@ -452,6 +478,10 @@ def _closed(exc: websockets.ConnectionClosed, max_frame_bytes: int) -> tuple[str
     if exc.rcvd is not None:
         return "server_closed", exc.rcvd.code, exc.rcvd.reason or f"closed by the server ({exc.rcvd.code})"
     return "lost", None, "connection closed without a close frame"
+
+
+def _why(exc: OSError | None) -> str:
+    return (exc.strerror if exc is not None and exc.strerror else None) or str(exc)
 
 
 def _retry_after(value: str | None) -> float | None:

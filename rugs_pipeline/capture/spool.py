@@ -154,6 +154,17 @@ def sealed_segments(spool_dir: Path, day: str | None = None) -> list[Segment]:
     return sorted(out, key=lambda s: (s.day, s.name))
 
 
+def segments_by_session(spool_dir: Path) -> dict[str, list[Path]]:
+    """Every segment file, sealed or open, of each session, in seq order."""
+    out: dict[str, list[Path]] = {}
+    if spool_dir.is_dir():
+        for folder in spool_dir.iterdir():
+            if folder.is_dir():
+                for path in [*folder.glob(f"*{SEALED_SUFFIX}"), *folder.glob(f"*{OPEN_SUFFIX}")]:
+                    out.setdefault(path.stem.split("_")[2], []).append(path)
+    return {s: sorted(paths, key=lambda p: int(p.stem.split("_")[3])) for s, paths in out.items()}
+
+
 def write_sealed_segment(spool_dir: Path, header: SegmentHeader, records: list[SpoolRecord]) -> Segment:
     """Write a whole segment at once (used by import): temp + fsync + rename."""
     first = records[0]
@@ -327,6 +338,7 @@ class _OpenSegment:
     last_seq: int = 0
     last_ts_ns: int = 0
     synced_seq: int = 0  # 0: none of its records is durable yet
+    synced_ts_ns: int = 0
 
 
 @dataclass
@@ -347,19 +359,26 @@ class DurabilityJob:
 
     def run(self) -> None:
         self.segment.file.make_durable(self.length)
+        self.segment.synced_seq, self.segment.synced_ts_ns = self.upto_seq, self.upto_ts_ns
         if self.seal:
             self.segment.file.fh.close()
             part = self.segment.file.path
             os.replace(part, part.with_suffix(SEALED_SUFFIX))
             fsync_dir(part.parent)
         if self.ack is not None:
-            path, status = self.ack
-            # Atomic (rename), not fsync'd: it must survive the process, not the machine,
-            # whose crash leaves the spool itself as the record of what was kept.
-            tmp = path.with_name(f".{path.name}.tmp")
+            self._write_ack(*self.ack)
+
+    def _write_ack(self, path: Path, status: dict) -> None:
+        # Atomic (rename), not fsync'd: it must survive the process, not the machine, whose
+        # crash leaves the spool itself as the record of what was kept. Best effort: on a full
+        # disk the records are safe but their acknowledgement cannot be published.
+        tmp = path.with_name(f".{path.name}.tmp")
+        try:
             tmp.write_bytes(orjson.dumps({**status, "acked_seq": self.upto_seq, "acked_ts_ns": self.upto_ts_ns,
                                           "updated_ns": time.time_ns()}))
             os.replace(tmp, path)
+        except OSError:
+            tmp.unlink(missing_ok=True)
 
 
 class SpoolWriter:
@@ -447,7 +466,6 @@ class SpoolWriter:
 
     def finish(self, job: DurabilityJob) -> None:
         """Record a step that has run: its records are acknowledged."""
-        job.segment.synced_seq = job.upto_seq
         if job.upto_seq > self.acked_seq:
             self.acked_seq, self.acked_ts_ns = job.upto_seq, job.upto_ts_ns
         self._synced_at = self._clock()
@@ -485,24 +503,26 @@ class SpoolWriter:
         return sealed
 
     def abandon(self) -> int:
-        """After a failed write or step: keep only what is acknowledged, seal it, and carry on from there.
+        """After a failed write or step: keep what is durable, seal it, and carry on from there.
 
-        Every open segment is cut back to its last fsync; records past ``acked_seq``
-        are dropped and their seqs are given again, so a session's seqs stay gap-free.
+        Every open segment is cut back to its last fsync; records after that are
+        dropped and their seqs are given again, so a session's seqs stay gap-free.
         Returns how many records were dropped.
         """
         received = self.next_seq - 1
         for seg in [*self._sealing, *([self._current] if self._current else [])]:
-            if not seg.file.path.exists():  # its sealing step failed after the rename: all of it is kept
-                self.acked_seq, self.acked_ts_ns = seg.last_seq, seg.last_ts_ns
-                self.sealed.append(Segment(seg.file.path.with_suffix(SEALED_SUFFIX)))
-                continue
-            seg.file.abandon()
-            if seg.synced_seq:
-                os.replace(seg.file.path, seg.file.path.with_suffix(SEALED_SUFFIX))
-                self.sealed.append(Segment(seg.file.path.with_suffix(SEALED_SUFFIX)))
-            else:
-                seg.file.path.unlink()
+            final = seg.file.path.with_suffix(SEALED_SUFFIX)
+            if seg.file.path.exists():
+                seg.file.abandon()
+                if not seg.synced_seq:
+                    seg.file.path.unlink()
+                    continue
+                os.replace(seg.file.path, final)
+            else:  # its sealing step failed after the rename: all of it is kept
+                seg.synced_seq, seg.synced_ts_ns = seg.last_seq, seg.last_ts_ns
+            self.sealed.append(Segment(final))
+            if seg.synced_seq > self.acked_seq:
+                self.acked_seq, self.acked_ts_ns = seg.synced_seq, seg.synced_ts_ns
         self._current, self._sealing = None, []
         self.next_seq = self.acked_seq + 1
         return received - self.acked_seq

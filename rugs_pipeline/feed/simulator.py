@@ -218,11 +218,11 @@ class Simulator:
         # Registered in the same step as the snapshot is queued: no broadcast can fall between them.
         self._clients[ws] = outbox
         self._first_client.set()
-        pong = asyncio.Event()
+        pinged, pong = asyncio.Event(), asyncio.Event()
         reader = asyncio.create_task(_read(ws, outbox, pong))
-        sending = [asyncio.create_task(self._write(ws, conn, outbox))]
+        sending = [asyncio.create_task(self._write(ws, conn, outbox, pinged))]
         if not cfg.faults.no_pings:
-            sending.append(asyncio.create_task(self._heartbeat(ws, outbox, pong)))
+            sending.append(asyncio.create_task(self._heartbeat(ws, outbox, pinged, pong)))
         fault = asyncio.create_task(self._connection_fault())
         tasks = [reader, fault, *sending]
         try:
@@ -264,23 +264,28 @@ class Simulator:
             self._sent.frame(conn, feed_no, message)
         await ws.send(message)
 
-    async def _write(self, ws: ServerConnection, conn: int, outbox: asyncio.Queue) -> None:
+    async def _write(self, ws: ServerConnection, conn: int, outbox: asyncio.Queue, pinged: asyncio.Event) -> None:
         try:
             while True:
                 feed_no, message = await outbox.get()
                 await self._flowing.wait()
                 await self._send(ws, conn, feed_no, message)
                 outbox.task_done()
+                if message == PING:
+                    pinged.set()
         except ConnectionClosed:
             pass
 
-    async def _heartbeat(self, ws: ServerConnection, outbox: asyncio.Queue, pong: asyncio.Event) -> None:
+    async def _heartbeat(self, ws: ServerConnection, outbox: asyncio.Queue, pinged: asyncio.Event,
+                         pong: asyncio.Event) -> None:
         interval = self.config.ping_interval_ms / 1000 + self.config.faults.ping_delay_s
         timeout = self.config.ping_timeout_ms / 1000
         while True:
             await asyncio.sleep(interval)
+            pinged.clear()
             pong.clear()
             outbox.put_nowait((None, PING))
+            await pinged.wait()  # the pong is due ping_timeout after the ping leaves, however long it queued
             try:
                 await asyncio.wait_for(pong.wait(), timeout)
             except TimeoutError:

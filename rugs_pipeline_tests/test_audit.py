@@ -1,0 +1,159 @@
+"""The audit finds what a capture got wrong: holes, duplicates, reordering, unexplained gaps, lost acks."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import orjson
+import pytest
+
+from rugs_pipeline.capture import audit, spool
+from rugs_pipeline.feed.protocol import encode_event, encode_open
+from rugs_pipeline.store import landing
+from rugs_pipeline.store.layout import Store
+
+T0 = 1_765_065_600 * 10**9  # 2025-12-07 00:00 UTC
+MS = 10**6
+
+
+class Feed:
+    """A sent-log and a store written side by side, frame by frame."""
+
+    def __init__(self, root: Path) -> None:
+        self.store = Store(root / "data")
+        self.sent_path = root / "sent.jsonl"
+        self.sent: list[dict] = []
+        self.writers: dict[str, spool.SpoolWriter] = {}
+        self.t = T0
+        self.feed_no = 0
+
+    def _tick(self) -> int:
+        self.t += MS
+        return self.t
+
+    def life(self, session: str, event: str, **fields) -> None:
+        w = self.writers.get(session) or self.writers.setdefault(session, spool.SpoolWriter(
+            self.store.spool_dir, session, "public_ws"))
+        w.append(spool.KIND_LIFECYCLE, orjson.dumps({"event": event, "v": 2, **fields}).decode(), self._tick(), None)
+
+    def connect(self, session: str, conn: int, sid: str) -> None:
+        self._send(conn, None, encode_open(sid), keep=session)
+
+    def broadcast(self, *deliveries: tuple[int, str | None]) -> str:
+        """One feed frame, sent on each listed connection and kept by the listed session (or None: lost)."""
+        self.feed_no += 1
+        frame = encode_event("simLoad", {"n": self.feed_no})
+        self.sent.append({"f": self.feed_no, "ts": self._tick()})
+        for conn, session in deliveries:
+            self._send(conn, self.feed_no, frame, keep=session)
+        return frame
+
+    def keep(self, session: str, frame: str) -> None:
+        self.writers[session].append(spool.KIND_FRAME, frame, self._tick())
+
+    def _send(self, conn: int, feed_no: int | None, frame: str, keep: str | None) -> None:
+        self.sent.append({"c": conn, "f": feed_no, "ts": self._tick(), "data": frame})
+        if keep is not None:
+            self.keep(keep, frame)
+
+    def audit(self, land: bool = False) -> audit.Report:
+        for w in self.writers.values():
+            w.close()
+        self.sent_path.write_bytes(b"".join(orjson.dumps(x) + b"\n" for x in self.sent))
+        if land:
+            landing.land_day(self.store, "2025-12-07")
+        return audit.audit(self.sent_path, self.store)
+
+
+def one_connection(feed: Feed, frames: int = 5) -> list[str]:
+    feed.life("s1", "started")
+    feed.connect("s1", 1, "sidA")
+    return [feed.broadcast((1, "s1")) for _ in range(frames)]
+
+
+def test_a_faithful_capture_has_no_problems(tmp_path: Path) -> None:
+    feed = Feed(tmp_path)
+    one_connection(feed)
+    feed.life("s1", "disconnected", cause="stopping")
+    feed.life("s1", "stopped")
+    report = feed.audit(land=True)
+    assert report.problems == [] and report.lost == 0 and report.frames_captured == 6
+    assert report.landed.rows == report.records and report.landed.differing_rows == 0
+
+
+def test_a_hole_a_duplicate_and_reordering_are_found(tmp_path: Path) -> None:
+    feed = Feed(tmp_path)
+    feed.life("s1", "started")
+    feed.connect("s1", 1, "sidA")
+    a = feed.broadcast((1, "s1"))
+    b = feed.broadcast((1, None))  # never kept, yet frames after it were: a hole
+    c = feed.broadcast((1, None))
+    d = feed.broadcast((1, "s1"))
+    feed.keep("s1", d)  # kept twice
+    feed.keep("s1", c)  # kept after d: out of order
+    assert a and b
+    feed.life("s1", "stopped")
+    report = feed.audit()
+    assert (report.lost_unexplained, report.duplicated, report.reordered) == (1, 1, 1)
+    assert report.problems
+
+
+@pytest.mark.parametrize("cause, explained", [("stale", True), ("frame_too_big", True), ("server_closed", False)])
+def test_a_lost_tail_needs_a_recorder_side_end(tmp_path: Path, cause: str, explained: bool) -> None:
+    feed = Feed(tmp_path)
+    one_connection(feed)
+    feed.broadcast((1, None))  # in flight when the connection ended
+    feed.life("s1", "disconnected", cause=cause)
+    feed.life("s1", "stopped")
+    report = feed.audit()
+    assert report.lost == 1
+    assert report.lost_explained == ({cause: 1} if explained else {}) and report.lost_unexplained == (not explained)
+
+
+def test_feed_missed_between_connections_must_fall_in_a_recorded_outage(tmp_path: Path) -> None:
+    for recorded in (True, False):
+        folder = tmp_path / str(recorded)
+        feed = Feed(folder)
+        one_connection(feed, frames=3)
+        start = feed.t
+        feed.life("s1", "disconnected", cause="server_closed")
+        feed.broadcast()
+        feed.broadcast()  # no connection: missed
+        feed.connect("s1", 2, "sidB")
+        feed.broadcast((2, "s1"))
+        if recorded:
+            feed.life("s1", "outage", start_ns=start, end_ns=feed.t, cause="connection lost: going away")
+        feed.life("s1", "stopped")
+        report = feed.audit()
+        assert (report.missed_gaps, report.missed_frames) == (1, 2)
+        assert report.missed_unexplained == (0 if recorded else 2)
+
+
+def test_a_crash_explains_its_tail_but_not_a_lost_acknowledged_record(tmp_path: Path) -> None:
+    feed = Feed(tmp_path)
+    one_connection(feed, frames=3)
+    feed.broadcast((1, None))  # in flight at the kill
+    feed.life("s2", "started")
+    feed.life("s2", "recovered", crashed_session="s1", acked_seq=99)
+    report = feed.audit()
+    assert report.lost_explained == {"crash": 1}
+    assert report.acked_missing == 99 - 5  # s1 kept 5 records; it claimed 99 acknowledged
+    assert "94 acknowledged records missing" in report.problems
+
+
+def test_landed_rows_duplicated_or_differing_are_found(tmp_path: Path) -> None:
+    feed = Feed(tmp_path)
+    one_connection(feed)
+    feed.life("s1", "stopped")
+    feed.audit(land=True)
+    landed, = feed.store.partition_files("ws_event", "2025-12-07")
+    shutil.copy(landed, landed.with_name("20251207_000000_00000000.parquet"))  # the same rows twice
+    report = audit.audit(feed.sent_path, feed.store)
+    assert report.landed.duplicated_rows == 8 and report.landed.rows_without_segment == 8
+    assert "8 landed rows duplicated" in report.problems
+
+
+def test_an_unreadable_sent_log_is_an_audit_error(tmp_path: Path) -> None:
+    with pytest.raises(audit.AuditError, match="cannot read the sent-log"):
+        audit.audit(tmp_path / "nope.jsonl", Store(tmp_path))
