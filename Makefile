@@ -29,6 +29,12 @@ test: install postgres-server
 validate: install
 	$(BIN)/dagster definitions validate -w workspace.yaml
 
+# Capture under load: kill -9 at 10,000 frames/s, then a 10-minute soak at 10,000 frames/s
+# (RUGS_SOAK_S, RUGS_SOAK_RATE) that prints the recorder's memory over time.
+.PHONY: soak
+soak: install
+	$(BIN)/python -m pytest -m slow -s rugs_pipeline_tests/test_capture_crash.py rugs_pipeline_tests/test_capture_soak.py
+
 # Offline: simulator -> recorder -> Dagster (UI on http://127.0.0.1:3000), data in .demo/
 demo: install
 	RUGS_DATA_DIR=$(DEMO)/rugs_data DAGSTER_HOME=$(DEMO)/dagster_home RUGS_SEAL_INTERVAL=10 RUGS_DERIVE_CRON="* * * * *" \
