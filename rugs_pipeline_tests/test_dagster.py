@@ -17,6 +17,7 @@ from rugs_pipeline.capture import spool
 from rugs_pipeline.definitions import defs
 from rugs_pipeline.defs.assets import derived_assets, ws_event
 from rugs_pipeline.defs.checks import schema_checks
+from rugs_pipeline.defs.games import game_assets, game_checks
 from rugs_pipeline.defs.resources import StoreResource
 from rugs_pipeline.defs.schedules import REDERIVE_DAYS, nightly_rederive
 from rugs_pipeline.defs.sensors import spool_sensor
@@ -27,6 +28,7 @@ from rugs_pipeline.store.validation import validate_partition
 
 from .conftest import REPO_ROOT
 
+EVERYTHING = [ws_event, *derived_assets, *game_assets, *schema_checks, *game_checks]
 T0 = 1_765_065_600 * 10**9  # 2025-12-07 00:00 UTC
 DAY = "2025-12-07"
 
@@ -93,7 +95,7 @@ def test_materialize_all_with_passing_checks_and_idempotent_rebuild(data_dir: Pa
     store = Store(data_dir)
     _segment(store, "s1", _game_frames("20251207-aaaaaaaaaaaaaaaa", 5) + _game_frames("20251207-cccccccccccccccc", 2))
     instance = dg.DagsterInstance.ephemeral()
-    result = _materialize([ws_event, *derived_assets, *schema_checks], instance=instance)
+    result = _materialize(EVERYTHING, instance=instance)
     assert result.success
     checks = {(e.asset_key.to_user_string(), e.passed) for e in result.get_asset_check_evaluations()}
     assert checks == {(name, True) for name in schema.DOC_TYPES}
@@ -102,7 +104,7 @@ def test_materialize_all_with_passing_checks_and_idempotent_rebuild(data_dir: Pa
         [("20251207-aaaaaaaaaaaaaaaa", t) for t in range(6)] + [("20251207-cccccccccccccccc", t) for t in range(3)]
     )
     first = {d: store.read_partition(d, DAY) for d in schema.DOC_TYPES}
-    assert _materialize([ws_event, *derived_assets, *schema_checks], instance=instance).success
+    assert _materialize(EVERYTHING, instance=instance).success
     for doc_type, table in first.items():
         assert store.read_partition(doc_type, DAY).equals(table), doc_type
         assert len(store.partition_files(doc_type, DAY)) == 1
@@ -117,7 +119,7 @@ def test_wrong_schema_version_fails_check_and_blocks_downstream(data_dir: Path) 
     # a file written by some other version of the pipeline
     stray = store.read_partition("ws_event", DAY).replace_schema_metadata({schema.SCHEMA_VERSION_KEY: b"0.9.0"})
     pq.write_table(stray, store.partition_dir("ws_event", DAY) / "20251207_000001_deadbeef.parquet")
-    result = _materialize([ws_event, *derived_assets, *schema_checks])
+    result = _materialize(EVERYTHING)
     evaluations = {e.asset_key.to_user_string(): e for e in result.get_asset_check_evaluations()}
     assert evaluations["ws_event"].passed is False
     assert "0.9.0" in evaluations["ws_event"].description
@@ -129,11 +131,11 @@ def test_wrong_schema_version_fails_check_and_blocks_downstream(data_dir: Path) 
 def test_store_at_another_version_is_refused_with_a_clear_error(data_dir: Path) -> None:
     store = Store(data_dir)
     _segment(store, "s1", _game_frames("20251207-aaaaaaaaaaaaaaaa", 3))
-    assert _materialize([ws_event, *derived_assets, *schema_checks]).success
+    assert _materialize(EVERYTHING).success
     manifest = json.loads(store.manifest_path.read_text())
     store.manifest_path.write_text(json.dumps({**manifest, "version": "1.9.0"}))
     assert "1.9.0" in " ".join(validate_partition(store, "game_tick", DAY).failures)
-    result = _materialize([ws_event, *derived_assets, *schema_checks])
+    result = _materialize(EVERYTHING)
     assert not result.success
     errors = [e.step_failure_data.error.to_string() for e in result.all_events if e.is_step_failure]
     assert any("1.9.0" in m for m in errors), errors
@@ -149,7 +151,8 @@ def test_nightly_schedule_rederives_recent_days() -> None:
 
 @pytest.mark.parametrize("doc_type", schema.DOC_TYPES)
 def test_every_doc_type_has_a_blocking_check(doc_type: str) -> None:
-    specs = [s for c in schema_checks for s in c.check_specs if s.asset_key.to_user_string() == doc_type]
+    specs = [s for c in (*schema_checks, *game_checks) for s in c.check_specs
+             if s.asset_key.to_user_string() == doc_type and s.name == "schema_1_0_0"]
     assert len(specs) == 1 and specs[0].blocking
 
 

@@ -1,4 +1,4 @@
-"""Derivations (game_tick, player_action, server_state, system_event) over real recordings.
+"""Derivations (game_tick, player_action, server_state, system_event; games in test_games.py) over real recordings.
 
 Every test goes the real way: ``import_recordings`` -> ``landing.land_day`` for each day ->
 ``store.read_partition("ws_event", day)`` -> ``derive``. Expected values are computed
@@ -23,6 +23,7 @@ import pytest
 from rugs_pipeline.capture import spool
 from rugs_pipeline.capture.importer import import_recordings
 from rugs_pipeline.derive.datasets import DERIVATIONS, derive, derive_all
+from rugs_pipeline.derive.games import rebuild_games, summarize_games
 from rugs_pipeline.store import landing
 from rugs_pipeline.store.layout import Store
 from rugs_pipeline.store.validation import validate_table
@@ -30,7 +31,9 @@ from rugs_pipeline.store.validation import validate_table
 UTC = timezone.utc
 EASTERN = ZoneInfo("America/New_York")
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-DOC_TYPES = ("game_tick", "player_action", "server_state", "system_event")
+FRAME_TYPES = ("player_action", "server_state", "system_event")  # a row belongs to its frame's day
+GAME_TYPES = ("game_tick", "complete_game", "games")  # a row belongs to its game's day
+DOC_TYPES = FRAME_TYPES + GAME_TYPES
 
 # name -> (file pattern, time zone of its naive timestamps)
 FIXTURES = {
@@ -177,7 +180,14 @@ def run_pipeline(files: list[Path], root: Path, tz) -> Run:
     days = sorted({seg.day for rep in reports for seg in rep.segments})
     for day in days:
         landing.land_day(store, day)
-    derived = {day: {dt: derive(dt, store.read_partition("ws_event", day)) for dt in DOC_TYPES} for day in days}
+    ws = {day: store.read_partition("ws_event", day) for day in days}
+    derived = {day: {dt: derive(dt, ws[day]) for dt in FRAME_TYPES} for day in days}
+    # a day's games read the frames and trades after midnight too: here, the whole recording
+    frames = pa.concat_tables(ws.values())
+    actions = pa.concat_tables([derived[day]["player_action"] for day in days])
+    for day in days:
+        derived[day].update(rebuild_games(frames, day))
+        derived[day]["games"] = summarize_games(derived[day]["game_tick"], derived[day]["complete_game"], actions)
     events = [e for f in files for e in read_events(f, tz)]
     return Run(files, events, reports, store, days, derived)
 
@@ -213,13 +223,15 @@ def content(rows: list[dict], key=("game_id", "tick")) -> list[dict]:
 
 
 def check_game_ticks(run: Run) -> dict[str, Game]:
+    """The ticks seen live (tick_source observed); test_games.py checks the filled ones."""
     games = expected_games(run.events)
     rows = run.rows("game_tick")
+    assert len({(r["game_id"], r["tick"]) for r in rows}) == len(rows), "one row per (game_id, tick)"
     by_game = defaultdict(list)
     for r in rows:
-        by_game[r["game_id"]].append(r)
-    assert set(by_game) == set(games), "one set of ticks per game that had tick frames"
-    assert len({(r["game_id"], r["tick"]) for r in rows}) == len(rows), "one row per (game_id, tick)"
+        if r["tick_source"] == "observed":
+            by_game[r["game_id"]].append(r)
+    assert set(by_game) == set(games), "one set of observed ticks per game that had tick frames"
     for gid, game in games.items():
         got = {r["tick"]: r for r in by_game[gid]}
         assert sorted(got) == sorted(game.ticks), f"{gid}: ticks"
@@ -230,14 +242,15 @@ def check_game_ticks(run: Run) -> dict[str, Game]:
             assert json.loads(row["raw_json"]) == p
             assert row["direction"] == "received" and row["event_name"] == "gameStateUpdate"
             assert row["doc_type"] == "game_tick" and row["source"] == "replay"
-        rug_rows = [r for r in by_game[gid] if r["is_rug_tick"]]
+        every = [r for r in rows if r["game_id"] == gid]
+        rug_rows = [r for r in every if r["is_rug_tick"]]
         if game.rug is None:
-            assert not rug_rows and {r["phase"] for r in by_game[gid]} == {"active"}
+            assert not rug_rows and {r["phase"] for r in every} == {"active"}
             continue
         r_tick, rp = game.rug_tick, game.rug["payload"]
         assert [(r["tick"], r["price"], r["phase"]) for r in rug_rows] == [(r_tick, rp["price"], "rugged")]
-        assert max(got) == r_tick, "nothing after the rug tick"
-        assert all(r["phase"] == "active" for r in by_game[gid] if r["tick"] != r_tick)
+        assert max(r["tick"] for r in every) == r_tick, "nothing after the rug tick"
+        assert all(r["phase"] == "active" for r in every if r["tick"] != r_tick)
         # the crash price is the price of tick R in the frame's own price window
         if "partialPrices" in rp:
             assert rp["partialPrices"]["values"][str(r_tick)] == rp["price"]
@@ -272,7 +285,8 @@ def test_game_tick_facts_stated_by_the_fixture_readme(real):
     # the sandbox's on-connect snapshot of tick 128 arrives after tick 129: tick 128 still has its own price
     frames = [e for e in received(real("sandbox").events, "gameStateUpdate") if "tickCount" in e["payload"]]
     assert [e["payload"]["tickCount"] for e in frames[:2]] == [129, 128]
-    rows = {r["tick"]: r for r in real("sandbox").rows("game_tick")}
+    game = frames[0]["payload"]["gameId"]
+    rows = {r["tick"]: r for r in real("sandbox").rows("game_tick") if r["game_id"] == game}
     assert rows[128]["price"] == frames[1]["payload"]["price"] and rows[128]["ts"] == frames[1]["ts"]
     assert rows[129]["price"] == frames[0]["payload"]["price"]
 
@@ -295,7 +309,8 @@ def test_presale_frames_are_not_ticks(real, name):
 def test_lone_post_rug_frame_gives_the_rug_tick_it_reports(real):
     """example_seq_198 is a post-rug broadcast (tickCount 160) whose price window ends at 159.
 
-    The crash price belongs to tick 159, so the game's only row is tick 159; there was never a tick 160.
+    The crash price belongs to tick 159, so the game's only observed row is tick 159 (its window fills
+    155..158); there was never a tick 160.
     """
     run = real("example_seq")
     (frame,) = received(run.events, "gameStateUpdate")
@@ -304,8 +319,9 @@ def test_lone_post_rug_frame_gives_the_rug_tick_it_reports(real):
     assert p["gameId"] not in {g["id"] for g in p["gameHistory"]}  # the transition frame, before genesis
     end = p["partialPrices"]["endTick"]
     assert end < p["tickCount"] and p["partialPrices"]["values"][str(end)] == p["price"]
-    (row,) = run.rows("game_tick")
+    (row,) = [r for r in run.rows("game_tick") if r["tick_source"] == "observed"]
     assert (row["game_id"], row["tick"], row["price"], row["is_rug_tick"]) == (p["gameId"], end, p["price"], True)
+    assert max(r["tick"] for r in run.rows("game_tick") if r["game_id"] == p["gameId"]) == end
 
 
 # --- duplicates ------------------------------------------------------------------------------
@@ -618,13 +634,15 @@ def test_broken_tables_fail_validation(real):
 def test_derivations_are_deterministic(real, name):
     run = real(name)
     ws = run.ws(run.days[0])
-    again = derive_all(ws)
-    assert set(again) == set(DERIVATIONS) == set(DOC_TYPES)
+    again = {**derive_all(ws), **rebuild_games(ws, run.days[0])}
+    assert set(DERIVATIONS) == set(FRAME_TYPES)
     for doc_type in DOC_TYPES:
         first = run.derived[run.days[0]][doc_type]
         assert first.num_rows > 0 or doc_type == "system_event"
-        assert again[doc_type].equals(first), doc_type
-        assert derive(doc_type, ws).equals(first), doc_type
+        if doc_type in again:
+            assert again[doc_type].equals(first), doc_type
+        if doc_type in FRAME_TYPES:
+            assert derive(doc_type, ws).equals(first), doc_type
 
 
 # --- without the real recordings -------------------------------------------------------------
@@ -714,4 +732,6 @@ def test_tiny_recording_without_real_fixtures(tmp_path):
         table = run.derived[run.days[0]][doc_type]
         assert validate_table(doc_type, table) == []
         # same rows in the same order every time, even where one frame yields rows sharing a trade id
-        assert all(derive(doc_type, run.ws(run.days[0])).equals(table) for _ in range(20)), doc_type
+        derived = (lambda: derive(doc_type, run.ws(run.days[0]))) if doc_type in FRAME_TYPES else (
+            lambda: {**rebuild_games(run.ws(run.days[0]), run.days[0])}.get(doc_type, table))
+        assert all(derived().equals(table) for _ in range(20)), doc_type

@@ -24,6 +24,7 @@ from rugs_pipeline.capture import spool
 from rugs_pipeline.definitions import defs
 from rugs_pipeline.defs.assets import derived_assets, ws_event
 from rugs_pipeline.defs.checks import schema_checks
+from rugs_pipeline.defs.games import game_assets, game_checks
 from rugs_pipeline.defs.resources import StoreResource
 from rugs_pipeline.defs.sensors import spool_sensor
 from rugs_pipeline.store import schema
@@ -95,8 +96,9 @@ def test_simulator_to_duckdb_through_dagster(simulator: str, tmp_path: Path, mon
     instance = dg.DagsterInstance.ephemeral()
     for day in days:
         assert defs.resolve_job_def("land_ws_event").execute_in_process(partition_key=day, instance=instance).success
-        result = dg.materialize([ws_event, *derived_assets, *schema_checks], partition_key=day, instance=instance,
-                                resources={"store": StoreResource()}, selection=[*derived_assets])
+        result = dg.materialize([ws_event, *derived_assets, *game_assets, *schema_checks, *game_checks],
+                                partition_key=day, instance=instance, resources={"store": StoreResource()},
+                                selection=[*derived_assets, *game_assets])
         assert result.success
         assert all(e.passed for e in result.get_asset_check_evaluations())
     assert isinstance(spool_sensor(dg.build_sensor_context(resources={"store": StoreResource()})), dg.SkipReason)

@@ -42,8 +42,6 @@ COLUMN_SCHEMA = dg.TableSchema(
 DESCRIPTIONS = {
     "ws_event": "Every frame the recorder kept (received and sent), byte-exact, with its receive time in UTC; "
     "the recorder's lifecycle records too. Lands sealed spool segments exactly once.",
-    "game_tick": "One row per (game_id, tick) for ticks 0..R of each game from gameStateUpdate; "
-    "duplicates and out-of-order frames collapse, post-rug broadcasts are dropped, the rug tick is marked.",
     "player_action": "Public trades (dedup by trade id), sidebets (live events and finished games' history), "
     "and orders the client sent.",
     "server_state": "playerUpdate / gameStatePlayerUpdate snapshots and each finished game's final leaderboard.",

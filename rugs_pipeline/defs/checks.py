@@ -11,15 +11,15 @@ from rugs_pipeline.store import schema
 from rugs_pipeline.store.validation import validate_partition
 
 
-def _schema_check(asset: dg.AssetsDefinition) -> dg.AssetChecksDefinition:
-    doc_type = asset.key.to_user_string()
+def schema_check(asset: dg.AssetKey) -> dg.AssetChecksDefinition:
+    doc_type = asset.to_user_string()
     # Partitioned checks are "preview" in Dagster 1.13; they are what a daily check needs.
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", dg.PreviewWarning)
         return _build_check(asset, doc_type)
 
 
-def _build_check(asset: dg.AssetsDefinition, doc_type: str) -> dg.AssetChecksDefinition:
+def _build_check(asset: dg.AssetKey, doc_type: str) -> dg.AssetChecksDefinition:
     @dg.asset_check(
         asset=asset,
         name=f"schema_{schema.SCHEMA_VERSION.replace('.', '_')}",
@@ -40,4 +40,4 @@ def _build_check(asset: dg.AssetsDefinition, doc_type: str) -> dg.AssetChecksDef
     return _check
 
 
-schema_checks = [_schema_check(a) for a in (ws_event, *derived_assets)]
+schema_checks = [schema_check(a.key) for a in (ws_event, *derived_assets)]

@@ -1,4 +1,7 @@
-"""Pure derivations: one day's ``ws_event`` rows (Arrow) -> each derived doc_type (Arrow).
+"""Pure derivations: one day's ``ws_event`` rows (Arrow) -> each frame-partitioned doc_type (Arrow).
+
+A row of these belongs to the day of the frame it came from. Games (``game_tick``,
+``complete_game``, ``games``) are partitioned by game instead: see ``games.py``.
 
 They run as DuckDB SQL over the Arrow table: DuckDB's JSON reader extracts only
 the fields each dataset needs, in parallel, without building Python objects.
@@ -17,55 +20,17 @@ import pyarrow as pa
 
 from rugs_pipeline.store import schema
 
+# An event frame's payload (its last argument) as JSON.
+PAYLOAD = "json_extract(substr(raw_json, strpos(raw_json, '[')), '$[#-1]')"
+
 # Received Socket.IO events with their payload as JSON; rows that are not events are excluded.
-_EVENTS = """
+_EVENTS = f"""
 CREATE OR REPLACE TEMP VIEW ev AS
-SELECT ts, source, session_id, seq, direction, event_name,
-       json_extract(substr(raw_json, strpos(raw_json, '[')), '$[#-1]') AS payload
+SELECT ts, source, session_id, seq, direction, event_name, {PAYLOAD} AS payload
 FROM ws WHERE frame_kind = 'event'
 """
 
 _ENVELOPE = "ts, source, session_id, seq, direction"
-
-# ticks of running games (presale frames repeat tickCount 0 with active=false: not ticks)
-_GAME_TICK = f"""
-WITH f AS (
-  SELECT {_ENVELOPE}, payload,
-         payload->>'gameId' AS game_id,
-         TRY_CAST(payload->>'tickCount' AS BIGINT) AS frame_tick,
-         TRY_CAST(payload->>'$.partialPrices.endTick' AS BIGINT) AS window_end,
-         TRY_CAST(payload->>'price' AS DOUBLE) AS price,
-         coalesce(TRY_CAST(payload->>'rugged' AS BOOLEAN), false) AS rugged,
-         coalesce(TRY_CAST(payload->>'active' AS BOOLEAN), false) AS active,
-         TRY_CAST(payload->>'cooldownTimer' AS BIGINT) AS cooldown_timer
-  FROM ev WHERE event_name = 'gameStateUpdate' AND direction = 'received'
-), t AS (
-  -- a rugged frame's price is the crash price of the tick its price window ends at (R): post-rug
-  -- broadcasts count tickCount on to R+1..R+3, so when the rug frame itself was missed, the
-  -- post-rug frame's tickCount would invent a tick that never existed
-  SELECT *, CASE WHEN rugged AND window_end BETWEEN 0 AND frame_tick THEN window_end ELSE frame_tick END AS tick
-  FROM f
-  WHERE game_id IS NOT NULL AND frame_tick >= 0 AND price > 0 AND (active OR rugged)
-), rug AS (
-  SELECT game_id, min(tick) FILTER (WHERE rugged) AS rug_tick FROM t GROUP BY game_id
-), ranked AS (
-  SELECT t.*, rug.rug_tick,
-         row_number() OVER (
-           PARTITION BY t.game_id, t.tick
-           -- for tick R prefer the rug frame (its price is the crash price); then first received
-           ORDER BY (t.rugged AND t.tick = rug.rug_tick) DESC, t.ts, t.session_id, t.seq
-         ) AS rn
-  FROM t JOIN rug USING (game_id)
-  -- post-rug broadcasts repeat the game with tick R+1..R+3: not ticks
-  WHERE rug.rug_tick IS NULL OR t.tick <= rug.rug_tick
-)
-SELECT {_ENVELOPE}, 'game_tick' AS doc_type, payload::VARCHAR AS raw_json, game_id,
-       'gameStateUpdate' AS event_name, price, tick,
-       CASE WHEN tick = rug_tick THEN 'rugged' ELSE 'active' END AS phase,
-       coalesce(tick = rug_tick, false) AS is_rug_tick, cooldown_timer
-FROM ranked WHERE rn = 1
-ORDER BY session_id, seq, game_id, tick
-"""
 
 # trades (dedup by trade id), sidebets (events and the finished games' history), and orders the client sent
 _PLAYER_ACTION = f"""
@@ -218,14 +183,14 @@ ORDER BY ts, session_id, seq, event_name
 """
 
 DERIVATIONS: dict[str, str] = {
-    "game_tick": _GAME_TICK,
     "player_action": _PLAYER_ACTION,
     "server_state": _SERVER_STATE,
     "system_event": _SYSTEM_EVENT,
 }
 
 
-def _connection(ws_event: pa.Table) -> duckdb.DuckDBPyConnection:
+def connection(ws_event: pa.Table) -> duckdb.DuckDBPyConnection:
+    """DuckDB over ``ws_event`` as view ``ws``, its received events as view ``ev``."""
     con = duckdb.connect()
     con.execute("SET TimeZone = 'UTC'")
     con.register("ws", schema.conform(ws_event))
@@ -235,7 +200,7 @@ def _connection(ws_event: pa.Table) -> duckdb.DuckDBPyConnection:
 
 def derive(doc_type: str, ws_event: pa.Table) -> pa.Table:
     """Derive one doc_type from ``ws_event`` rows; the result conforms to the schema."""
-    con = _connection(ws_event)
+    con = connection(ws_event)
     try:
         return schema.conform(con.sql(DERIVATIONS[doc_type]).to_arrow_table())
     finally:
@@ -243,7 +208,7 @@ def derive(doc_type: str, ws_event: pa.Table) -> pa.Table:
 
 
 def derive_all(ws_event: pa.Table) -> dict[str, pa.Table]:
-    con = _connection(ws_event)
+    con = connection(ws_event)
     try:
         return {name: schema.conform(con.sql(sql).to_arrow_table()) for name, sql in DERIVATIONS.items()}
     finally:

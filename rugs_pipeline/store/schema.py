@@ -15,7 +15,9 @@ DOC_TYPE_KEY = b"rugs_doc_type"
 
 SOURCES = ("cdp", "public_ws", "replay", "ui")
 DIRECTIONS = ("received", "sent")
-DOC_TYPES = ("ws_event", "game_tick", "player_action", "server_state", "system_event")
+DOC_TYPES = ("ws_event", "game_tick", "player_action", "server_state", "system_event", "complete_game", "games")
+# where a game_tick row's price came from, in order of preference (derive/games.py)
+TICK_SOURCES = ("observed", "partial_prices", "snapshot_prices", "game_history")
 
 TS = pa.timestamp("us", tz="UTC")
 

@@ -50,8 +50,30 @@ def pandera_schema(doc_type: str) -> pa.DataFrameSchema:
             tick=pa.Column(pl.Int64, pa.Check.ge(0), nullable=False),
             price=pa.Column(pl.Float64, pa.Check.gt(0), nullable=False),
             is_rug_tick=pa.Column(pl.Boolean, nullable=False),
+            phase=pa.Column(pl.Utf8, pa.Check.isin(("active", "rugged")), nullable=False),
+            tick_source=pa.Column(pl.Utf8, pa.Check.isin(schema.TICK_SOURCES), nullable=False),
+            price_conflicts=pa.Column(pl.Int64, pa.Check.ge(0), nullable=False),
         )
         return pa.DataFrameSchema(cols, unique=["game_id", "tick"], strict=True, name=doc_type)
+    if doc_type == "complete_game":
+        cols = _with(
+            base,
+            game_id=pa.Column(pl.Utf8, nullable=False),
+            tick=pa.Column(pl.Int64, pa.Check.ge(0), nullable=True),  # null: a history without prices
+            tick_count=pa.Column(pl.Int64, pa.Check.ge(1), nullable=True),
+            peak_multiplier=pa.Column(pl.Float64, pa.Check.gt(0), nullable=True),
+            price_conflicts=pa.Column(pl.Int64, pa.Check.ge(0), nullable=False),
+        )
+        return pa.DataFrameSchema(cols, unique=["game_id"], strict=True, name=doc_type)
+    if doc_type == "games":
+        counts = {name: pa.Column(pl.Int64, pa.Check.ge(0), nullable=False)
+                  for name in ("trade_count", "trader_count", "sidebets_placed", "sidebets_won", "observed_ticks",
+                               "filled_ticks", "price_conflicts")}
+        cols = _with(base, game_id=pa.Column(pl.Utf8, nullable=False),
+                     volume=pa.Column(pl.Float64, nullable=False),
+                     duration_s=pa.Column(pl.Float64, pa.Check.ge(0), nullable=True),
+                     message=pa.Column(pl.Utf8, nullable=False), **counts)
+        return pa.DataFrameSchema(cols, unique=["game_id"], strict=True, name=doc_type)
     if doc_type == "player_action":
         cols = _with(base, action_type=pa.Column(pl.Utf8, nullable=False),
                      tick=pa.Column(pl.Int64, pa.Check.ge(0), nullable=True),

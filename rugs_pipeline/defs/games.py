@@ -1,0 +1,193 @@
+"""Games: ``game_tick`` and ``complete_game`` rebuilt from the frames, ``games`` summarised from them,
+and the checks that the day's derivations agree with each other.
+
+A game's rows live in the partition of the UTC day in its id, and its end and history can arrive
+after midnight, so a day reads the next day's data too (``NEXT_DAY``): the first
+``NEXT_DAY_HEAD`` of its frames, and its trades.
+"""
+
+from datetime import date, datetime, time, timedelta, timezone
+import warnings
+
+import dagster as dg
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.dataset as ds
+
+from rugs_pipeline.defs.assets import (
+    COLUMN_SCHEMA, DERIVE_CRON, DERIVE_LOOKBACK, _derived_metadata, _partition_metadata, ws_event,
+)
+from rugs_pipeline.defs.checks import schema_check
+from rugs_pipeline.defs.partitions import daily
+from rugs_pipeline.defs.resources import StoreResource
+from rugs_pipeline.derive import consistency
+from rugs_pipeline.derive.games import NEXT_DAY_HEAD, rebuild_games, summarize_games
+from rugs_pipeline.store import schema
+from rugs_pipeline.store.layout import Store
+
+with warnings.catch_warnings():  # beta in Dagster 1.13; without it today's partition would map to a missing tomorrow
+    warnings.simplefilter("ignore", dg.BetaWarning)
+    NEXT_DAY = dg.TimeWindowPartitionMapping(start_offset=0, end_offset=1, allow_nonexistent_upstream_partitions=True)
+# Yesterday's games change while today's first NEXT_DAY_HEAD lands; after that hour nothing of today's can.
+HEAD_CRON = "*/5 0 * * *"
+
+_PARTITION_RULE = (
+    f" Partition: the UTC day in the game id (the day the server created the game), so each game has one "
+    f"partition whatever frames, recorder sessions or days saw it; a day also reads the first "
+    f"{int(NEXT_DAY_HEAD.total_seconds() // 60)} min of the next day's frames, where the end and the "
+    "gameHistory of its last games arrive. A game first seen outside that span (a replay served live, a "
+    "recorder with a wrong clock) goes to the day of its last frame."
+)
+DESCRIPTIONS = {
+    "game_tick": "One row per (game_id, tick): ticks 0..R of every game whose end was seen (R = the first rugged "
+    "frame's tick, else the gameHistory's last), the ticks known so far of others. tick_source says where the "
+    "price came from: observed (the tick's own frame; for R the rug frame), else filled from partial_prices, "
+    "snapshot_prices or game_history, in that order of preference; price_conflicts counts the other prices "
+    "sources gave for the tick. Post-rug broadcasts are not ticks." + _PARTITION_RULE,
+    "complete_game": "One row per game with a gameHistory entry, deduplicated by game id over frames, recorder "
+    "sessions and days (the first copy received): rug tick and crash price, tick count, peakMultiplier, end time "
+    "(the server's), serverSeed and seed_verified = sha256(serverSeed) == the serverSeedHash the game's frames "
+    "announced while it ran." + _PARTITION_RULE,
+    "games": "One row per game of game_tick / complete_game, for reading first: start and end time, duration in "
+    "ticks and seconds, rug tick and price, peak, trades, traders, volume (player_action of the day and the next, "
+    "a trade id once), sidebets placed and won, observed vs filled ticks and whether the game is complete."
+    + _PARTITION_RULE,
+}
+
+
+def _automation() -> dg.AutomationCondition:
+    """Like the frame-partitioned assets, plus: a day also follows the next day's data, and may lack its own.
+
+    Closed days derive at once; today at most every DERIVE_CRON; yesterday (whose next day is
+    today, landing all day) at most every 5 min during today's first hour.
+    """
+    today = dg.AutomationCondition.in_latest_time_window()
+    # the lookback counts back from the end of the latest window (tomorrow 00:00): 2 days reach yesterday
+    yesterday = dg.AutomationCondition.in_latest_time_window(lookback_delta=timedelta(days=2)) & ~today
+    since_requested = dg.AutomationCondition.newly_requested()
+    eager = (
+        dg.AutomationCondition.eager()
+        .replace("in_latest_time_window",
+                 dg.AutomationCondition.in_latest_time_window(lookback_delta=DERIVE_LOOKBACK))
+        .without(~dg.AutomationCondition.any_deps_in_progress())
+        # the next day may never be captured, and a day may hold only what the next day's head says
+        .without(~dg.AutomationCondition.any_deps_missing())
+    )
+    return (eager & (
+        ~(today | yesterday)
+        | today & dg.AutomationCondition.cron_tick_passed(DERIVE_CRON, "UTC").since(since_requested)
+        | yesterday & dg.AutomationCondition.cron_tick_passed(HEAD_CRON, "UTC").since(since_requested)
+    )).with_label(f"eager on this day and the next; today at most every '{DERIVE_CRON}', yesterday every 5 min "
+                  "in today's first hour")
+
+
+automation = _automation()
+
+
+def _next_day(day: str) -> str:
+    return (date.fromisoformat(day) + timedelta(days=1)).isoformat()
+
+
+def game_frames(store: Store, day: str) -> pa.Table:
+    """The ``ws_event`` rows a day's games are rebuilt from: the day's and the next day's first NEXT_DAY_HEAD."""
+    next_day = _next_day(day)
+    cutoff = datetime.combine(date.fromisoformat(next_day), time(), timezone.utc) + NEXT_DAY_HEAD
+    files = [str(f) for f in store.partition_files("ws_event", next_day)]
+    # row-group statistics let the scan skip the rest of the next day without reading it
+    head = ds.dataset(files, schema=schema.SCHEMA, format="parquet").to_table(filter=ds.field("ts") < cutoff)
+    return pa.concat_tables([store.read_partition("ws_event", day), schema.conform(head)])
+
+
+def _player_actions(store: Store, day: str) -> pa.Table:
+    return pa.concat_tables([store.read_partition("player_action", d) for d in (day, _next_day(day))])
+
+
+def _read(store: Store, doc_type: str, day: str) -> pa.Table:
+    """What a day's games see of ``doc_type``: trades come from the next day too (games run past midnight)."""
+    return _player_actions(store, day) if doc_type == "player_action" else store.read_partition(doc_type, day)
+
+
+def _spec(name: str, deps: list) -> dg.AssetSpec:
+    return dg.AssetSpec(
+        name, deps=deps, description=DESCRIPTIONS[name], group_name="derive", kinds={"parquet", "duckdb"},
+        owners=["team:rugs-pipeline"], automation_condition=automation,
+        metadata={"dagster/column_schema": COLUMN_SCHEMA},
+    )
+
+
+def _metadata(store: Store, name: str, day: str, table: pa.Table) -> dict:
+    meta = {**_derived_metadata(name, table), **_partition_metadata(store, name, day)}
+    if name == "game_tick" and table.num_rows:
+        counts = {r["values"]: r["counts"] for r in table["tick_source"].value_counts().to_pylist()}
+        meta["ticks_by_source"] = dg.MetadataValue.json(dict(sorted(counts.items())))
+        meta["price_conflicts"] = int(pc.sum(pc.greater(table["price_conflicts"], 0)).as_py() or 0)
+    return meta
+
+
+@dg.multi_asset(
+    name="rebuild_games",
+    specs=[_spec(name, [dg.AssetDep(ws_event, partition_mapping=NEXT_DAY)]) for name in ("game_tick", "complete_game")],
+    partitions_def=daily,
+)
+def rebuild(context: dg.AssetExecutionContext, store: StoreResource):
+    day = context.partition_key
+    st = store.store()
+    st.ensure_manifest()
+    for name, table in rebuild_games(game_frames(st, day), day).items():
+        st.replace_partition(name, day, table)
+        yield dg.MaterializeResult(asset_key=name, metadata=_metadata(st, name, day, table))
+
+
+@dg.asset(
+    name="games",
+    deps=["game_tick", "complete_game", dg.AssetDep("player_action", partition_mapping=NEXT_DAY)],
+    partitions_def=daily, group_name="derive", kinds={"parquet", "duckdb"}, owners=["team:rugs-pipeline"],
+    description=DESCRIPTIONS["games"], automation_condition=automation,
+    metadata={"dagster/column_schema": COLUMN_SCHEMA},
+)
+def games(context: dg.AssetExecutionContext, store: StoreResource) -> dg.MaterializeResult:
+    day = context.partition_key
+    st = store.store()
+    st.ensure_manifest()
+    table = summarize_games(*(_read(st, name, day) for name in ("game_tick", "complete_game", "player_action")))
+    st.replace_partition("games", day, table)
+    return dg.MaterializeResult(metadata=_metadata(st, "games", day, table))
+
+
+# --- checks --------------------------------------------------------------------------------
+
+def _consistency_check(asset: str, verdict, inputs: tuple[str, ...], *, blocking: bool,
+                       severity: dg.AssetCheckSeverity) -> dg.AssetChecksDefinition:
+    """An asset check running ``consistency.<verdict>`` over the day's stored ``inputs`` (doc_types)."""
+    with warnings.catch_warnings():  # partitioned checks are "preview" in Dagster 1.13
+        warnings.simplefilter("ignore", dg.PreviewWarning)
+
+        @dg.asset_check(
+            asset=asset, name=verdict.__name__, blocking=blocking, partitions_def=daily,
+            description=" ".join(verdict.__doc__.split()),
+            additional_deps=[name for name in inputs if name != asset],
+        )
+        def _check(context: dg.AssetCheckExecutionContext, store: StoreResource) -> dg.AssetCheckResult:
+            st, day = store.store(), context.partition_key
+            result = verdict(*(_read(st, name, day) for name in inputs))
+            return dg.AssetCheckResult(passed=result.passed, severity=severity,
+                                       description="; ".join(result.problems) or None, metadata=result.counts)
+
+    return _check
+
+
+ERROR, WARN = dg.AssetCheckSeverity.ERROR, dg.AssetCheckSeverity.WARN
+game_checks = [
+    *(schema_check(dg.AssetKey(name)) for name in ("game_tick", "complete_game", "games")),
+    # inconsistent ticks would make a wrong summary: these stop `games`
+    _consistency_check("game_tick", consistency.trades_reference_ticks, ("game_tick", "player_action"),
+                       blocking=True, severity=ERROR),
+    _consistency_check("game_tick", consistency.sidebets_follow_the_window_rule, ("game_tick", "player_action"),
+                       blocking=True, severity=ERROR),
+    _consistency_check("complete_game", consistency.history_matches_ticks, ("complete_game", "game_tick"),
+                       blocking=True, severity=ERROR),
+    # facts about the feed, kept in the data: reported, not blocking
+    _consistency_check("complete_game", consistency.seeds_verified, ("complete_game",), blocking=False, severity=ERROR),
+    _consistency_check("game_tick", consistency.price_conflicts, ("game_tick",), blocking=False, severity=WARN),
+]
+game_assets = [rebuild, games]

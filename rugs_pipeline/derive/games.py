@@ -1,0 +1,255 @@
+"""Games rebuilt whole: every tick 0..R with its provenance, each game's history record, a summary.
+
+The feed shows one game's prices several times over (RUGS_FEED.md). A tick's price comes
+from the first of these sources that has it, the first frame received within a source:
+
+1. ``observed``: the tick's own ``gameStateUpdate`` (for tick R, the rug frame: the crash price);
+2. ``partial_prices``: a later tick frame's ``partialPrices`` window (the last <= 5 ticks);
+3. ``snapshot_prices``: the on-connect snapshot's ``prices`` (the running game so far);
+4. ``game_history``: the finished game's ``gameHistory[].prices`` (ticks 0..R), sent again with
+   each of the next ten games, so a capture that joined mid-game, or missed frames, still gets
+   the whole game once the history arrives.
+
+Every tick any source knows becomes one row; a value seen for the tick that differs from
+another counts in ``price_conflicts``, nothing is dropped silently. The rug tick R is the
+first rugged frame's (read from its price window: post-rug broadcasts count ``tickCount`` on
+past R), else ``len(prices) - 1`` of the history; nothing after R is a tick.
+
+Partition rule: a game belongs to the UTC day in its id (``YYYYMMDD-<hex>``, the day the
+server created it). Every frame that names a game carries that id, so all recorder sessions,
+frames and days agree on the game's one partition. A game's frames start on that day, but
+its end and its history (repeated for the next ten games) can fall after midnight, so a day
+is rebuilt from its own frames plus the first ``NEXT_DAY_HEAD`` of the next day's. A game
+whose first frame is not within that span was not captured live on its id's day (a replay
+served live, a recorder with a wrong clock, an id without a date): it belongs to the day of
+its last frame, which every day that sees part of it agrees on.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import timedelta
+
+import pyarrow as pa
+
+from rugs_pipeline.derive.datasets import PAYLOAD, connection
+from rugs_pipeline.store import schema
+
+# The longest game measured lasts 1,815 ticks (~8 min) and a history stays in the feed for
+# ten games (~12 min typical): half an hour of the next day holds what a day's games left.
+NEXT_DAY_HEAD = timedelta(minutes=30)
+
+# The fields of a gameStateUpdate payload that games are built from, extracted in one parse of the frame.
+_STATE_FIELDS = {
+    "game_id": ("gameId", "->>'$'"), "tick_count": ("tickCount", "BIGINT"), "price": ("price", "DOUBLE"),
+    "active": ("active", "BOOLEAN"), "rugged": ("rugged", "BOOLEAN"), "cooldown_timer": ("cooldownTimer", "BIGINT"),
+    "window_end": ("partialPrices.endTick", "BIGINT"), "window_prices": ("partialPrices.values", "MAP(VARCHAR, DOUBLE)"),
+    "prices": ("prices", "DOUBLE[]"), "seed_hash": ("provablyFair.serverSeedHash", "->>'$'"),
+    "game_history": ("gameHistory", "JSON[]"),
+}
+_PATHS = "[" + ", ".join(f"'$[#-1].{path}'" for path, _ in _STATE_FIELDS.values()) + "]"
+_FIELDS = ", ".join(
+    f"v[{i}]{kind} AS {name}" if kind.startswith("->>") else f"TRY_CAST(v[{i}] AS {kind}) AS {name}"
+    for i, (name, (_, kind)) in enumerate(_STATE_FIELDS.items(), 1)
+)
+_HISTORY = json.dumps({
+    "id": "VARCHAR", "timestamp": "BIGINT", "peakMultiplier": "DOUBLE", "prices": "DOUBLE[]",
+    "provablyFair": {"serverSeed": "VARCHAR", "serverSeedHash": "VARCHAR"},
+})
+
+_ENV = "ts, source, session_id, seq, direction"
+_FIRST = "ts, session_id, seq"  # "first received": a total order over frames
+
+# Each received gameStateUpdate, parsed once. The payload text stays in ws (joined back for observed ticks).
+_PARSE = [
+    f"""CREATE TEMP TABLE gsu AS
+    SELECT {_ENV}, {_FIELDS}
+    FROM (SELECT {_ENV}, json_extract(substr(raw_json, strpos(raw_json, '[')), {_PATHS}) AS v
+          FROM ws WHERE frame_kind = 'event' AND event_name = 'gameStateUpdate' AND direction = 'received')""",
+    f"""CREATE TEMP TABLE history AS
+    SELECT {_ENV}, entry::VARCHAR AS entry, json_transform(entry, '{_HISTORY}') AS h
+    FROM (SELECT *, unnest(game_history) AS entry FROM gsu WHERE game_history IS NOT NULL)""",
+    # Every price any source gives for a (game, tick), ranked by source. Live sources count only from frames
+    # of a running or rugged game: a presale frame's window {"0": 1} is the price tick 0 will have, not a tick.
+    f"""CREATE TEMP TABLE cand AS
+    WITH frames AS (
+      -- a rugged frame's price is the crash price of the tick its price window ends at (R): post-rug
+      -- broadcasts count tickCount on to R+1..R+3, which would invent ticks that never existed
+      SELECT {_ENV}, game_id, price, coalesce(rugged, false) AS rugged, cooldown_timer,
+             CASE WHEN rugged AND window_end BETWEEN 0 AND tick_count THEN window_end ELSE tick_count END AS tick
+      -- presale frames repeat tickCount 0 with active=false: not ticks
+      FROM gsu WHERE tick_count >= 0 AND (active OR rugged)
+    ), windows AS (
+      SELECT {_ENV}, game_id, unnest(map_keys(window_prices)) AS k, unnest(map_values(window_prices)) AS price
+      FROM gsu WHERE window_prices IS NOT NULL AND (active OR rugged)
+    ), snapshots AS (
+      SELECT {_ENV}, game_id, generate_subscripts(prices, 1) - 1 AS tick, unnest(prices) AS price
+      FROM gsu WHERE prices IS NOT NULL AND (active OR rugged)
+    ), histories AS (  -- each differing copy of a game's history once, from the first frame that sent it
+      SELECT {_ENV}, h.id AS game_id, generate_subscripts(h.prices, 1) - 1 AS tick, unnest(h.prices) AS price
+      FROM history WHERE h.prices IS NOT NULL
+      QUALIFY row_number() OVER (PARTITION BY h.id, h.prices ORDER BY {_FIRST}) = 1
+    ), all_sources AS (
+      SELECT {_ENV}, game_id, tick, price, 0 AS rank, 'observed' AS tick_source, rugged, cooldown_timer FROM frames
+      UNION ALL
+      SELECT {_ENV}, game_id, TRY_CAST(k AS BIGINT), price, 1, 'partial_prices', false, NULL FROM windows
+      UNION ALL
+      SELECT {_ENV}, game_id, tick, price, 2, 'snapshot_prices', false, NULL FROM snapshots
+      UNION ALL
+      SELECT {_ENV}, game_id, tick, price, 3, 'game_history', false, NULL FROM histories
+    )
+    SELECT * FROM all_sources WHERE game_id IS NOT NULL AND tick >= 0 AND isfinite(price) AND price > 0""",
+    # Each game's rug tick and partition day; only the games of the day asked for are kept.
+    """CREATE TEMP TABLE games AS
+    WITH mentions AS (
+      SELECT game_id, ts FROM cand UNION ALL SELECT h.id, ts FROM history WHERE h.id IS NOT NULL
+    ), live_rug AS (
+      SELECT game_id, min(tick) AS rug_tick FROM cand WHERE rugged GROUP BY game_id
+    ), history_rug AS (
+      SELECT h.id AS game_id, arg_min(len(h.prices) - 1, (ts, session_id, seq)) AS rug_tick
+      FROM history WHERE len(h.prices) > 0 GROUP BY h.id
+    )
+    SELECT game_id, coalesce(live_rug.rug_tick, history_rug.rug_tick) AS rug_tick
+    FROM (
+      SELECT game_id, min(ts) AS first_ts, max(ts) AS last_ts,
+             CASE WHEN regexp_matches(game_id, '^[0-9]{8}-') THEN TRY_STRPTIME(left(game_id, 8), '%Y%m%d')::DATE END AS id_day
+      FROM mentions GROUP BY game_id
+    ) LEFT JOIN live_rug USING (game_id) LEFT JOIN history_rug USING (game_id)
+    WHERE getvariable('day') IS NULL OR getvariable('day') =
+      CASE WHEN first_ts >= id_day AND first_ts < id_day + INTERVAL 1 DAY + getvariable('head') THEN id_day
+           ELSE last_ts::DATE END""",
+    f"""CREATE TEMP TABLE ticks AS
+    SELECT c.*, g.rug_tick, count(DISTINCT c.price) OVER same_tick - 1 AS price_conflicts
+    FROM cand c JOIN games g USING (game_id)
+    WHERE g.rug_tick IS NULL OR c.tick <= g.rug_tick
+    WINDOW same_tick AS (PARTITION BY c.game_id, c.tick)
+    -- for tick R the rug frame first (its price is the crash price)
+    QUALIFY row_number() OVER (same_tick ORDER BY c.rank, NOT (c.rugged AND c.tick = g.rug_tick), {_FIRST}) = 1""",
+]
+
+_GAME_TICK = f"""
+SELECT t.ts, t.source, t.session_id, t.seq, t.direction, 'game_tick' AS doc_type,
+       -- observed ticks keep their frame's payload; a filled tick's frame is found by (session_id, seq)
+       CASE WHEN t.tick_source = 'observed' THEN ({PAYLOAD.replace("raw_json", "w.raw_json")})::VARCHAR END AS raw_json,
+       t.game_id, 'gameStateUpdate' AS event_name, t.price, t.tick,
+       CASE WHEN t.tick = t.rug_tick THEN 'rugged' ELSE 'active' END AS phase,
+       coalesce(t.tick = t.rug_tick, false) AS is_rug_tick, t.tick_source, t.price_conflicts,
+       t.cooldown_timer
+-- ws is the probe side: the join's hash table holds the ticks, not a day of frame text
+FROM (SELECT session_id, seq, raw_json FROM ws WHERE event_name = 'gameStateUpdate') w RIGHT JOIN ticks t
+  ON t.tick_source = 'observed' AND w.session_id = t.session_id AND w.seq = t.seq
+ORDER BY t.session_id, t.seq, t.game_id, t.tick
+"""
+
+# One row per game with a gameHistory entry, from the first frame that carried it. The seed is
+# checked against the hash the game's own frames announced while it ran; only for a game never
+# seen live does the hash come from the history entry itself (the message says so).
+_COMPLETE_GAME = f"""
+WITH first_copy AS (
+  SELECT * FROM history JOIN games ON h.id = games.game_id
+  QUALIFY row_number() OVER (PARTITION BY h.id ORDER BY {_FIRST}) = 1
+), copies AS (
+  SELECT h.id AS game_id, count(DISTINCT h.prices) AS versions FROM history GROUP BY h.id
+), announced AS (
+  SELECT game_id, arg_min(seed_hash, ({_FIRST})) AS hash, count(DISTINCT seed_hash) AS hashes
+  FROM gsu WHERE seed_hash IS NOT NULL GROUP BY game_id
+), conflicts AS (
+  SELECT game_id, count(*) FILTER (WHERE price_conflicts > 0) AS ticks FROM ticks GROUP BY game_id
+), rows AS (
+  SELECT c.*, a.hashes, v.versions, coalesce(a.hash, c.h.provablyFair.serverSeedHash) AS server_seed_hash,
+         coalesce(k.ticks, 0) AS price_conflicts
+  FROM first_copy c LEFT JOIN announced a USING (game_id) LEFT JOIN copies v USING (game_id)
+  LEFT JOIN conflicts k USING (game_id)
+)
+SELECT {_ENV}, 'complete_game' AS doc_type, entry AS raw_json, game_id, 'gameHistory' AS event_name,
+       len(h.prices) - 1 AS tick, h.prices[-1] AS price, len(h.prices) AS tick_count,
+       h.peakMultiplier AS peak_multiplier, h.provablyFair.serverSeed AS server_seed, server_seed_hash,
+       sha256(h.provablyFair.serverSeed) = server_seed_hash AND coalesce(hashes, 1) = 1 AS seed_verified,
+       price_conflicts, make_timestamptz(h.timestamp * 1000) AS end_ts,
+       nullif(concat_ws('; ',
+         CASE WHEN hashes IS NULL THEN 'serverSeedHash from gameHistory: the game was not seen running' END,
+         CASE WHEN hashes > 1 THEN 'the game announced ' || hashes || ' different serverSeedHash values' END,
+         CASE WHEN versions > 1 THEN versions || ' differing gameHistory copies' END,
+         CASE WHEN h.prices IS NULL THEN 'gameHistory holds no prices' END), '') AS message
+FROM rows
+ORDER BY ts, session_id, seq, game_id
+"""
+
+
+def rebuild_games(ws_event: pa.Table, day: str | None = None) -> dict[str, pa.Table]:
+    """``game_tick`` and ``complete_game`` from ``ws_event`` rows, for the games of ``day`` (all if None).
+
+    For ``day`` D, ``ws_event`` should hold D's rows and the next day's first ``NEXT_DAY_HEAD``.
+    """
+    con = connection(ws_event)
+    try:
+        con.execute("SET VARIABLE day = ?::DATE", [day])
+        con.execute("SET VARIABLE head = ?::INTERVAL", [NEXT_DAY_HEAD])
+        for statement in _PARSE:
+            con.execute(statement)
+        return {name: schema.conform(con.sql(sql).to_arrow_table())
+                for name, sql in (("game_tick", _GAME_TICK), ("complete_game", _COMPLETE_GAME))}
+    finally:
+        con.close()
+
+
+# Per game: when and how it ran, its trades and sidebets, and how much of it was seen live.
+# The row's envelope is that of the game's last tick row (the rug frame when it was seen).
+_GAMES = f"""
+WITH t AS (
+  SELECT game_id,
+         arg_max(struct_pack({_ENV}), tick) AS env,
+         count(*) FILTER (WHERE tick_source = 'observed') AS observed_ticks,
+         count(*) FILTER (WHERE tick_source <> 'observed') AS filled_ticks,
+         count(*) FILTER (WHERE price_conflicts > 0) AS price_conflicts,
+         max(tick) FILTER (WHERE is_rug_tick) AS rug_tick, max(price) FILTER (WHERE is_rug_tick) AS rug_price,
+         max(price) AS peak, count(*) AS ticks,
+         min(ts) FILTER (WHERE tick = 0 AND tick_source = 'observed') AS start_ts,
+         min(ts) FILTER (WHERE is_rug_tick AND tick_source = 'observed') AS rug_ts
+  FROM game_tick GROUP BY game_id
+), trades AS (  -- a trade id once, whichever partition of player_action holds it
+  SELECT game_id, count(*) AS trade_count, count(DISTINCT player_id) AS trader_count, sum(amount) AS volume
+  FROM (SELECT * FROM player_action WHERE event_name = 'standard/newTrade'
+        QUALIFY row_number() OVER (PARTITION BY trade_id ORDER BY {_FIRST}) = 1)
+  GROUP BY game_id
+), sidebets AS (
+  SELECT game_id, count(DISTINCT trade_id) FILTER (WHERE action_type = 'sidebet_placed') AS placed,
+         count(DISTINCT trade_id) FILTER (WHERE action_type = 'sidebet_payout' AND payout > 0) AS won
+  FROM player_action GROUP BY game_id
+), g AS (
+  SELECT game_id, t.*, c.ts AS c_ts, c.source AS c_source, c.session_id AS c_session_id, c.seq AS c_seq,
+         c.direction AS c_direction, c.tick AS c_tick, c.price AS c_price, c.peak_multiplier AS c_peak,
+         c.end_ts AS c_end_ts, c.server_seed, c.server_seed_hash, c.seed_verified,
+         coalesce(t.rug_tick, c.tick) AS r
+  FROM t FULL JOIN complete_game c USING (game_id)
+)
+SELECT coalesce(env.ts, c_ts) AS ts, coalesce(env.source, c_source) AS source,
+       coalesce(env.session_id, c_session_id) AS session_id, coalesce(env.seq, c_seq) AS seq,
+       coalesce(env.direction, c_direction) AS direction, 'games' AS doc_type, game_id,
+       'game_summary' AS event_name, start_ts, coalesce(rug_ts, c_end_ts) AS end_ts,
+       (epoch_us(coalesce(rug_ts, c_end_ts)) - epoch_us(start_ts)) / 1e6 AS duration_s,
+       r AS tick, coalesce(rug_price, c_price) AS price, r + 1 AS tick_count,
+       -- a peak is only known for a game whose every tick is known
+       coalesce(c_peak, CASE WHEN ticks = r + 1 THEN peak END) AS peak_multiplier,
+       coalesce(trade_count, 0) AS trade_count, coalesce(trader_count, 0) AS trader_count,
+       coalesce(volume, 0) AS volume, coalesce(placed, 0) AS sidebets_placed, coalesce(won, 0) AS sidebets_won,
+       coalesce(observed_ticks, 0) AS observed_ticks, coalesce(filled_ticks, 0) AS filled_ticks,
+       coalesce(price_conflicts, 0) AS price_conflicts, server_seed, server_seed_hash, seed_verified,
+       CASE WHEN r IS NULL THEN 'unfinished: no rug seen'
+            WHEN coalesce(ticks, 0) = r + 1 THEN 'complete'
+            ELSE 'incomplete: ' || (r + 1 - coalesce(ticks, 0)) || ' of ' || (r + 1) || ' ticks unknown' END AS message
+FROM g LEFT JOIN trades USING (game_id) LEFT JOIN sidebets USING (game_id)
+ORDER BY ts, session_id, seq, game_id
+"""
+
+
+def summarize_games(game_tick: pa.Table, complete_game: pa.Table, player_action: pa.Table) -> pa.Table:
+    """``games``: one row per game of ``game_tick`` / ``complete_game`` (one day's), with its trades and
+    sidebets from ``player_action`` (that day's and the next day's: a game can end after midnight)."""
+    con = connection(schema.empty_table())
+    try:
+        for name, table in (("game_tick", game_tick), ("complete_game", complete_game), ("player_action", player_action)):
+            con.register(name, schema.conform(table))
+        return schema.conform(con.sql(_GAMES).to_arrow_table())
+    finally:
+        con.close()
