@@ -13,7 +13,8 @@ UI_HOST=${RUGS_UI_HOST:-127.0.0.1}
 UI_PORT=${RUGS_UI_PORT:-3000}
 SIM_PORT=${RUGS_SIM_PORT:-8765}
 mkdir -p "$RUGS_DATA_DIR" "$DAGSTER_HOME" "$RUGS_DATA_DIR/logs"
-cp dagster.yaml "$DAGSTER_HOME/dagster.yaml"
+# RUGS_INSTANCE_YAML=deploy/dagster.postgres.yaml keeps the instance in Postgres (RUGS_PG_* settings)
+cp "${RUGS_INSTANCE_YAML:-dagster.yaml}" "$DAGSTER_HOME/dagster.yaml"
 logs=$RUGS_DATA_DIR/logs
 
 # Children run in their own sessions (so Ctrl-C reaches only this script, which stops them in
