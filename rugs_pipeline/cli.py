@@ -48,7 +48,9 @@ def main() -> None:
 @click.option("--seed", default=1, show_default=True, type=int, help="Seed: same seed, same games.")
 @click.option("--speed", default=1.0, show_default=True, type=float, help="Time runs this many times faster.")
 @click.option("--replay", "replay", multiple=True, type=click.Path(path_type=Path),
-              help="Serve this recording (repeatable) at its original pacing / speed, then exit.")
+              help="Serve this recording or REPLAYER game file (repeatable, in order) at its original "
+              "pacing / speed from the first client's connect, then exit. Files after the options are "
+              "served too: --replay FILE...")
 @click.option("--ping-interval-ms", default=25000, show_default=True, type=int, help="Engine.IO ping interval.")
 @click.option("--ping-timeout-ms", default=20000, show_default=True, type=int, help="Engine.IO ping timeout.")
 @click.option("--rate", default=0.0, type=float, help="Extra load: this many simLoad frames per second.")
@@ -70,7 +72,8 @@ def main() -> None:
 @click.option("--burst-every", "burst_every_s", type=float, help="Fault: every this many s hold all sending ...")
 @click.option("--burst-hold", "burst_hold_s", default=2.0, show_default=True, type=float,
               help="... for this many s, then send it at once.")
-def simulate(host: str, port: int, seed: int, speed: float, replay: tuple[Path, ...],
+@click.argument("replay_files", nargs=-1, type=click.Path(path_type=Path))
+def simulate(host: str, port: int, seed: int, speed: float, replay: tuple[Path, ...], replay_files: tuple[Path, ...],
              ping_interval_ms: int, ping_timeout_ms: int, **faults) -> None:
     """Run the feed simulator: a local Socket.IO server speaking the rugs.fun protocol.
 
@@ -81,7 +84,7 @@ def simulate(host: str, port: int, seed: int, speed: float, replay: tuple[Path, 
     from rugs_pipeline.feed.faults import FaultConfig
     from rugs_pipeline.feed.simulator import SimulatorConfig, run
 
-    run(SimulatorConfig(host=host, port=port, seed=seed, speed=speed, replay=list(replay),
+    run(SimulatorConfig(host=host, port=port, seed=seed, speed=speed, replay=[*replay, *replay_files],
                         ping_interval_ms=ping_interval_ms, ping_timeout_ms=ping_timeout_ms,
                         faults=FaultConfig(**faults)))
 

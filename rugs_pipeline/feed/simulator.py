@@ -38,6 +38,7 @@ from websockets.http11 import Request, Response
 from websockets.protocol import State
 
 from rugs_pipeline.capture.recordings import BadLine, RecordedEvent, read_recording
+from rugs_pipeline.feed.replayer_games import GameScripts, is_game_file
 from rugs_pipeline.feed.faults import (
     Episodes, FaultConfig, SentLog, load_frame, malformed_frame, oversized_frame,
 )
@@ -140,7 +141,8 @@ class Simulator:
     async def start(self) -> int:
         """Listen and start the feed; returns the bound port."""
         cfg = self.config
-        recordings = [self._open_recording(path) for path in cfg.replay]
+        games = GameScripts()  # REPLAYER game files: one feed, its game history running across the files
+        recordings = [self._open_recording(path, games) for path in cfg.replay]
         if cfg.faults.sent_log is not None:
             try:
                 self._sent = SentLog(cfg.faults.sent_log)
@@ -341,8 +343,10 @@ class Simulator:
     # --- replay -----------------------------------------------------------------------
 
     @staticmethod
-    def _open_recording(path: Path) -> tuple[Path, Iterator[RecordedEvent | BadLine]]:
+    def _open_recording(path: Path, games: GameScripts) -> tuple[Path, Iterator[RecordedEvent | BadLine]]:
         try:
+            if is_game_file(Path(path)):
+                return path, games.events(Path(path))
             return path, read_recording(Path(path), timezone.utc)
         except (OSError, ValueError) as exc:
             raise SimulatorError(f"cannot replay {path}: {exc}") from None

@@ -1,0 +1,544 @@
+"""Games rebuilt whole (game_tick, complete_game, games) and the checks that they agree.
+
+Expectations come from the fixture files read with plain ``json`` (``recorded_games``): what
+the recording itself says about each game (its frames, price windows, snapshot, gameHistory,
+rug frames, trades), never from the code's output.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import json
+import warnings
+from collections import defaultdict
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import dagster as dg
+import pyarrow as pa
+import pytest
+
+from rugs_pipeline.capture import spool
+from rugs_pipeline.defs.assets import derived_assets, ws_event
+from rugs_pipeline.defs.checks import schema_checks
+from rugs_pipeline.defs.games import game_assets, game_checks, game_frames
+from rugs_pipeline.defs.resources import StoreResource
+from rugs_pipeline.derive import consistency
+from rugs_pipeline.derive.games import NEXT_DAY_HEAD, rebuild_games
+from rugs_pipeline.feed.protocol import encode_event
+from rugs_pipeline.store import landing, schema
+from rugs_pipeline.store.layout import Store
+from rugs_pipeline.store.validation import validate_table
+
+from .test_derive import (  # noqa: F401 (real is a fixture)
+    EASTERN, FIXTURES, crash_tick, read_events, real, received, run_pipeline, write_jsonl,
+)
+
+UTC = timezone.utc
+SOURCES = schema.TICK_SOURCES  # in order of preference
+
+
+def _number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and value > 0
+
+
+# --- what the recording says, read with plain json -------------------------------------------
+
+
+@dataclass
+class Recorded:
+    game_id: str
+    candidates: dict[int, list[tuple]] = field(default_factory=lambda: defaultdict(list))  # tick -> [(rank, order, price, event)]
+    rug: dict | None = None  # the first rugged frame
+    history: dict | None = None  # the first gameHistory entry
+    history_ts: datetime | None = None
+    announced: list[str] = field(default_factory=list)  # serverSeedHash of its own frames, in receive order
+
+    @property
+    def rug_tick(self) -> int | None:
+        if self.rug is not None:
+            return crash_tick(self.rug["payload"])
+        if self.history is not None and self.history.get("prices"):
+            return len(self.history["prices"]) - 1
+        return None
+
+    def expected_ticks(self) -> dict[int, dict]:
+        """tick -> the row it must give: price, tick_source, price_conflicts, ts."""
+        r = self.rug_tick
+        rows = {}
+        for tick, cands in self.candidates.items():
+            if r is not None and tick > r:
+                continue
+            # the rug frame first for tick R, else the first source in order, first received within it
+            rank, _, price, event = min(cands, key=lambda c: (c[0], not (c[0] == 0 and tick == r and c[3]["payload"].get("rugged") is True), c[1]))
+            rows[tick] = {"price": price, "tick_source": SOURCES[rank], "ts": event["ts"],
+                          "price_conflicts": len({c[2] for c in cands}) - 1}
+        return rows
+
+
+def recorded_games(events: list[dict]) -> dict[str, Recorded]:
+    games: dict[str, Recorded] = {}
+
+    def game(gid: str) -> Recorded:
+        return games.setdefault(gid, Recorded(gid))
+
+    # the pipeline's "first received": receive time, then the importer's order (file order)
+    ordered = sorted(enumerate(received(events, "gameStateUpdate")), key=lambda ie: (ie[1]["ts"], ie[0]))
+    for order, e in ordered:
+        p = e["payload"]
+        gid = p.get("gameId")
+        for h in p.get("gameHistory") or []:
+            g = game(h["id"])
+            if g.history is None:
+                g.history, g.history_ts = h, e["ts"]
+            for tick, price in enumerate(h.get("prices") or []):
+                if _number(price):
+                    g.candidates[tick].append((3, order, price, e))
+        if not isinstance(gid, str):
+            continue
+        fair = p.get("provablyFair") or {}
+        if fair.get("serverSeedHash"):
+            game(gid).announced.append(fair["serverSeedHash"])
+        if not (p.get("active") is True or p.get("rugged") is True):
+            continue  # cooldown and presale frames give no ticks
+        g = game(gid)
+        if isinstance(p.get("tickCount"), int) and p["tickCount"] >= 0 and _number(p.get("price")):
+            g.candidates[crash_tick(p) if p.get("rugged") is True else p["tickCount"]].append((0, order, p["price"], e))
+        if p.get("rugged") is True and g.rug is None:
+            g.rug = e
+        window = (p.get("partialPrices") or {}).get("values") or {}
+        for key, price in window.items():
+            if _number(price):
+                g.candidates[int(key)].append((1, order, price, e))
+        for tick, price in enumerate(p.get("prices") or []):
+            if _number(price):
+                g.candidates[tick].append((2, order, price, e))
+    return games
+
+
+def rows_by_game(rows: list[dict]) -> dict[str, dict[int, dict]]:
+    by_game = defaultdict(dict)
+    for r in rows:
+        assert r["tick"] not in by_game[r["game_id"]], f"{r['game_id']} tick {r['tick']} twice"
+        by_game[r["game_id"]][r["tick"]] = r
+    return by_game
+
+
+def ended_games(games: dict[str, Recorded]) -> dict[str, Recorded]:
+    """The games whose end is in the recording: a rug frame, or a gameHistory entry with prices."""
+    return {gid: g for gid, g in games.items() if g.rug is not None or (g.history and g.history.get("prices"))}
+
+
+def check_ended_games_match_the_recording(rows: list[dict], games: dict[str, Recorded]) -> int:
+    """Every game whose end the recording holds comes back tick for tick, prices bit-exact; returns how many."""
+    got = rows_by_game(rows)
+    ended = ended_games(games)
+    for gid, g in ended.items():
+        ticks = {t: r["price"] for t, r in got[gid].items()}
+        r = g.rug_tick
+        assert [t for t, row in got[gid].items() if row["is_rug_tick"]] == [r], gid
+        if g.history and g.history.get("prices"):  # the server's own record of the whole game
+            assert ticks == dict(enumerate(g.history["prices"])), f"{gid}: not the game's gameHistory prices"
+        if g.rug is not None:  # the rug frame's crash price at R, nothing after
+            assert ticks[r] == g.rug["payload"]["price"] and max(ticks) == r, gid
+    return len(ended)
+
+
+# --- rebuilt from the real recordings --------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", list(FIXTURES))
+def test_every_game_ended_in_the_recording_matches_it_tick_for_tick(real, name):
+    run = real(name)
+    games = recorded_games(run.events)
+    assert check_ended_games_match_the_recording(run.rows("game_tick"), games) > 0
+    # one row per game in exactly one partition
+    ids = [r["game_id"] for day in run.days for r in run.derived[day]["complete_game"].to_pylist()]
+    assert len(ids) == len(set(ids))
+
+
+@pytest.mark.parametrize("name", list(FIXTURES))
+def test_each_tick_says_where_its_price_came_from_and_counts_disagreement(real, name):
+    run = real(name)
+    games = recorded_games(run.events)
+    got = rows_by_game(run.rows("game_tick"))
+    expected = {gid: g.expected_ticks() for gid, g in games.items() if g.expected_ticks()}
+    assert set(got) == set(expected)
+    for gid, ticks in expected.items():
+        assert set(got[gid]) == set(ticks), gid
+        for tick, want in ticks.items():
+            row = got[gid][tick]
+            assert {k: row[k] for k in want} == want, (gid, tick)
+            assert row["phase"] == ("rugged" if tick == games[gid].rug_tick else "active")
+            assert (row["raw_json"] is not None) == (row["tick_source"] == "observed")
+
+
+def test_a_capture_that_joined_mid_game_still_yields_the_whole_game(real):
+    """The sandbox joins at tick 128: ticks 0..124 come from the snapshot, 125..127 from the window of
+    tick 129, the rest were seen; together they are the game's own gameHistory, tick for tick."""
+    run = real("sandbox")
+    first = next(e for e in received(run.events, "gameStateUpdate") if e["payload"].get("active"))
+    gid, joined_at = first["payload"]["gameId"], first["payload"]["tickCount"]
+    snapshot = next(e["payload"] for e in received(run.events, "gameStateUpdate") if "prices" in e["payload"])
+    history = recorded_games(run.events)[gid].history
+    rows = rows_by_game(run.rows("game_tick"))[gid]
+    assert joined_at == 129 and snapshot["tickCount"] == 128
+    assert {t: r["price"] for t, r in rows.items()} == dict(enumerate(history["prices"]))
+    sources = {t: r["tick_source"] for t, r in rows.items()}
+    assert {sources[t] for t in range(125)} == {"snapshot_prices"}
+    assert {sources[t] for t in range(125, 128)} == {"partial_prices"}
+    assert {sources[t] for t in range(128, len(history["prices"]))} == {"observed"}
+
+
+def _drop_ticks(run, gid: str, ticks: range, path: Path) -> Path:
+    lines = [line for f in run.files for line in f.read_text().splitlines() if line.strip()]
+    kept = []
+    for line in lines:
+        obj = json.loads(line)
+        p = obj["data"]
+        dropped = obj["event"] == "gameStateUpdate" and isinstance(p, dict) and p.get("gameId") == gid \
+            and p.get("active") is True and p.get("tickCount") in ticks
+        if not dropped:
+            kept.append(line)
+    assert len(kept) == len(lines) - len(ticks)
+    return write_jsonl(path, kept)
+
+
+def test_missed_frames_are_filled_from_the_window_and_the_history(real, tmp_path):
+    """Fifty-one tick frames lost: the next frame's window gives back four, gameHistory the rest."""
+    original = real("raw")
+    gid = original.events[1]["payload"]["gameId"]  # the game the recording starts in (rugs at 229)
+    run = run_pipeline([_drop_ticks(original, gid, range(100, 151), tmp_path / "raw_gap.jsonl")], tmp_path / "data", EASTERN)
+    before, after = rows_by_game(original.rows("game_tick"))[gid], rows_by_game(run.rows("game_tick"))[gid]
+    assert {t: r["price"] for t, r in after.items()} == {t: r["price"] for t, r in before.items()}
+    assert {after[t]["tick_source"] for t in range(100, 147)} == {"game_history"}
+    assert {after[t]["tick_source"] for t in range(147, 151)} == {"partial_prices"}  # tick 151's window
+    (summary,) = [r for r in run.rows("games") if r["game_id"] == gid]
+    observed = sum(r["tick_source"] == "observed" for r in before.values())
+    assert (summary["observed_ticks"], summary["filled_ticks"]) == (observed - 51, len(before) - observed + 51)
+    assert summary["message"] == "complete" and summary["price_conflicts"] == 0
+
+
+def test_a_source_that_disagrees_is_counted_and_reported(real, tmp_path):
+    original = real("raw")
+    lines = [line for line in original.files[0].read_text().splitlines() if line.strip()]
+    at = next(i for i, line in enumerate(lines) if '"partialPrices"' in line and '"tickCount": 40,' in line)
+    obj = json.loads(lines[at])
+    gid, window = obj["data"]["gameId"], obj["data"]["partialPrices"]["values"]
+    kept = window["38"]
+    window["38"] = kept * 1.5  # one frame's window misremembers tick 38
+    lines[at] = json.dumps(obj)
+    run = run_pipeline([write_jsonl(tmp_path / "raw_conflict.jsonl", lines)], tmp_path / "data", EASTERN)
+    row = rows_by_game(run.rows("game_tick"))[gid][38]
+    assert (row["price"], row["tick_source"], row["price_conflicts"]) == (kept, "observed", 1)
+    day = run.days[0]
+    verdict = consistency.price_conflicts(run.derived[day]["game_tick"])
+    assert not verdict.passed and verdict.counts["conflicting_ticks"] == 1 and f"{gid} tick 38" in verdict.problems[0]
+    (summary,) = [r for r in run.rows("games") if r["game_id"] == gid]
+    assert summary["price_conflicts"] == 1
+    (record,) = [r for r in run.rows("complete_game") if r["game_id"] == gid]
+    assert record["price_conflicts"] == 1
+
+
+@pytest.mark.parametrize("name", list(FIXTURES))
+def test_complete_game_is_the_history_once_per_game_with_its_seed_verified(real, name):
+    run = real(name)
+    games = {gid: g for gid, g in recorded_games(run.events).items() if g.history is not None}
+    rows = {r["game_id"]: r for r in run.rows("complete_game")}
+    assert len(rows) == len(run.rows("complete_game")) and set(rows) == set(games)
+    for gid, g in games.items():
+        h, row = g.history, rows[gid]
+        prices = h.get("prices")
+        seed, hashed = h["provablyFair"]["serverSeed"], h["provablyFair"]["serverSeedHash"]
+        announced = g.announced[0] if g.announced else hashed  # the hash the game ran under, if it was seen
+        assert row["ts"] == g.history_ts and json.loads(row["raw_json"]) == h
+        assert (row["tick"], row["tick_count"]) == ((len(prices) - 1, len(prices)) if prices else (None, None))
+        assert row["price"] == (prices[-1] if prices else None) and row["peak_multiplier"] == h.get("peakMultiplier")
+        assert row["end_ts"] == datetime.fromtimestamp(0, UTC) + timedelta(milliseconds=h["timestamp"])
+        assert (row["server_seed"], row["server_seed_hash"]) == (seed, announced)
+        assert row["seed_verified"] is (hashlib.sha256(seed.encode()).hexdigest() == announced)
+        assert ("not seen running" in (row["message"] or "")) == (not g.announced)
+    assert all(r["seed_verified"] for r in rows.values()), "every revealed seed of the recordings verifies"
+
+
+def test_a_game_recorded_twice_is_one_game(real, tmp_path):
+    """Two recorder sessions of the same feed (the file imported twice under two session ids)."""
+    original = real("raw")
+    text = original.files[0].read_text()
+    twice = [write_jsonl(tmp_path / f"raw_{n}.jsonl", text.splitlines() + [""] * n) for n in (1, 2)]
+    run = run_pipeline(twice, tmp_path / "data", EASTERN)
+    assert len({s for day in run.days for s in run.ws(day)["session_id"].to_pylist()}) == 2
+    for doc_type, key in (("game_tick", ("game_id", "tick")), ("complete_game", ("game_id",)), ("games", ("game_id",))):
+        rows = run.rows(doc_type)
+        assert len(rows) == len({tuple(r[k] for k in key) for r in rows}) == len(original.rows(doc_type)), doc_type
+
+
+def test_a_forged_seed_fails_verification(real, tmp_path):
+    original = real("raw")
+    lines = [line for line in original.files[0].read_text().splitlines() if line.strip()]
+    at = next(i for i, line in enumerate(lines) if '"gameHistory"' in line)
+    obj = json.loads(lines[at])
+    forged = obj["data"]["gameHistory"][0]
+    forged["provablyFair"]["serverSeed"] = "0" * 64
+    lines[at] = json.dumps(obj)
+    run = run_pipeline([write_jsonl(tmp_path / "raw_forged.jsonl", lines)], tmp_path / "data", EASTERN)
+    row = next(r for r in run.rows("complete_game") if r["game_id"] == forged["id"])
+    assert row["seed_verified"] is False
+    verdict = consistency.seeds_verified(run.derived[run.days[0]]["complete_game"])
+    assert not verdict.passed and forged["id"] in verdict.problems[0]
+
+
+@pytest.mark.parametrize("name", list(FIXTURES))
+def test_games_summarise_each_game(real, name):
+    run = real(name)
+    games = recorded_games(run.events)
+    summaries = {r["game_id"]: r for r in run.rows("games")}
+    assert len(summaries) == len(run.rows("games"))
+    trades = {}
+    for e in received(run.events, "standard/newTrade"):
+        trades.setdefault(e["payload"].get("id"), e["payload"])
+    trades.pop(None, None)
+    sidebets = defaultdict(set)
+    for g in games.values():
+        for record in (g.history or {}).get("globalSidebets", []):
+            won = record["type"] == "payout" and record["payout"] > 0
+            sidebets[g.game_id, "placed" if record["type"] == "placed" else "won" if won else "lost"].add(record["id"])
+    expected_ids = {gid for gid, g in games.items() if g.expected_ticks() or g.history}
+    assert set(summaries) == expected_ids
+    for gid in expected_ids:
+        g, row, ticks = games[gid], summaries[gid], games[gid].expected_ticks()
+        mine = [t for t in trades.values() if t["gameId"] == gid]
+        r = g.rug_tick
+        assert (row["tick"], row["tick_count"]) == ((r, r + 1) if r is not None else (None, None)), gid
+        assert row["trade_count"] == len(mine) and row["trader_count"] == len({t["playerId"] for t in mine})
+        assert row["volume"] == pytest.approx(sum(t.get("amount") or 0 for t in mine))
+        assert row["sidebets_placed"] == len(sidebets[gid, "placed"])
+        assert row["sidebets_won"] == len(sidebets[gid, "won"])
+        observed = sum(t["tick_source"] == "observed" for t in ticks.values())
+        assert (row["observed_ticks"], row["filled_ticks"]) == (observed, len(ticks) - observed)
+        if g.history and g.history.get("prices"):
+            assert row["peak_multiplier"] == g.history["peakMultiplier"] == max(g.history["prices"])
+        tick0 = [c for c in g.candidates.get(0, []) if c[0] == 0]
+        assert row["start_ts"] == (min(c[3]["ts"] for c in tick0) if tick0 else None)
+        end = g.rug["ts"] if g.rug else (
+            datetime.fromtimestamp(0, UTC) + timedelta(milliseconds=g.history["timestamp"]) if g.history else None)
+        assert row["end_ts"] == end
+        if row["start_ts"] and row["end_ts"]:
+            assert row["duration_s"] == pytest.approx((row["end_ts"] - row["start_ts"]).total_seconds())
+        complete = r is not None and set(ticks) == set(range(r + 1))
+        assert (row["message"] == "complete") == complete, (gid, row["message"])
+
+
+@pytest.mark.parametrize("name", list(FIXTURES))
+def test_the_recordings_pass_every_consistency_check_and_the_schema(real, name):
+    run = real(name)
+    actions = pa.concat_tables([run.derived[d]["player_action"] for d in run.days])
+    for day in run.days:
+        tables = run.derived[day]
+        for verdict in (
+            consistency.trades_reference_ticks(tables["game_tick"], actions),
+            consistency.sidebets_follow_the_window_rule(tables["game_tick"], actions),
+            consistency.history_matches_ticks(tables["complete_game"], tables["game_tick"]),
+            consistency.seeds_verified(tables["complete_game"]),
+            consistency.price_conflicts(tables["game_tick"]),
+        ):
+            assert verdict.passed, verdict.problems
+        for doc_type in ("game_tick", "complete_game", "games"):
+            assert validate_table(doc_type, tables[doc_type]) == [], doc_type
+
+
+def _with(table: pa.Table, name: str, change) -> pa.Table:
+    values = [change(r) for r in table.to_pylist()]
+    i = table.schema.get_field_index(name)
+    return table.set_column(i, table.schema.field(name), pa.array(values, table.schema.field(name).type))
+
+
+def test_checks_catch_derivations_that_disagree(real):
+    run = real("raw")
+    day = run.days[0]
+    ticks, history, actions = (run.derived[day][d] for d in ("game_tick", "complete_game", "player_action"))
+    rug = {r["game_id"]: r["tick"] for r in ticks.to_pylist() if r["is_rug_tick"]}
+    trade = next(r for r in actions.to_pylist() if r["event_name"] == "standard/newTrade")
+    late = _with(actions, "tick", lambda r: rug[r["game_id"]] + 7 if r["trade_id"] == trade["trade_id"] else r["tick"])
+    verdict = consistency.trades_reference_ticks(ticks, late)
+    assert not verdict.passed and "is not a tick of the game" in verdict.problems[0]
+    dearer = _with(actions, "price", lambda r: r["price"] * 2 if r["trade_id"] == trade["trade_id"] else r["price"])
+    assert "but the tick's is" in consistency.trades_reference_ticks(ticks, dearer).problems[0]
+    # a losing sidebet paid out, and a winning one paid 4x
+    payouts = [r for r in actions.to_pylist() if r["action_type"] == "sidebet_payout" and r["game_id"] in rug]
+    lost = next(r for r in payouts if r["payout"] == 0)["trade_id"]
+    won = next(r for r in payouts if r["payout"] > 0)["trade_id"]
+    wrong = _with(actions, "payout", lambda r: r["amount"] * 5 if r["trade_id"] == lost and r["payout"] is not None
+                  else r["amount"] * 4 if r["trade_id"] == won and r["payout"] is not None else r["payout"])
+    verdict = consistency.sidebets_follow_the_window_rule(ticks, wrong)
+    assert not verdict.passed and len(verdict.problems) == 2
+    game = history.to_pylist()[0]["game_id"]
+    higher = _with(history, "peak_multiplier", lambda r: r["peak_multiplier"] * 1.01 if r["game_id"] == game else r["peak_multiplier"])
+    assert "peakMultiplier" in consistency.history_matches_ticks(higher, ticks).problems[0]
+    shorter = _with(history, "tick", lambda r: r["tick"] - 1 if r["game_id"] == game else r["tick"])
+    assert "gameHistory ends at tick" in consistency.history_matches_ticks(shorter, ticks).problems[0]
+
+
+# --- days ------------------------------------------------------------------------------------
+
+
+def _state(gid: str, tick: int, price: float, **extra) -> str:
+    window = {str(t): 1.0 + t / 100 for t in range(max(0, tick - 4), tick)} | {str(tick): price}
+    return encode_event("gameStateUpdate", {
+        "gameId": gid, "active": True, "rugged": False, "tickCount": tick, "price": price, "cooldownTimer": 0,
+        "partialPrices": {"startTick": max(0, tick - 4), "endTick": tick, "values": window},
+        "provablyFair": {"serverSeedHash": hashlib.sha256(gid.encode()).hexdigest()}, **extra})
+
+
+def _history_entry(gid: str, rug: int, end: datetime) -> dict:
+    prices = [1.0 + t / 100 for t in range(rug)] + [0.01]
+    return {"id": gid, "timestamp": int(end.timestamp() * 1000), "prices": prices, "peakMultiplier": max(prices),
+            "rugged": True, "globalSidebets": [], "provablyFair": {"serverSeed": gid, "serverSeedHash":
+                                                               hashlib.sha256(gid.encode()).hexdigest()}}
+
+
+def _game(gid: str, start: datetime, rug: int) -> list[tuple[datetime, str]]:
+    """A game's tick frames from ``start``, 250 ms apart, rugging at ``rug``."""
+    frames = [(start + timedelta(milliseconds=250 * t), _state(gid, t, 1.0 + t / 100)) for t in range(rug)]
+    frames.append((start + timedelta(milliseconds=250 * rug), _state(gid, rug, 0.01, rugged=True)))
+    return frames
+
+
+def _write(store: Store, session: str, frames: list[tuple[datetime, str]]) -> list[str]:
+    frames = sorted(frames)
+    for _, run in itertools.groupby(frames, key=lambda f: f[0].date()):
+        run = list(run)
+        records = [spool.SpoolRecord(i + 1, int(ts.timestamp() * 1e9), spool.KIND_FRAME, text) for i, (ts, text) in enumerate(run)]
+        spool.write_sealed_segment(store.spool_dir, spool.SegmentHeader(f"{session}-{run[0][0]:%H%M%S}", "public_ws"), records)
+    days = sorted({ts.date().isoformat() for ts, _ in frames})
+    for day in days:
+        landing.land_day(store, day)
+    return days
+
+
+def test_each_game_belongs_to_the_day_in_its_id_whatever_saw_it(tmp_path):
+    """Around midnight: a game running across it, a game seen only in the next day's gameHistory,
+    both recorded by two sessions, and an old game replayed live later. Each is in exactly one day."""
+    store = Store(tmp_path)
+    midnight = datetime(2025, 12, 13, tzinfo=UTC)
+    across = "20251212-00000000000000a1"  # created 23:59:50, rugs after midnight
+    before = "20251212-00000000000000b2"  # ended 23:59:30; the recording sees it only in a history
+    replayed = "20251101-00000000000000c3"  # an old game served live by a simulator replay
+    late = "20251212-00000000000000d4"  # a 12-12 game first seen long after its day (wrong clock)
+    genesis = encode_event("gameStateUpdate", {"gameId": "20251213-00000000000000e5", "cooldownTimer": 15000,
+                                               "gameHistory": [_history_entry(across, 120, midnight + timedelta(seconds=40)),
+                                                               _history_entry(before, 30, midnight - timedelta(seconds=30))]})
+    frames = [*_game(across, midnight - timedelta(seconds=10), 120),
+              (midnight + timedelta(seconds=41), genesis),
+              *_game(replayed, midnight + timedelta(hours=5), 20),
+              *_game(late, midnight + timedelta(hours=3), 10)]
+    days = _write(store, "s1", frames)
+    _write(store, "s2", frames)  # a second recorder saw the same
+    assert days == ["2025-12-12", "2025-12-13"]
+
+    placed = {}
+    for day in ("2025-12-11", *days, "2025-12-14"):
+        for doc_type, table in rebuild_games(game_frames(store, day), day).items():
+            assert validate_table(doc_type, table) == []
+            for r in table.to_pylist():
+                placed.setdefault((doc_type, r["game_id"], r["tick"] if doc_type == "game_tick" else None), []).append(day)
+    assert all(len(d) == 1 for d in placed.values()), "one row per game (and tick) in one partition"
+    days_of = {gid: {d[0] for (_, g, _), d in placed.items() if g == gid} for gid in (across, before, replayed, late)}
+    assert days_of == {across: {"2025-12-12"}, before: {"2025-12-12"}, replayed: {"2025-12-13"}, late: {"2025-12-13"}}
+    ticks = {(g, t) for (doc, g, t) in placed if doc == "game_tick"}
+    assert {t for g, t in ticks if g == across} == set(range(121)), "the game's end after midnight is read"
+    assert {t for g, t in ticks if g == before} == set(range(31)), "filled from the next day's history"
+    assert NEXT_DAY_HEAD < timedelta(hours=3)  # the 'late' game is past the head, hence its last frame's day
+
+
+# --- Dagster ---------------------------------------------------------------------------------
+
+EVERYTHING = [ws_event, *derived_assets, *game_assets, *schema_checks, *game_checks]
+
+
+def _import_raw(real_dir: Path, data: Path) -> str:
+    from rugs_pipeline.capture.importer import import_recordings
+
+    store = Store(data)
+    (report,) = import_recordings([real_dir / FIXTURES["raw"][0]], store.spool_dir, tz=EASTERN)
+    (day,) = {seg.day for seg in report.segments}
+    return day
+
+
+def test_dagster_materializes_the_games_with_their_checks(real_dir, data_dir):
+    day = _import_raw(real_dir, data_dir)
+    instance = dg.DagsterInstance.ephemeral()
+    result = dg.materialize(EVERYTHING, partition_key=day, instance=instance, resources={"store": StoreResource()})
+    assert result.success
+    checks = {(e.asset_key.to_user_string(), e.check_name): e.passed for e in result.get_asset_check_evaluations()}
+    assert {k for k in checks if k[0] in ("game_tick", "complete_game", "games")} == {
+        ("game_tick", "schema_1_0_0"), ("complete_game", "schema_1_0_0"), ("games", "schema_1_0_0"),
+        ("game_tick", "trades_reference_ticks"), ("game_tick", "sidebets_follow_the_window_rule"),
+        ("game_tick", "price_conflicts"), ("complete_game", "history_matches_ticks"), ("complete_game", "seeds_verified"),
+    }
+    assert all(checks.values())
+    store = Store(data_dir)
+    ids = {doc: set(store.read_partition(doc, day)["game_id"].to_pylist()) for doc in ("game_tick", "complete_game", "games")}
+    recorded = recorded_games(read_events(real_dir / FIXTURES["raw"][0], EASTERN))
+    assert ids["games"] == ids["game_tick"] | ids["complete_game"] == {
+        gid for gid, g in recorded.items() if g.expected_ticks() or g.history}
+
+
+def test_a_failing_blocking_check_stops_the_summary(real_dir, data_dir):
+    day = _import_raw(real_dir, data_dir)
+    instance = dg.DagsterInstance.ephemeral()
+    frames = [ws_event, *derived_assets, *schema_checks]
+    assert dg.materialize(frames, partition_key=day, instance=instance, resources={"store": StoreResource()}).success
+    store = Store(data_dir)
+    actions = store.read_partition("player_action", day)
+    first = next(r["trade_id"] for r in actions.to_pylist() if r["event_name"] == "standard/newTrade")
+    store.replace_partition("player_action", day, _with(actions, "tick", lambda r: 10_000 if r["trade_id"] == first else r["tick"]))
+    result = dg.materialize([*game_assets, *game_checks], partition_key=day, instance=instance,
+                            resources={"store": StoreResource()}, raise_on_error=False)
+    evaluations = {e.check_name: e for e in result.get_asset_check_evaluations()}
+    assert evaluations["trades_reference_ticks"].passed is False and first in evaluations["trades_reference_ticks"].description
+    assert {e.asset_key.to_user_string() for e in result.get_asset_materialization_events()} == {"game_tick", "complete_game"}
+    assert store.partition_files("games", day) == []
+
+
+def test_automation_follows_the_next_day_and_spares_yesterday_after_the_head(data_dir):
+    """A closed day derives at once, and the day before it too (its games' ids may date from then);
+    yesterday, whose next day lands all day, follows it only in today's first hour."""
+    from rugs_pipeline.definitions import defs
+
+    store = Store(data_dir)
+    game_keys = {"game_tick", "complete_game", "games"}
+    land = defs.resolve_job_def("land_ws_event")
+    today = datetime.now(UTC).date()
+    yesterday = today - timedelta(days=1)
+    midnight = datetime.combine(today, datetime.min.time(), UTC)
+
+    def requested(result) -> set[tuple[str, str]]:
+        return {(r.key.to_user_string(), ap.partition_key) for r in result.results if r.key.to_user_string() in game_keys
+                for ap in r.true_subset.expensively_compute_asset_partitions()}
+
+    def after_landing(days: list[datetime], at: datetime, minutes: int) -> set[tuple[str, str]]:
+        """What automation requests ``minutes`` after ``at``, the given days having landed in between."""
+        instance = dg.DagsterInstance.ephemeral()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            first = dg.evaluate_automation_conditions(defs=defs, instance=instance, evaluation_time=at)
+            for start in days:
+                _write(store, f"s{start:%Y%m%d}", _game(f"{start:%Y%m%d}-{0:016x}", start, 3))
+                assert land.execute_in_process(partition_key=start.date().isoformat(), instance=instance).success
+            return requested(dg.evaluate_automation_conditions(
+                defs=defs, instance=instance, cursor=first.cursor, evaluation_time=at + timedelta(minutes=minutes)))
+
+    old = datetime(2025, 12, 7, 12, tzinfo=UTC)
+    assert after_landing([old], midnight + timedelta(hours=3, seconds=10), 1) == {
+        (k, d) for k in game_keys for d in ("2025-12-06", "2025-12-07")}
+    live = [midnight - timedelta(hours=1), midnight + timedelta(seconds=30)]
+    before = {(k, (yesterday - timedelta(days=1)).isoformat()) for k in game_keys}  # closed: at once
+    # at 03:00: today's games wait for the cron tick, yesterday's do not follow today's landing
+    assert after_landing(live, midnight + timedelta(hours=3, seconds=10), 6) == before | {
+        (k, today.isoformat()) for k in game_keys}
+    # at 00:00 they do, every 5 minutes of the first hour
+    assert after_landing(live, midnight + timedelta(seconds=40), 6) == before | {
+        (k, d.isoformat()) for k in game_keys for d in (yesterday, today)}
