@@ -6,6 +6,8 @@ import shutil
 from pathlib import Path
 
 import orjson
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 
 from rugs_pipeline.capture import audit, spool
@@ -150,8 +152,14 @@ def test_landed_rows_duplicated_or_differing_are_found(tmp_path: Path) -> None:
     landed, = feed.store.partition_files("ws_event", "2025-12-07")
     shutil.copy(landed, landed.with_name("20251207_000000_00000000.parquet"))  # the same rows twice
     report = audit.audit(feed.sent_path, feed.store)
-    assert report.landed.duplicated_rows == 8 and report.landed.rows_without_segment == 8
-    assert "8 landed rows duplicated" in report.problems
+    assert report.landed.duplicated_rows == 8 and "8 landed rows duplicated" in report.problems
+    # a file that lost rows, and holds other content than its segment for the rest
+    landed.with_name("20251207_000000_00000000.parquet").unlink()
+    table = pq.read_table(landed).slice(1, 2)
+    pq.write_table(table.set_column(table.schema.get_field_index("raw_json"), "raw_json",
+                                    pa.array(["changed", "changed"])), landed)
+    report = audit.audit(feed.sent_path, feed.store)
+    assert (report.landed.missing_rows, report.landed.differing_rows) == (6, 2)
 
 
 def test_an_unreadable_sent_log_is_an_audit_error(tmp_path: Path) -> None:

@@ -32,6 +32,7 @@ def cpu_s(pid: int) -> float:
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(SOAK_S + 1200)  # the run, then auditing millions of frames
 def test_soak_at_a_high_rate_keeps_memory_flat_and_loses_nothing(tmp_path: Path, capsys) -> None:
     sim = Sim(tmp_path, "--speed", "5", "--rate", RATE)
     data = tmp_path / "data"

@@ -23,8 +23,6 @@ from pathlib import Path
 from typing import Any, Iterator
 
 import orjson
-import pyarrow as pa
-import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from rugs_pipeline.capture import spool
@@ -155,9 +153,10 @@ class Landed:
     files: int = 0
     rows: int = 0
     duplicated_rows: int = 0  # (session, seq) present more than once across the landed files
-    differing_rows: int = 0  # landed rows that are not their segment's records
+    differing_rows: int = 0  # landed rows whose content is not their spool record's
+    missing_rows: int = 0  # records of segments the ledger calls landed, absent from ws_event
     segments_not_landed: int = 0
-    rows_without_segment: int = 0
+    rows_without_segment: int = 0  # landed rows whose segment is gone from the spool (pruned)
 
 
 def _segment_records(path: Path) -> list[spool.SpoolRecord]:
@@ -229,31 +228,26 @@ def _note_lifecycle(session: Session, info: dict, ts_ns: int, recovered: list[di
 
 
 def check_landed(store: Store) -> Landed:
-    """Each landed ws_event file against the segment it came from; duplicates across files."""
+    """The landed ws_event rows against the spool records they came from, whatever files now hold them."""
     out = Landed()
-    segments = {landing.landed_file_name(seg): seg for seg in spool.sealed_segments(store.spool_dir)}
-    keys = []
+    landed: dict[tuple[str, int], int] = {}
     for day in store.partition_days(landing.DOC_TYPE):
         for path in store.partition_files(landing.DOC_TYPE, day):
             table = pq.read_table(path, columns=["session_id", "seq", "raw_json", "parse_error"])
             out.files += 1
             out.rows += table.num_rows
-            keys.append(table.select(["session_id", "seq"]))
-            segment = segments.pop(path.name, None)
-            if segment is None:
-                out.rows_without_segment += table.num_rows
-                continue
-            records = _segment_records(segment.path)
-            landed = zip(table["seq"].to_pylist(), table["raw_json"].to_pylist(), table["parse_error"].to_pylist())
-            mismatched = sum(
-                seq != rec.seq or _landed_data(raw, error) != rec.data
-                for (seq, raw, error), rec in zip(landed, records)
-            )
-            out.differing_rows += mismatched + abs(len(records) - table.num_rows)
-    out.segments_not_landed = len(segments)
-    if keys:
-        counts = pa.concat_tables(keys).group_by(["session_id", "seq"]).aggregate([([], "count_all")])
-        out.duplicated_rows = pc.sum(pc.subtract(counts["count_all"], 1)).as_py() or 0
+            for row in zip(*(table[c].to_pylist() for c in table.column_names)):
+                key = (row[0], row[1])
+                out.duplicated_rows += key in landed
+                landed[key] = _key(_landed_data(row[2], row[3]))
+    pending = {seg.path for seg in landing.pending_segments(store)}
+    out.segments_not_landed = len(pending)
+    for segment in spool.sealed_segments(store.spool_dir):
+        for rec in ([] if segment.path in pending else _segment_records(segment.path)):
+            kept = landed.pop((segment.session_id, rec.seq), None)
+            out.missing_rows += kept is None
+            out.differing_rows += kept is not None and kept != _key(rec.data)
+    out.rows_without_segment = len(landed)
     return out
 
 
@@ -306,6 +300,7 @@ class Report:
             "seq gaps": self.seq_gaps,
             "landed rows duplicated": self.landed.duplicated_rows,
             "landed rows differing from the spool": self.landed.differing_rows,
+            "landed rows missing": self.landed.missing_rows,
         }
         return [f"{n} {what}" for what, n in checks.items() if n]
 
@@ -438,7 +433,8 @@ def render(report: Report, sent_log: Path, store: Store) -> Iterator[str]:
     yield f"acked:      {r.acked_missing} acknowledged records missing; {r.seq_gaps} seq gaps"
     ld = r.landed
     yield (f"landed:     {ld.rows} ws_event rows in {ld.files} files, {ld.duplicated_rows} duplicated, "
-           f"{ld.differing_rows} differing from the spool; {ld.segments_not_landed} sealed segments not landed yet")
+           f"{ld.differing_rows} differing from the spool, {ld.missing_rows} missing; "
+           f"{ld.segments_not_landed} sealed segments not landed yet")
     yield f"outages:    {len(r.outages)}"
     for o in r.outages:
         yield (f"  {_when(o['start_ns'])} -> {_when(o['end_ns'])}  {(o['end_ns'] - o['start_ns']) / 1e9:9.3f} s  "

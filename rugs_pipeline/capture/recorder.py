@@ -200,7 +200,7 @@ class Recorder:
             if self._storage_failed.is_set():
                 await self._wait_for_storage()
                 continue
-            if await self._pause(last_connect + cfg.min_connect_interval_s - loop.time()):
+            if await self._pause(last_connect + cfg.min_connect_interval_s - loop.time(), self._storage_failed):
                 break
             last_connect = loop.time()
             got_data, retry_after = await self._connect_once(attempt)
@@ -211,12 +211,12 @@ class Recorder:
             if retry_after is not None:
                 delay = max(delay, min(retry_after, cfg.retry_after_max_s))
             self._lifecycle("reconnecting", attempt=attempt, delay_s=round(delay, 3))
-            await self._pause(delay)
+            await self._pause(delay, self._storage_failed)
 
-    async def _pause(self, seconds: float) -> bool:
-        """Sleep unless stopping (or storage fails); returns whether to stop."""
+    async def _pause(self, seconds: float, *wake: asyncio.Event) -> bool:
+        """Sleep, waking early when stopping or on any of ``wake``; returns whether stopping."""
         if seconds > 0:
-            waits = [asyncio.ensure_future(e.wait()) for e in (self._stop, self._storage_failed)]
+            waits = [asyncio.ensure_future(e.wait()) for e in (self._stop, *wake)]
             await asyncio.wait(waits, timeout=seconds, return_when=asyncio.FIRST_COMPLETED)
             for w in waits:
                 w.cancel()
@@ -232,10 +232,11 @@ class Recorder:
                 self._lifecycle("stopped", frames_received=self.frames_received)
                 await asyncio.to_thread(self._close_files)
             except OSError as exc:
-                log.error("error: could not seal the spool on shutdown (%s); the next start recovers what was "
-                          "acknowledged", _why(exc))
+                log.error("error: could not seal the spool on shutdown (%s): kept what was acknowledged", _why(exc))
                 self.writer.abandon()
                 self.writer.close()
+                if self.legacy is not None:
+                    self.legacy.file.abandon()
 
     def _close_files(self) -> None:
         self.writer.close()
@@ -291,7 +292,7 @@ class Recorder:
         log.error("error: cannot write %s (%s): capture paused, %d unacknowledged record(s) dropped; retrying every "
                   "%g s until %g MiB are free", cfg.spool_dir, _why(exc), dropped, cfg.storage_retry_s,
                   cfg.resume_free_bytes / 2**20)
-        while not await self._pause_storage():
+        while not await self._pause(cfg.storage_retry_s):
             if shutil.disk_usage(cfg.spool_dir).free < cfg.resume_free_bytes:
                 continue
             async with self._io:
@@ -306,13 +307,6 @@ class Recorder:
             self._storage_failed.clear()
             log.warning("capture resumed: %s is writable again after %.1f s", cfg.spool_dir, (time.time_ns() - since) / 1e9)
             return
-
-    async def _pause_storage(self) -> bool:
-        try:
-            await asyncio.wait_for(self._stop.wait(), timeout=self.config.storage_retry_s)
-        except TimeoutError:
-            pass
-        return self._stop.is_set()
 
     # --- one connection -----------------------------------------------------------------
 
@@ -346,8 +340,7 @@ class Recorder:
         self._legacy_note(time.time_ns(), "disconnect")
         if cause == "stopping":
             pass  # stopping on purpose is no outage
-        elif conn.last_data_ns:
-            self._down = None  # the outage starts with the last data this connection brought
+        elif conn.last_data_ns:  # the outage starts with the last data this connection brought
             self._went_down(f"connection lost: {reason}", since_ns=conn.last_data_ns)
         else:
             self._went_down(f"connection lost: {reason}")

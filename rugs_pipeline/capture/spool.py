@@ -415,7 +415,7 @@ class SpoolWriter:
         self.next_seq = first_seq
         self.acked_seq = first_seq - 1
         self.acked_ts_ns = 0  # receive time of the last acknowledged record
-        self.sealed: list[Segment] = []
+        self.last_sealed: Segment | None = None  # not a list: a recorder runs for weeks
         self.status: dict = {"session_id": session_id, "pid": os.getpid()}
         self._clock = clock
         self._current: _OpenSegment | None = None
@@ -431,10 +431,6 @@ class SpoolWriter:
     @property
     def session_id(self) -> str:
         return self.header.session_id
-
-    @property
-    def unacked(self) -> int:
-        return self.next_seq - 1 - self.acked_seq
 
     def append(self, kind: str, data: str | bytes, ts_ns: int, direction: str | None = "received", rebuilt: bool = False) -> int:
         """Append one record; returns its seq. Durable after the next sync (or sealing) step."""
@@ -471,7 +467,7 @@ class SpoolWriter:
         self._synced_at = self._clock()
         if job.seal:
             self._sealing.remove(job.segment)
-            self.sealed.append(Segment(job.segment.file.path.with_suffix(SEALED_SUFFIX)))
+            self.last_sealed = Segment(job.segment.file.path.with_suffix(SEALED_SUFFIX))
 
     def tick(self) -> None:
         """Call often (at least every ``fsync_interval_s``): fsyncs and seals on schedule, blocking."""
@@ -486,11 +482,11 @@ class SpoolWriter:
     def seal(self) -> Segment | None:
         """Seal everything open; returns the last segment sealed (None if nothing was open)."""
         self._detach()
-        sealed = None
+        if not self._sealing:
+            return None
         while self._sealing:
             self._run(self._job(self._sealing[0], seal=True))
-            sealed = self.sealed[-1]
-        return sealed
+        return self.last_sealed
 
     def close(self) -> Segment | None:
         """Seal, then (with ``status_files``) clear the lock and acknowledgement files: a clean end."""
@@ -520,7 +516,7 @@ class SpoolWriter:
                 os.replace(seg.file.path, final)
             else:  # its sealing step failed after the rename: all of it is kept
                 seg.synced_seq, seg.synced_ts_ns = seg.last_seq, seg.last_ts_ns
-            self.sealed.append(Segment(final))
+            self.last_sealed = Segment(final)
             if seg.synced_seq > self.acked_seq:
                 self.acked_seq, self.acked_ts_ns = seg.synced_seq, seg.synced_ts_ns
         self._current, self._sealing = None, []
