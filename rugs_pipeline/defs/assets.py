@@ -9,7 +9,7 @@ import pyarrow.compute as pc
 from rugs_pipeline.defs.charts import markdown_image, price_paths_png
 from rugs_pipeline.defs.partitions import daily
 from rugs_pipeline.defs.resources import StoreResource
-from rugs_pipeline.derive.datasets import DERIVATIONS, derive
+from rugs_pipeline.derive.datasets import DERIVATIONS, Frames, derived
 from rugs_pipeline.store import landing, schema
 from rugs_pipeline.store.layout import Store
 
@@ -72,20 +72,25 @@ def ws_event(context: dg.AssetExecutionContext, store: StoreResource) -> dg.Mate
     st = store.store()
     report = landing.land_day(st, day)
     context.log.info(f"landed {len(report.segments)} segment(s), {report.rows} rows for {day}")
-    day_rows = st.read_partition("ws_event", day)
+    day_rows = st.partition_rows("ws_event", day)  # from the footers: landing memory must not grow with the day
     return dg.MaterializeResult(
         metadata={
             "segments_landed": len(report.segments),
             "rows_landed": report.rows,
-            "rows": day_rows.num_rows,
+            "rows": day_rows,
             "malformed_landed": report.malformed,
             "oversized_landed": report.oversized,
             "lifecycle_landed": report.lifecycle,
             "events_by_name_landed": dg.MetadataValue.json(dict(sorted(report.events_by_name.items()))),
-            "dagster/row_count": day_rows.num_rows,
+            "dagster/row_count": day_rows,
             **_partition_metadata(st, "ws_event", day),
         }
     )
+
+
+# what _derived_metadata (and the games' metadata) read of a derived partition
+METADATA_COLUMNS = ["ts", "game_id", "tick", "price", "is_rug_tick", "event_name", "duration_s", "action_type",
+                    "tick_source", "price_conflicts"]
 
 
 def _derived_metadata(doc_type: str, table) -> dict:
@@ -123,8 +128,11 @@ def _derived_asset(doc_type: str) -> dg.AssetsDefinition:
         day = context.partition_key
         st = store.store()
         st.ensure_manifest()
-        table = derive(doc_type, st.read_partition("ws_event", day))
-        st.replace_partition(doc_type, day, table)
+        # the day's frames are read in place and the rows written as they come: neither is held in memory
+        with st.partition_lock("ws_event", day, shared=True), \
+                derived(doc_type, Frames(tuple(st.partition_files("ws_event", day)))) as rows:
+            st.replace_partition(doc_type, day, rows)
+        table = st.read_partition(doc_type, day, columns=METADATA_COLUMNS)
         return dg.MaterializeResult(metadata={**_derived_metadata(doc_type, table), **_partition_metadata(st, doc_type, day)})
 
     return _asset

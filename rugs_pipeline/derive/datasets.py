@@ -3,8 +3,10 @@
 A row of these belongs to the day of the frame it came from. Games (``game_tick``,
 ``complete_game``, ``games``) are partitioned by game instead: see ``games.py``.
 
-They run as DuckDB SQL over the Arrow table: DuckDB's JSON reader extracts only
-the fields each dataset needs, in parallel, without building Python objects.
+They run as DuckDB SQL over the Arrow table, or over the Parquet files read in
+place (``Frames``: a day need not fit in memory, and DuckDB spills to disk):
+DuckDB's JSON reader extracts only the fields each dataset needs, in parallel,
+without building Python objects.
 Every derivation is a full rebuild of its input, so the same input always gives
 the same rows in the same order.
 
@@ -14,14 +16,22 @@ from the frame text after the packet prefix (``42``, ``4312``, ...).
 
 from __future__ import annotations
 
+import os
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
 
 import duckdb
 import pyarrow as pa
 
 from rugs_pipeline.store import schema
 
+_FRAME = "substr(raw_json, strpos(raw_json, '['))"  # an event frame's JSON array
 # An event frame's payload (its last argument) as JSON.
-PAYLOAD = "json_extract(substr(raw_json, strpos(raw_json, '[')), '$[#-1]')"
+PAYLOAD = f"json_extract({_FRAME}, '$[#-1]')"
 
 # Received Socket.IO events with their payload as JSON; rows that are not events are excluded.
 _EVENTS = f"""
@@ -30,7 +40,23 @@ SELECT ts, source, session_id, seq, direction, event_name, {PAYLOAD} AS payload
 FROM ws WHERE frame_kind = 'event'
 """
 
+
 _ENVELOPE = "ts, source, session_id, seq, direction"
+_RECEIVED_STATE = "frame_kind = 'event' AND event_name = 'gameStateUpdate' AND direction = 'received'"
+_RUGGED_TRUE = r'"rugged"\s*:\s*true'
+
+
+def _may_hold(pattern: str) -> str:
+    """A test on the frame text that every frame whose payload holds ``pattern`` passes.
+
+    Parsing every gameStateUpdate to find the few that matter would be most of a
+    derivation's cost: a regular expression over the text rules out the rest first, and
+    only the frames it lets through are parsed. It is a pre-filter (the JSON test follows),
+    and exact: a key can hide from it only behind a ``\\u`` escape, and frames with any
+    such escape pass.
+    """
+    return f"(regexp_matches(raw_json, '{pattern}') OR contains(raw_json, '\\u'))"
+
 
 # trades (dedup by trade id), sidebets (events and the finished games' history), and orders the client sent
 _PLAYER_ACTION = f"""
@@ -55,20 +81,21 @@ WITH trades AS (
          TRY_CAST(coalesce(payload->>'end', payload->>'endTick') AS BIGINT) AS end_tick,
          TRY_CAST(payload->>'payout' AS DOUBLE) AS payout
   FROM ev WHERE event_name IN ('newSideBet', 'currentSidebet', 'currentSidebetResult') AND direction = 'received'
-), history AS (
-  SELECT {_ENVELOPE}, unnest(CAST(payload->'$.gameHistory' AS JSON[])) AS game
-  FROM ev WHERE event_name = 'gameStateUpdate' AND direction = 'received' AND (payload->'$.gameHistory') IS NOT NULL
+), history AS (  -- each finished game's id and sidebets (not its whole record: one per sidebet would be copied)
+  SELECT {_ENVELOPE}, game->>'id' AS history_game, game->'$.globalSidebets' AS game_sidebets
+  FROM (SELECT {_ENVELOPE}, unnest(CAST(json_extract({_FRAME}, '$[#-1].gameHistory') AS JSON[])) AS game
+        FROM ws WHERE {_RECEIVED_STATE} AND {_may_hold('"gameHistory"')})
 ), history_sidebets AS (
   SELECT {_ENVELOPE}, sb AS payload, 'gameHistory.globalSidebets' AS event_name,
          sb->>'id' AS trade_id, 'sidebet_' || coalesce(sb->>'type', 'placed') AS action_type,
-         coalesce(sb->>'gameId', game->>'id') AS game_id, sb->>'playerId' AS player_id, sb->>'username' AS username,
+         coalesce(sb->>'gameId', history_game) AS game_id, sb->>'playerId' AS player_id, sb->>'username' AS username,
          TRY_CAST(sb->>'price' AS DOUBLE) AS price,
          TRY_CAST(coalesce(sb->>'startedAtTick', sb->>'startTick') AS BIGINT) AS tick,
          TRY_CAST(sb->>'betAmount' AS DOUBLE) AS amount, NULL::DOUBLE AS qty, NULL::DOUBLE AS leverage,
          sb->>'coinAddress' AS coin,
          TRY_CAST(coalesce(sb->>'end', sb->>'endTick') AS BIGINT) AS end_tick,
          TRY_CAST(sb->>'payout' AS DOUBLE) AS payout
-  FROM (SELECT *, unnest(CAST(game->'$.globalSidebets' AS JSON[])) AS sb FROM history)
+  FROM (SELECT *, unnest(CAST(game_sidebets AS JSON[])) AS sb FROM history)
 ), sidebets AS (
   SELECT * FROM live_sidebets UNION ALL SELECT * FROM history_sidebets
 ), orders AS (
@@ -111,17 +138,19 @@ WITH player AS (
          TRY_CAST((payload->'$.leaderboardEntry')->>'pnl' AS DOUBLE) AS pnl
   FROM ev WHERE event_name = 'gameStatePlayerUpdate' AND direction = 'received'
 ), final_frame AS (
-  SELECT {_ENVELOPE}, payload->>'gameId' AS game_id, payload->'$.leaderboard' AS leaderboard
-  FROM ev
-  WHERE event_name = 'gameStateUpdate' AND direction = 'received'
-    AND TRY_CAST(payload->>'rugged' AS BOOLEAN) AND (payload->'$.leaderboard') IS NOT NULL
-  QUALIFY row_number() OVER (PARTITION BY game_id ORDER BY ts DESC, session_id DESC, seq DESC) = 1
+  -- rugged frames carry gameHistory too (~170 KB): read only the three fields, not whole payloads;
+  -- arg_max holds one frame per game, not all of them with their boards
+  SELECT v[1]->>'$' AS game_id, arg_max(struct_pack({_ENVELOPE}, leaderboard := v[3]), (ts, session_id, seq)) AS f
+  FROM (SELECT {_ENVELOPE}, json_extract({_FRAME}, ['$[#-1].gameId', '$[#-1].rugged', '$[#-1].leaderboard']) AS v
+        FROM ws WHERE {_RECEIVED_STATE} AND {_may_hold(_RUGGED_TRUE)})
+  WHERE TRY_CAST(v[2]->>'$' AS BOOLEAN) AND v[3] IS NOT NULL
+  GROUP BY game_id
 ), final_board AS (
-  SELECT {_ENVELOPE}, entry AS payload, 'final_leaderboard' AS event_name, game_id,
+  SELECT f.ts, f.source, f.session_id, f.seq, f.direction, entry AS payload, 'final_leaderboard' AS event_name, game_id,
          entry->>'id' AS player_id, entry->>'username' AS username, NULL::DOUBLE AS cash,
          TRY_CAST(entry->>'positionQty' AS DOUBLE) AS position_qty, TRY_CAST(entry->>'avgCost' AS DOUBLE) AS avg_cost,
          TRY_CAST(entry->>'pnl' AS DOUBLE) AS pnl
-  FROM (SELECT *, unnest(CAST(leaderboard AS JSON[])) AS entry FROM final_frame)
+  FROM (SELECT *, unnest(CAST(f.leaderboard AS JSON[])) AS entry FROM final_frame)
 )
 SELECT {_ENVELOPE}, 'server_state' AS doc_type, payload::VARCHAR AS raw_json, game_id, player_id, username,
        event_name, cash, position_qty, avg_cost, pnl
@@ -189,25 +218,60 @@ DERIVATIONS: dict[str, str] = {
 }
 
 
-def connection(ws_event: pa.Table) -> duckdb.DuckDBPyConnection:
+BATCH_ROWS = 8192  # rows per Arrow batch of a streamed result
+
+
+@dataclass(frozen=True)
+class Frames:
+    """``ws_event`` rows read in place: ``files``, plus the rows of ``head`` received before ``until``."""
+
+    files: tuple[Path, ...]
+    head: tuple[Path, ...] = ()
+    until: datetime | None = None
+
+    def sql(self) -> str:
+        parts = [_read_parquet(self.files)] if self.files else []
+        if self.head:
+            parts.append(f"{_read_parquet(self.head)} WHERE ts < '{self.until.isoformat()}'::TIMESTAMPTZ")
+        return " UNION ALL ".join(parts) or "SELECT * FROM _no_frames"
+
+
+def _read_parquet(files: tuple[Path, ...]) -> str:
+    listed = ", ".join("'" + str(f).replace("'", "''") + "'" for f in files)
+    return f"SELECT * FROM read_parquet([{listed}], hive_partitioning = false)"
+
+
+def connection(ws_event: pa.Table | Frames) -> duckdb.DuckDBPyConnection:
     """DuckDB over ``ws_event`` as view ``ws``, its received events as view ``ev``."""
-    con = duckdb.connect()
+    con = duckdb.connect(config={"temp_directory": os.path.join(tempfile.gettempdir(), f"rugs-duckdb-{os.getpid()}")})
     con.execute("SET TimeZone = 'UTC'")
-    con.register("ws", schema.conform(ws_event))
+    con.execute("SET enable_progress_bar = false")
+    if isinstance(ws_event, Frames):
+        con.register("_no_frames", schema.empty_table())
+        con.execute(f"CREATE VIEW ws AS {ws_event.sql()}")
+    else:
+        con.register("ws", schema.conform(ws_event))
     con.execute(_EVENTS)
     return con
 
 
-def derive(doc_type: str, ws_event: pa.Table) -> pa.Table:
-    """Derive one doc_type from ``ws_event`` rows; the result conforms to the schema."""
+@contextmanager
+def derived(doc_type: str, ws_event: pa.Table | Frames) -> Iterator[pa.RecordBatchReader]:
+    """One doc_type derived from ``ws_event``, as a stream of batches (valid inside the ``with``)."""
     con = connection(ws_event)
     try:
-        return schema.conform(con.sql(DERIVATIONS[doc_type]).to_arrow_table())
+        yield con.sql(DERIVATIONS[doc_type]).to_arrow_reader(BATCH_ROWS)
     finally:
         con.close()
 
 
-def derive_all(ws_event: pa.Table) -> dict[str, pa.Table]:
+def derive(doc_type: str, ws_event: pa.Table | Frames) -> pa.Table:
+    """Derive one doc_type from ``ws_event`` rows; the result conforms to the schema."""
+    with derived(doc_type, ws_event) as rows:
+        return schema.conform(rows.read_all())
+
+
+def derive_all(ws_event: pa.Table | Frames) -> dict[str, pa.Table]:
     con = connection(ws_event)
     try:
         return {name: schema.conform(con.sql(sql).to_arrow_table()) for name, sql in DERIVATIONS.items()}

@@ -139,21 +139,26 @@ class Store:
 
     # --- Parquet ---------------------------------------------------------------
 
-    def write_partition_file(self, doc_type: str, day: date | str, table: pa.Table, name: str) -> Path:
-        """Atomically write one Parquet file of ``doc_type`` for ``day`` under ``name``."""
+    def write_partition_file(self, doc_type: str, day: date | str, rows: pa.Table | pa.RecordBatchReader,
+                             name: str) -> Path:
+        """Atomically write one Parquet file of ``doc_type`` for ``day`` under ``name``.
+
+        A stream of batches is written as it comes, so a large result never has to fit in memory.
+        """
         path = self.partition_dir(doc_type, day) / name
-        table = schema.conform(table).replace_schema_metadata(file_schema(doc_type).metadata)
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        pq.write_table(table, tmp, compression=PARQUET_COMPRESSION)
+        with pq.ParquetWriter(tmp, file_schema(doc_type), compression=PARQUET_COMPRESSION) as writer:
+            for part in [rows] if isinstance(rows, pa.Table) else rows:
+                writer.write_table(schema.conform(part if isinstance(part, pa.Table) else pa.Table.from_batches([part])))
         with open(tmp, "rb+") as fh:
             os.fsync(fh.fileno())
         os.replace(tmp, path)
         fsync_dir(path.parent)
         return path
 
-    def replace_partition(self, doc_type: str, day: date | str, table: pa.Table) -> Path:
-        """Make ``table`` the whole content of a derived partition.
+    def replace_partition(self, doc_type: str, day: date | str, table: pa.Table | pa.RecordBatchReader) -> Path:
+        """Make ``table`` (or a stream of batches) the whole content of a derived partition.
 
         The file name depends only on (doc_type, day), so a rebuild is one atomic
         rename over the previous file: readers never see both or neither.
@@ -165,11 +170,16 @@ class Store:
                 stale.unlink(missing_ok=True)
         return path
 
-    def read_partition(self, doc_type: str, day: date | str) -> pa.Table:
+    def read_partition(self, doc_type: str, day: date | str, columns: list[str] | None = None) -> pa.Table:
+        """A partition's rows; only ``columns`` (in that order) if given."""
         files = self.partition_files(doc_type, day)
-        if not files:
-            return schema.empty_table()
-        return pa.concat_tables([schema.conform(pq.read_table(f)) for f in files])
+        tables = [schema.conform(pq.read_table(f, columns=columns)) for f in files] or [schema.empty_table()]
+        return pa.concat_tables(tables).select(columns or schema.COLUMNS)
+
+    def partition_rows(self, doc_type: str, day: date | str) -> int:
+        """A partition's row count, from the files' footers (no rows read)."""
+        with self.partition_lock(doc_type, day, shared=True):
+            return sum(pq.read_metadata(f).num_rows for f in self.partition_files(doc_type, day))
 
 
 def check_compatible(version: object, where: object) -> None:

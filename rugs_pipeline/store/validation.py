@@ -6,8 +6,11 @@ drift apart; each doc_type adds its own invariants on top.
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass, field
+from pathlib import Path
 
+import duckdb
 import pandera.polars as pa
 import polars as pl
 import pyarrow as arrow
@@ -16,6 +19,8 @@ from pandera.errors import SchemaErrors
 
 from rugs_pipeline.store import schema
 from rugs_pipeline.store.layout import Store, SchemaVersionError, file_schema_version
+
+VALIDATION_BATCH_ROWS = 16_384  # a few tens of MB of frames at a time
 
 _POLARS_TYPES = {
     arrow.string(): pl.Utf8,
@@ -102,11 +107,11 @@ class ValidationResult:
         return not self.failures
 
 
-def validate_table(doc_type: str, table: arrow.Table) -> list[str]:
+def validate_table(doc_type: str, table: arrow.Table, checks: pa.DataFrameSchema | None = None) -> list[str]:
     """pandera's verdict on a table's types, nullability and invariants; [] when valid."""
     frame = pl.from_arrow(table)
     try:
-        pandera_schema(doc_type).validate(frame, lazy=True)
+        (checks or pandera_schema(doc_type)).validate(frame, lazy=True)
     except SchemaErrors as exc:
         cases = exc.failure_cases
         return [
@@ -117,7 +122,11 @@ def validate_table(doc_type: str, table: arrow.Table) -> list[str]:
 
 
 def validate_partition(store: Store, doc_type: str, day: str) -> ValidationResult:
-    """Check one stored partition: schema version (manifest and every file), then pandera."""
+    """Check one stored partition: schema version (manifest and every file), then pandera.
+
+    The rows are checked a batch at a time and uniqueness over the whole partition from
+    the key columns alone, so a day of frames is never held in memory at once.
+    """
     result = ValidationResult(doc_type, day)
     try:
         manifest = store.read_manifest()
@@ -128,19 +137,38 @@ def validate_partition(store: Store, doc_type: str, day: str) -> ValidationResul
             result.failures.append(f"{store.manifest_path} is missing")
         elif manifest.get("version") != schema.SCHEMA_VERSION:
             result.failures.append(f"manifest schema version {manifest.get('version')!r} != {schema.SCHEMA_VERSION}")
-    files = store.partition_files(doc_type, day)
-    result.files = len(files)
-    tables = []
-    for path in files:
-        version = file_schema_version(path)
-        if version != schema.SCHEMA_VERSION:
-            result.failures.append(f"{path.name}: file schema version {version!r} != {schema.SCHEMA_VERSION}")
-        file_table = pq.read_table(path)
-        if not file_table.schema.equals(schema.SCHEMA, check_metadata=False):
-            result.failures.append(f"{path.name}: columns differ from schema {schema.SCHEMA_VERSION}")
-            continue
-        tables.append(file_table)
-    table = arrow.concat_tables(tables) if tables else schema.empty_table()
-    result.rows = table.num_rows
-    result.failures.extend(validate_table(doc_type, table))
+    with store.partition_lock(doc_type, day, shared=True):  # compaction would swap the files mid-check
+        files = store.partition_files(doc_type, day)
+        result.files = len(files)
+        readable = []
+        for path in files:
+            version = file_schema_version(path)
+            if version != schema.SCHEMA_VERSION:
+                result.failures.append(f"{path.name}: file schema version {version!r} != {schema.SCHEMA_VERSION}")
+            if not pq.read_schema(path).equals(schema.SCHEMA, check_metadata=False):
+                result.failures.append(f"{path.name}: columns differ from schema {schema.SCHEMA_VERSION}")
+                continue
+            readable.append(path)
+        checks = pandera_schema(doc_type)
+        per_batch = copy.deepcopy(checks)
+        per_batch.unique = None
+        for path in readable:
+            for batch in pq.ParquetFile(path).iter_batches(VALIDATION_BATCH_ROWS):
+                result.rows += batch.num_rows
+                for failure in validate_table(doc_type, arrow.Table.from_batches([batch]), per_batch):
+                    if failure not in result.failures:
+                        result.failures.append(failure)
+        if checks.unique and readable:
+            result.failures.extend(_duplicates(readable, checks.unique))
     return result
+
+
+def _duplicates(files: list[Path], keys: list[str]) -> list[str]:
+    listed = [str(f) for f in files]
+    con = duckdb.connect()
+    try:
+        dup = con.execute(f"SELECT {', '.join(keys)}, count(*) AS n FROM read_parquet(?, hive_partitioning = false) "
+                          f"GROUP BY ALL HAVING n > 1 LIMIT 1", [listed]).fetchone()
+    finally:
+        con.close()
+    return [] if dup is None else [f"{', '.join(keys)}: uniqueness failed (e.g. {dict(zip(keys, dup))}, {dup[-1]} rows)"]
