@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 DEMO   := $(CURDIR)/.demo
 
-.PHONY: install postgres-server test demo run validate clean
+.PHONY: install browser postgres-server test demo run validate clean
 
 install: $(STAMP)
 
@@ -15,6 +15,12 @@ $(STAMP): pyproject.toml requirements.lock
 	$(BIN)/python -m pip install --quiet -c requirements.lock -e '.[test]'
 	touch $(STAMP)
 
+# Debian's Chromium for the browser test (rugs_pipeline_tests/test_ui_browser.py). Installing it
+# needs root; where it cannot, that test skips and the rest of the suite still runs.
+browser:
+	@command -v chromium >/dev/null || { apt-get update -qq && apt-get install -y -qq --no-install-recommends chromium; } \
+		|| echo "chromium could not be installed: the browser test will skip" >&2
+
 # Debian's PostgreSQL server for the Postgres instance test (rugs_pipeline_tests/test_postgres.py),
 # which starts a server of its own on 127.0.0.1 and stops it. Installing needs root; where it
 # cannot, that test skips and the rest of the suite still runs.
@@ -23,7 +29,7 @@ postgres-server:
 		|| { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends postgresql; } \
 		|| echo "postgresql could not be installed: the Postgres instance test will skip" >&2
 
-test: install postgres-server
+test: install browser postgres-server
 	$(BIN)/python -m pytest
 
 validate: install
