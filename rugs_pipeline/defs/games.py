@@ -12,7 +12,6 @@ import warnings
 import dagster as dg
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.dataset as ds
 
 from rugs_pipeline.defs.assets import (
     COLUMN_SCHEMA, DERIVE_CRON, DERIVE_LOOKBACK, _derived_metadata, _partition_metadata, ws_event,
@@ -21,8 +20,8 @@ from rugs_pipeline.defs.checks import schema_check
 from rugs_pipeline.defs.partitions import daily
 from rugs_pipeline.defs.resources import StoreResource
 from rugs_pipeline.derive import consistency
+from rugs_pipeline.derive.datasets import Frames
 from rugs_pipeline.derive.games import NEXT_DAY_HEAD, rebuild_games, summarize_games
-from rugs_pipeline.store import schema
 from rugs_pipeline.store.layout import Store
 
 with warnings.catch_warnings():  # beta in Dagster 1.13; without it today's partition would map to a missing tomorrow
@@ -88,14 +87,16 @@ def _next_day(day: str) -> str:
     return (date.fromisoformat(day) + timedelta(days=1)).isoformat()
 
 
-def game_frames(store: Store, day: str) -> pa.Table:
-    """The ``ws_event`` rows a day's games are rebuilt from: the day's and the next day's first NEXT_DAY_HEAD."""
+def game_frames(store: Store, day: str) -> Frames:
+    """The ``ws_event`` rows a day's games are rebuilt from: the day's and the next day's first NEXT_DAY_HEAD.
+
+    Read in place (a day of frames need not fit in memory); row-group statistics let the scan
+    skip the rest of the next day without reading it.
+    """
     next_day = _next_day(day)
     cutoff = datetime.combine(date.fromisoformat(next_day), time(), timezone.utc) + NEXT_DAY_HEAD
-    files = [str(f) for f in store.partition_files("ws_event", next_day)]
-    # row-group statistics let the scan skip the rest of the next day without reading it
-    head = ds.dataset(files, schema=schema.SCHEMA, format="parquet").to_table(filter=ds.field("ts") < cutoff)
-    return pa.concat_tables([store.read_partition("ws_event", day), schema.conform(head)])
+    return Frames(tuple(store.partition_files("ws_event", day)), tuple(store.partition_files("ws_event", next_day)),
+                  cutoff)
 
 
 def _player_actions(store: Store, day: str) -> pa.Table:
@@ -133,7 +134,9 @@ def rebuild(context: dg.AssetExecutionContext, store: StoreResource):
     day = context.partition_key
     st = store.store()
     st.ensure_manifest()
-    for name, table in rebuild_games(game_frames(st, day), day).items():
+    with st.partition_lock("ws_event", day, shared=True), st.partition_lock("ws_event", _next_day(day), shared=True):
+        tables = rebuild_games(game_frames(st, day), day)
+    for name, table in tables.items():
         st.replace_partition(name, day, table)
         yield dg.MaterializeResult(asset_key=name, metadata=_metadata(st, name, day, table))
 
