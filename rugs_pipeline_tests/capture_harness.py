@@ -19,6 +19,7 @@ import pyarrow as pa
 
 from rugs_pipeline.capture import spool
 from rugs_pipeline.derive.datasets import derive_all
+from rugs_pipeline.derive.games import rebuild_games, summarize_games
 from rugs_pipeline.store import landing
 from rugs_pipeline.store.layout import Store
 from rugs_pipeline.store.validation import validate_table
@@ -134,13 +135,10 @@ def assert_clean_audit(sent_log: Path, data: Path) -> dict:
 
 
 def derive_everything(ws_event: pa.Table) -> dict[str, pa.Table]:
-    """Every derived table of these rows: the frame datasets, and the game datasets where they are built apart."""
-    tables = derive_all(ws_event)
-    try:  # games are rebuilt by game (derive.games) once game_tick moved out of derive.datasets
-        from rugs_pipeline.derive.games import rebuild_games
-    except ImportError:
-        return tables
-    return {**tables, **rebuild_games(ws_event)}
+    """Every derived table of these rows: the frame datasets and the games."""
+    tables = {**derive_all(ws_event), **rebuild_games(ws_event)}
+    tables["games"] = summarize_games(tables["game_tick"], tables["complete_game"], tables["player_action"])
+    return tables
 
 
 def land_and_derive(data: Path) -> dict[str, pa.Table]:

@@ -18,12 +18,15 @@ from .capture_harness import (
     CLI, Recorder, Sim, assert_clean_audit, land_and_derive, lifecycle, outages, records, wait_until,
 )
 
-ENVELOPE = ("ts", "session_id", "seq")
+# Which recorder kept a frame, and when its copy arrived (games' start and end are receive times too).
+ENVELOPE = ("ts", "session_id", "seq", "start_ts", "end_ts", "duration_s")
 
 
 def content(table) -> list[tuple]:
+    """The rows, without their envelope; sums of floats to 9 places (their order of addition varies)."""
     names = [n for n in table.column_names if n not in ENVELOPE]
-    return sorted(tuple(str(r[n]) for n in names) for r in table.to_pylist())
+    return sorted(tuple(str(round(v, 9) if isinstance(v, float) else v) for v in map(r.get, names))
+                  for r in table.to_pylist())
 
 
 def test_two_recorders_on_one_feed_stay_apart_and_derive_each_game_once(tmp_path: Path) -> None:
