@@ -19,7 +19,7 @@ from .capture_harness import wait_until
 
 T0 = 1_765_065_600 * 10**9  # 2025-12-07 00:00 UTC
 DAY = "2025-12-07"
-SEGMENTS, PER_SEGMENT = 60, 400
+SEGMENTS, PER_SEGMENT = 30, 300
 LAND = "import sys; from rugs_pipeline.store import landing; from rugs_pipeline.store.layout import Store; " \
        "landing.land_day(Store(__import__('pathlib').Path(sys.argv[1])), sys.argv[2])"
 

@@ -64,7 +64,8 @@ class FaultConfig:
                 problems.append(f"{name.removesuffix('_s').replace('_', '-')} must be positive")
         if self.reject_status is not None and not 400 <= self.reject_status <= 599:
             problems.append(f"reject status must be an HTTP error status (400-599), not {self.reject_status}")
-        for name in ("flap", "reject_count", "malformed_every", "oversized_every", "rate", "rate_bytes", "ping_delay_s"):
+        for name in ("flap", "reject_count", "malformed_every", "oversized_every", "oversized_bytes", "rate", "rate_bytes",
+                     "ping_delay_s"):
             if getattr(self, name) < 0:
                 problems.append(f"{name.removesuffix('_s').replace('_', '-')} must not be negative")
         return problems

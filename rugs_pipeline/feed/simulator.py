@@ -275,6 +275,7 @@ class Simulator:
                 outbox.task_done()
                 if message == PING:
                     pinged.set()
+                await asyncio.sleep(0)  # send() need not suspend: let pongs and closes be read under load
         except ConnectionClosed:
             pass
 
