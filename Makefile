@@ -41,6 +41,12 @@ validate: install
 soak: install
 	$(BIN)/python -m pytest -m slow -s rugs_pipeline_tests/test_capture_crash.py rugs_pipeline_tests/test_capture_soak.py
 
+# Performance: six figures about a synthetic day of feed, each beside its goal. The first run builds
+# and caches the day (~5 min, ~5 GB in ~/.cache/rugs_pipeline/bench); BENCH_ARGS="--frames 250000" etc.
+.PHONY: bench
+bench: install
+	$(BIN)/rugs-pipeline bench $(BENCH_ARGS)
+
 # Offline: simulator -> recorder -> Dagster (UI on http://127.0.0.1:3000), data in .demo/
 demo: install
 	RUGS_DATA_DIR=$(DEMO)/rugs_data DAGSTER_HOME=$(DEMO)/dagster_home RUGS_SEAL_INTERVAL=10 RUGS_DERIVE_CRON="* * * * *" \

@@ -1,0 +1,1 @@
+"""The performance benchmark (``make bench``): a synthetic day, six figures, each with its goal."""

@@ -1,0 +1,183 @@
+"""``rugs-pipeline bench`` / ``make bench``: six figures about one synthetic day, each beside its goal.
+
+Every figure is measured in this one run, baselines next to what they are compared with,
+so that the machine's noise falls on both sides of each ratio.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import statistics
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+from rugs_pipeline.bench import capture, derivation, landing, query, synth
+from rugs_pipeline.bench.measure import GIB, MIB, isolated
+
+SCALES = (0.25, 0.5, 1.0)
+
+
+@dataclass
+class Figure:
+    number: int
+    name: str
+    text: str
+    goal: str
+    met: bool
+
+    def line(self) -> str:
+        verdict = "[green]met[/]" if self.met else "[red]MISSED[/]"
+        return f"{self.number} {self.name:<11} {self.text}\n  {'':<11} goal: {self.goal} -> {verdict}"
+
+
+@dataclass
+class Options:
+    frames: int = 1_000_000
+    seed: int = 1
+    capture_frames: int = 50_000
+    query_frames: int = 250_000
+    work: Path | None = None  # scratch space (default: beside the cache)
+    keep: bool = False
+    only: set[int] = field(default_factory=lambda: {1, 2, 3, 4, 5, 6})
+
+
+def run(options: Options, console: Console | None = None) -> list[Figure]:
+    console = console or Console()
+    work = Path(tempfile.mkdtemp(prefix="run-", dir=_scratch(options)))
+    try:
+        with _progress(console) as progress:
+            task = progress.add_task("synthetic day", total=options.frames)
+            day = synth.synthetic_day(options.frames, options.seed, lambda n: progress.advance(task, n))
+            progress.update(task, completed=options.frames)
+            figures = _measure(day, options, work, progress)
+        console.print(_header(day))
+        for fig in figures:
+            console.print(fig.line())
+        return figures
+    finally:
+        if not options.keep:
+            shutil.rmtree(work, ignore_errors=True)
+
+
+def _scratch(options: Options) -> Path:
+    folder = options.work or synth.cache_root() / "scratch"
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
+def _progress(console: Console) -> Progress:
+    return Progress(TextColumn("{task.description:<34}"), BarColumn(), TextColumn("{task.completed:,}/{task.total:,}"),
+                    TimeElapsedColumn(), console=console, transient=True)
+
+
+def _step(progress: Progress, name: str):
+    """A one-unit task shown while a step runs."""
+    return progress.add_task(name, total=1)
+
+
+def _header(day: synth.SyntheticDay) -> str:
+    top = ", ".join(f"{name} {n / day.frames:.0%}" for name, n in list(day.mix.items())[:5])
+    return (f"[bold]rugs_pipeline bench[/]: synthetic day {synth.DAY}, {day.frames:,} frames, "
+            f"{day.json_bytes / 1e9:.2f} GB of JSON (avg {day.json_bytes / day.frames / 1e3:.1f} KB; {top}), "
+            f"{len(day.files()):,} landed files, {os.cpu_count()} cores")
+
+
+def _measure(day: synth.SyntheticDay, options: Options, work: Path, progress: Progress) -> list[Figure]:
+    figures: dict[int, Figure] = {}
+    if options.only & {1, 5, 6}:
+        figures.update(_derivation(day, work, progress))
+    if 2 in options.only:
+        figures[2] = _capture(day, options, work, progress)
+    if options.only & {3, 5}:
+        figures[3] = _landing(day, work, progress, figures.get(5))
+    if 4 in options.only:
+        figures[4] = _query(day, options, work, progress)
+    return [figures[n] for n in sorted(options.only)]
+
+
+def _capture(day: synth.SyntheticDay, options: Options, work: Path, progress: Progress) -> Figure:
+    t = _step(progress, "capture: simulator -> sink / recorder")
+    result = capture.measure_capture(day, options.capture_frames, work / "capture")
+    progress.advance(t)
+    return Figure(
+        2, "capture",
+        f"recorder {result.recorder_rate:,.0f} frames/s = {result.ratio:.0%} of the simulator's loopback send rate "
+        f"({result.sink_rate:,.0f} frames/s into a discarding client; best of {capture.ROUNDS} alternating runs "
+        f"each); {result.lost} of {result.frames:,} frames lost, {result.extra} extra",
+        ">= 95% of the send rate, 0 lost", result.ratio >= 0.95 and result.lost == 0 and result.extra == 0)
+
+
+def _landing(day: synth.SyntheticDay, work: Path, progress: Progress, memory: Figure | None) -> Figure:
+    """The latency figure; the landing runs' memory goes on the memory line."""
+    t = _step(progress, "landing: dagster job execute x2")
+    lat = landing.measure_landing(day, work / "landing")
+    progress.advance(t)
+    if memory is not None:
+        memory.text += (f"; landing a segment: peak {lat.full_day.peak_rss / MIB:,.0f} MiB into the full day, "
+                        f"{lat.empty_day.peak_rss / MIB:,.0f} MiB into an empty one")
+        memory.goal += "; landing memory independent of day size (within 25%)"
+        memory.met = memory.met and lat.full_day.peak_rss <= 1.25 * lat.empty_day.peak_rss
+    return Figure(
+        3, "landing",
+        f"receipt -> visible to the seed query: p50 {lat.p50:.0f} s, p99 {lat.p99:.0f} s "
+        f"(model: seal wait U(0,{synth.SEAL_INTERVAL_S:.0f} s) + sensor tick U(0,{landing.SENSOR_INTERVAL_S:.0f}-"
+        f"{landing.SENSOR_INTERVAL_S + landing.SENSOR_LOOP_S:.0f} s) + run queue U(0,{landing.dequeue_s():g} s) + "
+        f"the landing run, measured: {lat.full_day.seconds:.1f} s into the full day, "
+        f"{lat.empty_day.seconds:.1f} s into an empty one)",
+        "<= 60 s p50, <= 90 s p99", lat.p50 <= 60 and lat.p99 <= 90)
+
+
+def _query(day: synth.SyntheticDay, options: Options, work: Path, progress: Progress) -> Figure:
+    t = _step(progress, "queries: 30 days, 3 layouts")
+    q = query.measure_queries(day, options.query_frames, work / "query", derivation.game_tick_of)
+    progress.advance(t)
+    worst = max(q.ratio("compacted", name) for name in ("game_tick", "ws_event"))
+    return Figure(
+        4, "query",
+        f"30 days of {q.frames_per_day:,} frames, compacted ({q.files['compacted']} files): seed game_tick query "
+        f"{q.seconds['compacted', 'game_tick']:.2f} s = {q.ratio('compacted', 'game_tick'):.2f}x one file, "
+        f"ws_event by event_name {q.seconds['compacted', 'ws_event']:.2f} s = {q.ratio('compacted', 'ws_event'):.2f}x "
+        f"one file (as landed, {q.files['landed']:,} files: {q.ratio('landed', 'game_tick'):.2f}x and "
+        f"{q.ratio('landed', 'ws_event'):.2f}x; medians of {query.ROUNDS}); compacting a day took {q.compaction_s:.1f} s",
+        "<= 1.5x one file", worst <= 1.5)
+
+
+def _derivation(day: synth.SyntheticDay, work: Path, progress: Progress) -> dict[int, Figure]:
+    files = day.files()
+    t = _step(progress, "derivation: orjson, pipeline, reference")
+    parse = isolated(derivation.orjson_loop, files).value
+    runs = {}
+    for share in sorted(SCALES, reverse=True):
+        prefix = day.prefix(int(day.frames * share))
+        runs[share] = isolated(derivation.pipeline_derive, prefix, work / f"derived-{share}")
+    parse_again = isolated(derivation.orjson_loop, files).value
+    orjson_s = min(parse[0], parse_again[0])
+    reference = isolated(derivation.reference_derive, files, work / "reference")
+    differ = derivation.same_rows(work / "derived-1.0", work / "reference")
+    progress.advance(t)
+    full = runs[1.0]
+    per_frame = {share: run.seconds / run.value for share, run in runs.items()}
+    spread = max(per_frame.values()) / min(per_frame.values()) - 1
+    vs_orjson, vs_reference = orjson_s / full.seconds, reference.seconds / full.seconds
+    return {
+        1: Figure(1, "derivation",
+                  f"every doc_type of the day in {full.seconds:.1f} s (read, derive, write; {os.cpu_count()} cores) = "
+                  f"{vs_orjson:.2f}x a bare orjson.loads loop over its {parse[1]:,} event frames ({orjson_s:.1f} s, "
+                  f"one core) and {vs_reference:.1f}x the row-at-a-time deriver ({reference.seconds:.1f} s); "
+                  + (f"outputs DIFFER in {', '.join(differ)}" if differ else "outputs equal, every doc_type"),
+                  ">= 2.0x orjson and >= 20x row-at-a-time, equal outputs",
+                  not differ and vs_orjson >= 2.0 and vs_reference >= 20),
+        5: Figure(5, "memory", f"deriving the day: peak {full.peak_rss / GIB:.2f} GiB "
+                  f"({', '.join(f'{r.value:,} frames {r.peak_rss / GIB:.2f}' for _, r in sorted(runs.items()))} GiB)",
+                  "<= 2 GiB deriving a 1M-frame day", full.peak_rss <= 2 * GIB),
+        6: Figure(6, "scaling",
+                  "derivation time per frame: " + ", ".join(
+                      f"{runs[s].value:,} frames {per_frame[s] * 1e6:.1f} µs" for s in sorted(runs))
+                  + f" (spread {spread:.0%}; median {statistics.median(per_frame.values()) * 1e6:.1f} µs)",
+                  "flat within ±20% from 0.25M to 1M frames", spread <= 0.2),
+    }
