@@ -339,12 +339,17 @@ def test_materialise_a_partition_from_the_ui(stack: DemoStack, gql: GraphQL, pag
     for label in ("rows", "games", "schema_version"):
         page.get_by_text(label, exact=True).first.wait_for()
     shot(page, "07_partition_metadata")
+    page.get_by_text("[Show Markdown]").first.click()  # the day's chart, a Markdown image
+    chart = page.get_by_role("dialog").locator("img")
+    expect(chart).to_have_count(1)
+    assert chart.evaluate("img => img.decode().then(() => img.naturalWidth)") > 0, "the chart does not render"
+    shot(page, "08_chart")
 
     page.goto(f"{stack.url}/assets/{UI_ASSET}?view=checks")
     page.get_by_text("Execution history", exact=True).click()
     row = page.get_by_role("row").filter(has_text=UI_DAY).first
     row.wait_for()
-    shot(page, "08_check_results")
+    shot(page, "09_check_results")
     assert "Passed" in row.inner_text()
 
 
