@@ -49,7 +49,7 @@ bench: install
 
 # Offline: simulator -> recorder -> Dagster (UI on http://127.0.0.1:3000), data in .demo/
 demo: install
-	RUGS_DATA_DIR=$(DEMO)/rugs_data DAGSTER_HOME=$(DEMO)/dagster_home RUGS_SEAL_INTERVAL=10 RUGS_DERIVE_CRON="* * * * *" \
+	RUGS_DATA_DIR=$(DEMO)/rugs_data DAGSTER_HOME=$(DEMO)/dagster_home RUGS_SEAL_INTERVAL=10 RUGS_DERIVE_CRON="* * * * *" RUGS_EXECUTOR=in_process \
 		scripts/stack.sh demo
 
 # Live: recorder on $$RUGS_FEED_URL (default the real server) -> Dagster, data in $$RUGS_DATA_DIR

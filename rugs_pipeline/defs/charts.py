@@ -3,12 +3,8 @@
 import base64
 import io
 
-import matplotlib
-
-matplotlib.use("Agg")  # no display: render to memory only
-import matplotlib.pyplot as plt  # noqa: E402
-import pyarrow as pa  # noqa: E402
-import pyarrow.compute as pc  # noqa: E402
+import pyarrow as pa
+import pyarrow.compute as pc
 
 MAX_GAMES = 40  # the most recent ones; a day holds hundreds, a picture shows a handful
 
@@ -17,6 +13,12 @@ def price_paths_png(game_tick: pa.Table) -> bytes | None:
     """Price path of each game (log scale), rug ticks marked; None when there are no ticks."""
     if game_tick.num_rows == 0:
         return None
+    # imported here: matplotlib costs ~0.8 s at start-up, and every Dagster run process imports this module
+    import matplotlib
+
+    matplotlib.use("Agg")  # no display: render to memory only
+    import matplotlib.pyplot as plt
+
     table = game_tick.select(["game_id", "tick", "price", "is_rug_tick", "ts"]).sort_by([("ts", "ascending")])
     games = pc.unique(table["game_id"]).to_pylist()[-MAX_GAMES:]
     fig, ax = plt.subplots(figsize=(7, 3), dpi=80)
