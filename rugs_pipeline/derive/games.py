@@ -74,9 +74,12 @@ _PARSE = [
     f"""CREATE TEMP TABLE cand AS
     WITH frames AS (
       -- a rugged frame's price is the crash price of the tick its price window ends at (R): post-rug
-      -- broadcasts count tickCount on to R+1..R+3, which would invent ticks that never existed
+      -- broadcasts count tickCount on to R+1..R+3, which would invent ticks that never existed. An
+      -- on-connect snapshot taken after the rug carries the whole history (prices, ticks 0..R) instead.
       SELECT {_ENV}, game_id, price, coalesce(rugged, false) AS rugged, cooldown_timer,
-             CASE WHEN rugged AND window_end BETWEEN 0 AND tick_count THEN window_end ELSE tick_count END AS tick
+             CASE WHEN rugged AND window_end BETWEEN 0 AND tick_count THEN window_end
+                  WHEN rugged AND len(prices) BETWEEN 1 AND tick_count + 1 THEN len(prices) - 1
+                  ELSE tick_count END AS tick
       -- presale frames repeat tickCount 0 with active=false: not ticks
       FROM gsu WHERE tick_count >= 0 AND (active OR rugged)
     ), windows AS (
