@@ -329,6 +329,7 @@ def test_games_summarise_each_game(real, name):
             assert row["duration_s"] == pytest.approx((row["end_ts"] - row["start_ts"]).total_seconds())
         complete = r is not None and set(ticks) == set(range(r + 1))
         assert (row["message"] == "complete") == complete, (gid, row["message"])
+        assert row["message"].startswith("unfinished") == (r is None and g.history is None), (gid, row["message"])
 
 
 @pytest.mark.parametrize("name", list(FIXTURES))

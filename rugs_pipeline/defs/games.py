@@ -27,7 +27,7 @@ from rugs_pipeline.store.layout import Store
 with warnings.catch_warnings():  # beta in Dagster 1.13; without it today's partition would map to a missing tomorrow
     warnings.simplefilter("ignore", dg.BetaWarning)
     NEXT_DAY = dg.TimeWindowPartitionMapping(start_offset=0, end_offset=1, allow_nonexistent_upstream_partitions=True)
-# Yesterday's games change while today's first NEXT_DAY_HEAD lands; after that hour nothing of today's can.
+# Yesterday's games change while today's first NEXT_DAY_HEAD lands: every 5 min of today's first hour covers it.
 HEAD_CRON = "*/5 0 * * *"
 
 _PARTITION_RULE = (

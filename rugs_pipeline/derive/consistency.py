@@ -8,6 +8,7 @@ a payout without its stake) is counted as unverified, never guessed.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import polars as pl
@@ -31,11 +32,14 @@ def _frame(table: pa.Table) -> pl.DataFrame:
     return pl.from_arrow(table)
 
 
-def _listed(rows: pl.DataFrame, describe) -> list[str]:
-    problems = [describe(r) for r in rows.head(MAX_LISTED).iter_rows(named=True)]
-    if rows.height > MAX_LISTED:
-        problems.append(f"... and {rows.height - MAX_LISTED} more")
-    return problems
+def _verdict(counts: dict[str, int], *findings: tuple[pl.DataFrame, Callable[[dict], str]]) -> Verdict:
+    """A verdict listing each finding's rows (the first MAX_LISTED of each), described."""
+    problems = []
+    for rows, describe in findings:
+        problems += [describe(r) for r in rows.head(MAX_LISTED).iter_rows(named=True)]
+        if rows.height > MAX_LISTED:
+            problems.append(f"... and {rows.height - MAX_LISTED} more")
+    return Verdict(problems, counts)
 
 
 def _rug_ticks(game_tick: pl.DataFrame) -> pl.DataFrame:
@@ -59,12 +63,13 @@ def trades_reference_ticks(game_tick: pa.Table, player_action: pa.Table) -> Verd
     )
     mispriced = trades.filter(pl.col("tick_price").is_not_null() & (pl.col("price") != pl.col("tick_price")))
     unknown = trades.filter(pl.col("tick_price").is_null()).join(impossible, on="trade_id", how="anti")
-    verdict = Verdict(counts={"trades": trades.height, "on_unknown_ticks": unknown.height})
-    verdict.problems += _listed(impossible, lambda r: f"trade {r['trade_id']} of {r['game_id']}: tick {r['tick']} "
-                                                     f"is not a tick of the game (rug tick {r['rug_tick']})")
-    verdict.problems += _listed(mispriced, lambda r: f"trade {r['trade_id']} of {r['game_id']} at tick {r['tick']}: "
-                                                    f"price {r['price']!r} but the tick's is {r['tick_price']!r}")
-    return verdict
+    return _verdict(
+        {"trades": trades.height, "on_unknown_ticks": unknown.height},
+        (impossible, lambda r: f"trade {r['trade_id']} of {r['game_id']}: tick {r['tick']} is not a tick of the game "
+                               f"(rug tick {r['rug_tick']})"),
+        (mispriced, lambda r: f"trade {r['trade_id']} of {r['game_id']} at tick {r['tick']}: price {r['price']!r} but "
+                              f"the tick's is {r['tick_price']!r}"),
+    )
 
 
 def sidebets_follow_the_window_rule(game_tick: pa.Table, player_action: pa.Table) -> Verdict:
@@ -83,12 +88,11 @@ def sidebets_follow_the_window_rule(game_tick: pa.Table, player_action: pa.Table
     )
     # stakes and payouts are decimal amounts in binary floating point: equal within a part in 1e9
     wrong = checked.filter((pl.col("payout") - pl.col("due")).abs() > 1e-9 * pl.col("due").abs().clip(1e-9))
-    verdict = Verdict(counts={"payouts": decidable.height, "won": int(checked["won"].sum()),
-                              "unverified": payouts.height - decidable.height})
-    verdict.problems += _listed(wrong, lambda r: f"sidebet {r['trade_id']} of {r['game_id']} (window to tick "
-                                                f"{r['end_tick']}, rug tick {r['rug_tick']}, stake {r['amount']}): "
-                                                f"paid {r['payout']}, due {r['due']}")
-    return verdict
+    return _verdict(
+        {"payouts": decidable.height, "won": int(checked["won"].sum()), "unverified": payouts.height - decidable.height},
+        (wrong, lambda r: f"sidebet {r['trade_id']} of {r['game_id']} (window to tick {r['end_tick']}, rug tick "
+                          f"{r['rug_tick']}, stake {r['amount']}): paid {r['payout']}, due {r['due']}"),
+    )
 
 
 def history_matches_ticks(complete_game: pa.Table, game_tick: pa.Table) -> Verdict:
@@ -102,31 +106,33 @@ def history_matches_ticks(complete_game: pa.Table, game_tick: pa.Table) -> Verdi
     whole = games.filter(pl.col("ticks") == pl.col("rug_tick") + 1)
     other_rug = games.filter(pl.col("tick").is_not_null() & (pl.col("tick") != pl.col("rug_tick")).fill_null(True))
     other_peak = whole.filter(pl.col("peak_multiplier").is_not_null() & (pl.col("peak_multiplier") != pl.col("max_price")))
-    verdict = Verdict(counts={"games": games.height, "whole_games": whole.height})
-    verdict.problems += _listed(other_rug, lambda r: f"{r['game_id']}: gameHistory ends at tick {r['tick']}, "
-                                                    f"the ticks at {r['rug_tick']}")
-    verdict.problems += _listed(other_peak, lambda r: f"{r['game_id']}: peakMultiplier {r['peak_multiplier']!r} "
-                                                     f"but the highest tick is {r['max_price']!r}")
-    return verdict
+    return _verdict(
+        {"games": games.height, "whole_games": whole.height},
+        (other_rug, lambda r: f"{r['game_id']}: gameHistory ends at tick {r['tick']}, the ticks at {r['rug_tick']}"),
+        (other_peak, lambda r: f"{r['game_id']}: peakMultiplier {r['peak_multiplier']!r} but the highest tick is "
+                               f"{r['max_price']!r}"),
+    )
 
 
 def seeds_verified(complete_game: pa.Table) -> Verdict:
     """Every revealed serverSeed hashes to the serverSeedHash announced for its game."""
     games = _frame(complete_game)
     failed = games.filter(pl.col("seed_verified") == False)  # noqa: E712 (null means "no seed": not a failure)
-    verdict = Verdict(counts={"games": games.height, "verified": int((games["seed_verified"] == True).sum()),  # noqa: E712
-                              "without_seed": games["seed_verified"].null_count()})
-    verdict.problems += _listed(failed, lambda r: f"{r['game_id']}: sha256(serverSeed) != serverSeedHash "
-                                                 f"{r['server_seed_hash']} ({r['message'] or 'announced live'})")
-    return verdict
+    return _verdict(
+        {"games": games.height, "verified": int((games["seed_verified"] == True).sum()),  # noqa: E712
+         "without_seed": games["seed_verified"].null_count()},
+        (failed, lambda r: f"{r['game_id']}: sha256(serverSeed) != serverSeedHash {r['server_seed_hash']} "
+                           f"({r['message'] or 'announced live'})"),
+    )
 
 
 def price_conflicts(game_tick: pa.Table) -> Verdict:
     """Ticks for which the feed's sources gave different prices (the row keeps the preferred one)."""
     ticks = _frame(game_tick)
     conflicting = ticks.filter(pl.col("price_conflicts") > 0).sort("game_id", "tick")
-    verdict = Verdict(counts={"ticks": ticks.height, "conflicting_ticks": conflicting.height,
-                              "games_with_conflicts": conflicting["game_id"].n_unique()})
-    verdict.problems += _listed(conflicting, lambda r: f"{r['game_id']} tick {r['tick']}: {r['price_conflicts'] + 1} "
-                                                      f"different prices, kept {r['price']!r} ({r['tick_source']})")
-    return verdict
+    return _verdict(
+        {"ticks": ticks.height, "conflicting_ticks": conflicting.height,
+         "games_with_conflicts": conflicting["game_id"].n_unique()},
+        (conflicting, lambda r: f"{r['game_id']} tick {r['tick']}: {r['price_conflicts'] + 1} different prices, kept "
+                                f"{r['price']!r} ({r['tick_source']})"),
+    )

@@ -32,7 +32,7 @@ from datetime import timedelta
 
 import pyarrow as pa
 
-from rugs_pipeline.derive.datasets import PAYLOAD, connection
+from rugs_pipeline.derive.datasets import PAYLOAD, Frames, connection
 from rugs_pipeline.store import schema
 
 # The longest game measured lasts 1,815 ticks (~8 min) and a history stays in the feed for
@@ -103,19 +103,19 @@ _PARSE = [
     )
     SELECT * FROM all_sources WHERE game_id IS NOT NULL AND tick >= 0 AND isfinite(price) AND price > 0""",
     # Each game's rug tick and partition day; only the games of the day asked for are kept.
-    """CREATE TEMP TABLE games AS
+    f"""CREATE TEMP TABLE games AS
     WITH mentions AS (
       SELECT game_id, ts FROM cand UNION ALL SELECT h.id, ts FROM history WHERE h.id IS NOT NULL
     ), live_rug AS (
       SELECT game_id, min(tick) AS rug_tick FROM cand WHERE rugged GROUP BY game_id
     ), history_rug AS (
-      SELECT h.id AS game_id, arg_min(len(h.prices) - 1, (ts, session_id, seq)) AS rug_tick
+      SELECT h.id AS game_id, arg_min(len(h.prices) - 1, ({_FIRST})) AS rug_tick
       FROM history WHERE len(h.prices) > 0 GROUP BY h.id
     )
     SELECT game_id, coalesce(live_rug.rug_tick, history_rug.rug_tick) AS rug_tick
     FROM (
       SELECT game_id, min(ts) AS first_ts, max(ts) AS last_ts,
-             CASE WHEN regexp_matches(game_id, '^[0-9]{8}-') THEN TRY_STRPTIME(left(game_id, 8), '%Y%m%d')::DATE END AS id_day
+             CASE WHEN regexp_matches(game_id, '^[0-9]{{8}}-') THEN TRY_STRPTIME(left(game_id, 8), '%Y%m%d')::DATE END AS id_day
       FROM mentions GROUP BY game_id
     ) LEFT JOIN live_rug USING (game_id) LEFT JOIN history_rug USING (game_id)
     WHERE getvariable('day') IS NULL OR getvariable('day') =
@@ -133,7 +133,7 @@ _PARSE = [
 _GAME_TICK = f"""
 SELECT t.ts, t.source, t.session_id, t.seq, t.direction, 'game_tick' AS doc_type,
        -- observed ticks keep their frame's payload; a filled tick's frame is found by (session_id, seq)
-       CASE WHEN t.tick_source = 'observed' THEN ({PAYLOAD.replace("raw_json", "w.raw_json")})::VARCHAR END AS raw_json,
+       CASE WHEN t.tick_source = 'observed' THEN ({PAYLOAD})::VARCHAR END AS raw_json,
        t.game_id, 'gameStateUpdate' AS event_name, t.price, t.tick,
        CASE WHEN t.tick = t.rug_tick THEN 'rugged' ELSE 'active' END AS phase,
        coalesce(t.tick = t.rug_tick, false) AS is_rug_tick, t.tick_source, t.price_conflicts,
@@ -179,7 +179,7 @@ ORDER BY ts, session_id, seq, game_id
 """
 
 
-def rebuild_games(ws_event: pa.Table, day: str | None = None) -> dict[str, pa.Table]:
+def rebuild_games(ws_event: pa.Table | Frames, day: str | None = None) -> dict[str, pa.Table]:
     """``game_tick`` and ``complete_game`` from ``ws_event`` rows, for the games of ``day`` (all if None).
 
     For ``day`` D, ``ws_event`` should hold D's rows and the next day's first ``NEXT_DAY_HEAD``.
@@ -238,7 +238,8 @@ SELECT coalesce(env.ts, c_ts) AS ts, coalesce(env.source, c_source) AS source,
        coalesce(volume, 0) AS volume, coalesce(placed, 0) AS sidebets_placed, coalesce(won, 0) AS sidebets_won,
        coalesce(observed_ticks, 0) AS observed_ticks, coalesce(filled_ticks, 0) AS filled_ticks,
        coalesce(price_conflicts, 0) AS price_conflicts, server_seed, server_seed_hash, seed_verified,
-       CASE WHEN r IS NULL THEN 'unfinished: no rug seen'
+       CASE WHEN r IS NULL AND c_ts IS NOT NULL THEN 'ended, ticks unknown: its gameHistory holds no prices'
+            WHEN r IS NULL THEN 'unfinished: no rug seen'
             WHEN coalesce(ticks, 0) = r + 1 THEN 'complete'
             ELSE 'incomplete: ' || (r + 1 - coalesce(ticks, 0)) || ' of ' || (r + 1) || ' ticks unknown' END AS message
 FROM g LEFT JOIN trades USING (game_id) LEFT JOIN sidebets USING (game_id)

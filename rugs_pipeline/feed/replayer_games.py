@@ -19,6 +19,7 @@ server seed is made up (from the game id): REPLAYER did not record one.
 from __future__ import annotations
 
 import hashlib
+import itertools
 import time
 from collections import deque
 from collections.abc import Iterator
@@ -29,11 +30,11 @@ from typing import Any
 import orjson
 
 from rugs_pipeline.capture.recordings import BadLine, RecordedEvent
+from rugs_pipeline.feed.games import GAME_VERSION, PRESALE_MS
 
-HISTORY_LEN = 10
-PRESALE_MS = 10000  # allowPreRoundBuys from this cooldownTimer down
+HISTORY_LEN = 10  # games in gameHistory
 WINDOW = 5  # partialPrices: the last <= 5 ticks
-GAME_VERSION = "v3"
+_SNIFF_LINES = 100  # a game file's first record is on its first line; corrupt ones are rare
 _TEXT_LIMIT = 500
 _TICK_FIELDS = {"game_id": str, "tick": int, "price": (int, float), "active": bool, "rugged": bool,
                 "cooldown_timer": int, "timestamp": str}
@@ -42,7 +43,7 @@ _TICK_FIELDS = {"game_id": str, "tick": int, "price": (int, float), "active": bo
 def is_game_file(path: Path) -> bool:
     """Whether ``path`` is a REPLAYER game file: its first readable line is a game record."""
     with open(path, "rb") as fh:
-        for raw in fh:
+        for raw in itertools.islice(fh, _SNIFF_LINES):
             try:
                 first = orjson.loads(raw)
             except orjson.JSONDecodeError:
