@@ -63,7 +63,7 @@ def day_of(n: int) -> str:
 
 @contextmanager
 def instance_home(kind: str, pg: dict[str, str] | None, automation: bool = True):
-    """$DAGSTER_HOME with dagster.yaml (sqlite) or the Postgres variant; yields (home, env)."""
+    """$DAGSTER_HOME with dagster.yaml (sqlite) or the Postgres variant; yields the environment naming it."""
     home = Path(tempfile.mkdtemp(prefix=f"rugs_{kind}_"))
     source = REPO / ("deploy/dagster.postgres.yaml" if kind == "postgres" else "dagster.yaml")
     settings = yaml.safe_load(source.read_text())
@@ -72,7 +72,7 @@ def instance_home(kind: str, pg: dict[str, str] | None, automation: bool = True)
     (home / "dagster.yaml").write_text(yaml.safe_dump(settings))
     env = {**os.environ, **(pg or {}), "DAGSTER_HOME": str(home)}
     try:
-        yield home, env
+        yield env
     finally:
         shutil.rmtree(home, ignore_errors=True)
 
@@ -117,7 +117,7 @@ def measure_instance(kind: str, pg: dict[str, str] | None) -> None:
     from rugs_pipeline.definitions import defs
 
     data = Path(tempfile.mkdtemp(prefix="rugs_data_"))
-    with fresh_database(pg) as db, instance_home(kind, db) as (_, env), environ({**env, "RUGS_DATA_DIR": str(data)}):
+    with fresh_database(pg) as db, instance_home(kind, db) as env, environ({**env, "RUGS_DATA_DIR": str(data)}):
         store = Store(data)
         runs = 8
         for n in range(runs):
@@ -178,7 +178,7 @@ with dg.DagsterInstance.get() as inst:
     burst = time.perf_counter() - start
     print(len(days), cold, warm, burst, first.total_requested, second.total_requested, third.total_requested)
 """
-    with fresh_database(pg, bulk=True) as db, instance_home(kind, db) as (_, env):
+    with fresh_database(pg, bulk=True) as db, instance_home(kind, db) as env:
         out = subprocess.run([str(BIN / "python"), "-c", code], env=env, capture_output=True, text=True, check=True)
     days, cold, warm, burst, req1, req2, req3 = out.stdout.split()[-7:]
     say(f"{kind}: automation tick, {days} days all derived, first tick", float(cold), "s", f"requested {req1}")
@@ -192,7 +192,7 @@ def measure_daemon(kind: str, pg: dict[str, str] | None) -> None:
     days = 3
     for n in range(days):
         _segment(store, f"s{n}", _game_frames(f"g{n}", 20), start_ns=T0_2025 + n * 86_400 * 10**9)
-    with fresh_database(pg) as db, instance_home(kind, db, automation=False) as (home, env):
+    with fresh_database(pg) as db, instance_home(kind, db, automation=False) as env:
         env["RUGS_DATA_DIR"] = str(data)
         started = time.time()
         daemon = subprocess.Popen([str(BIN / "dagster-daemon"), "run", "-w", "workspace.yaml"], cwd=REPO, env=env,
