@@ -134,13 +134,9 @@ def landed_names(store: Store, day: str) -> set[str]:
 def pending_segments(store: Store, day: str | None = None) -> list[spool.Segment]:
     """Sealed segments not in the ledger yet (directory listings only)."""
     segments = spool.sealed_segments(store.spool_dir, day)
-    landed: dict[str, set[str]] = {}
-    out = []
-    for seg in segments:
-        names = landed.setdefault(seg.day, landed_names(store, seg.day))
-        if seg.name not in names:
-            out.append(seg)
-    return out
+    # one ledger listing per day: the sensor runs this every tick over thousands of segments
+    landed = {d: landed_names(store, d) for d in {seg.day for seg in segments}}
+    return [seg for seg in segments if seg.name not in landed[seg.day]]
 
 
 def land_segment(store: Store, segment: spool.Segment) -> tuple[Path, pa.Table]:
