@@ -185,9 +185,31 @@ def test_asset_compacts_closed_days_and_automation_follows_landing(data_dir: Pat
     assert asked == {DAY}
 
 
-def test_no_staging_left_behind(data_dir: Path) -> None:
+def test_no_staging_left_behind_even_after_a_crash(data_dir: Path) -> None:
     store = Store(data_dir)
     _segments(store, 3)
     landing.land_day(store, DAY)
+    crashed = store.root / "compaction" / "ws_event" / f"date={DAY}.v7"  # a swapped-out day never deleted
+    crashed.mkdir(parents=True)
+    (crashed / "20251207_000000_0badf00d.parquet").write_bytes(b"old")
     compaction.compact_day(store, DAY)
     assert not any((store.root / "compaction" / "ws_event").iterdir())
+
+
+def test_validation_checks_each_file_once_and_still_finds_duplicates(data_dir: Path) -> None:
+    """A landing run's check must not re-read the whole day: verdicts are kept per file, not per day."""
+    store = Store(data_dir)
+    _segments(store, 4)
+    landing.land_day(store, DAY)
+    assert validate_partition(store, "ws_event", DAY).passed
+    verdicts = store.manifests_dir / "validated" / "ws_event" / f"{DAY}.json"
+    first = verdicts.stat().st_mtime_ns
+    _segments(store, 1, first=4)
+    landing.land_day(store, DAY)
+    result = validate_partition(store, "ws_event", DAY)
+    assert result.passed and result.rows == 5 * 20 and result.files == 5 and verdicts.stat().st_mtime_ns > first
+    # a copy of a landed file under another name: found now, and again next time
+    twin = store.partition_files("ws_event", DAY)[0]
+    (twin.parent / "20251207_235959_00000000.parquet").write_bytes(twin.read_bytes())
+    for _ in range(2):
+        assert any("uniqueness" in f for f in validate_partition(store, "ws_event", DAY).failures)

@@ -84,7 +84,8 @@ def compact_day(store: Store, day: str) -> CompactionReport:
             return report  # no landed file to fold in
         report.version = 1 + max((merged_version(f) or 0 for f in merge), default=0)
         staging = store.root / "compaction" / DOC_TYPE / f"date={day}.v{report.version}"
-        shutil.rmtree(staging, ignore_errors=True)  # left by a crashed run
+        for stale in staging.parent.glob(f"date={day}.v*"):  # left by a crashed run, before or after its swap
+            shutil.rmtree(stale)
         staging.mkdir(parents=True)
         report.rows = _write_merged(merge, staging, day, report.version)
         for f in carry:

@@ -7,6 +7,8 @@ drift apart; each doc_type adds its own invariants on top.
 from __future__ import annotations
 
 import copy
+import hashlib
+import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -18,7 +20,7 @@ import pyarrow.parquet as pq
 from pandera.errors import SchemaErrors
 
 from rugs_pipeline.store import schema
-from rugs_pipeline.store.layout import Store, SchemaVersionError, file_schema_version
+from rugs_pipeline.store.layout import Store, SchemaVersionError, atomic_write_bytes, file_schema_version
 
 VALIDATION_BATCH_ROWS = 16_384  # a few tens of MB of frames at a time
 
@@ -124,8 +126,11 @@ def validate_table(doc_type: str, table: arrow.Table, checks: pa.DataFrameSchema
 def validate_partition(store: Store, doc_type: str, day: str) -> ValidationResult:
     """Check one stored partition: schema version (manifest and every file), then pandera.
 
-    The rows are checked a batch at a time and uniqueness over the whole partition from
-    the key columns alone, so a day of frames is never held in memory at once.
+    Rows are checked a batch at a time, and only in files not checked before: a file is
+    immutable once written (a rewrite is a new file, with a new size or mtime), so its verdict
+    is kept in ``manifests/validated/`` until it or these rules change. Uniqueness over the
+    partition reads the key columns alone, and joins the new files' keys to the others'. A
+    landing run, which adds one file to a day, thus costs the same at midnight as at noon.
     """
     result = ValidationResult(doc_type, day)
     try:
@@ -150,25 +155,80 @@ def validate_partition(store: Store, doc_type: str, day: str) -> ValidationResul
                 continue
             readable.append(path)
         checks = pandera_schema(doc_type)
-        per_batch = copy.deepcopy(checks)
-        per_batch.unique = None
+        known = _Verdicts(store, doc_type, day)
+        fresh = [path for path in readable if known.get(path) is None]
+        for path in fresh:
+            known.put(path, *_check_file(doc_type, path, checks))
         for path in readable:
-            for batch in pq.ParquetFile(path).iter_batches(VALIDATION_BATCH_ROWS):
-                result.rows += batch.num_rows
-                for failure in validate_table(doc_type, arrow.Table.from_batches([batch]), per_batch):
-                    if failure not in result.failures:
-                        result.failures.append(failure)
-        if checks.unique and readable:
-            result.failures.extend(_duplicates(readable, checks.unique))
+            rows, failures = known.get(path)
+            result.rows += rows
+            result.failures.extend(f for f in failures if f not in result.failures)
+        duplicates = _duplicates(fresh, [p for p in readable if p not in fresh], checks.unique) if checks.unique else []
+        result.failures.extend(duplicates)
+        if not duplicates:  # a duplicate must be found again next time: its files stay unchecked
+            known.save(readable)
     return result
 
 
-def _duplicates(files: list[Path], keys: list[str]) -> list[str]:
-    listed = [str(f) for f in files]
+def _check_file(doc_type: str, path: Path, checks: pa.DataFrameSchema) -> tuple[int, list[str]]:
+    """Rows and pandera failures of one file, read a batch at a time (uniqueness is the partition's)."""
+    per_batch = copy.deepcopy(checks)
+    per_batch.unique = None
+    rows, failures = 0, []
+    for batch in pq.ParquetFile(path).iter_batches(VALIDATION_BATCH_ROWS):
+        rows += batch.num_rows
+        failures += [f for f in validate_table(doc_type, arrow.Table.from_batches([batch]), per_batch) if f not in failures]
+    return rows, failures
+
+
+# Verdicts are only as good as the rules that gave them: this module and the schema.
+_RULES = hashlib.sha256(Path(__file__).read_bytes() + Path(schema.__file__).read_bytes()).hexdigest()[:16]
+
+
+class _Verdicts:
+    """Per-file verdicts of a partition: ``manifests/validated/<doc_type>/<day>.json``."""
+
+    def __init__(self, store: Store, doc_type: str, day: str) -> None:
+        self.path = store.manifests_dir / "validated" / doc_type / f"{day}.json"
+        try:
+            saved = json.loads(self.path.read_text())
+        except (FileNotFoundError, json.JSONDecodeError):
+            saved = {}
+        self.files: dict[str, dict] = saved.get("files", {}) if saved.get("rules") == _RULES else {}
+
+    @staticmethod
+    def _stamp(path: Path) -> list[int]:
+        stat = path.stat()
+        return [stat.st_size, stat.st_mtime_ns]
+
+    def get(self, path: Path) -> tuple[int, list[str]] | None:
+        verdict = self.files.get(path.name)
+        if verdict is None or verdict["stamp"] != self._stamp(path):
+            return None
+        return verdict["rows"], verdict["failures"]
+
+    def put(self, path: Path, rows: int, failures: list[str]) -> None:
+        self.files[path.name] = {"stamp": self._stamp(path), "rows": rows, "failures": failures}
+
+    def save(self, present: list[Path]) -> None:
+        names = {p.name for p in present}
+        kept = {name: v for name, v in self.files.items() if name in names}
+        atomic_write_bytes(self.path, json.dumps({"rules": _RULES, "files": kept}).encode())
+
+
+def _duplicates(fresh: list[Path], others: list[Path], keys: list[str]) -> list[str]:
+    """A key twice among the fresh files, or in a fresh file and another (the others were unique already)."""
+    if not fresh:
+        return []
+    cols = ", ".join(keys)
     con = duckdb.connect()
     try:
-        dup = con.execute(f"SELECT {', '.join(keys)}, count(*) AS n FROM read_parquet(?, hive_partitioning = false) "
-                          f"GROUP BY ALL HAVING n > 1 LIMIT 1", [listed]).fetchone()
+        con.execute(f"CREATE TEMP TABLE fresh AS SELECT {cols} FROM read_parquet(?, hive_partitioning = false)",
+                    [[str(f) for f in fresh]])
+        dup = con.execute(f"SELECT {cols}, count(*) AS n FROM fresh GROUP BY ALL HAVING n > 1 LIMIT 1").fetchall()
+        if not dup and others:
+            dup = con.execute(f"SELECT {cols}, 2 FROM fresh JOIN (SELECT {cols} FROM read_parquet(?, hive_partitioning"
+                              f" = false)) USING ({cols}) LIMIT 1", [[str(f) for f in others]]).fetchall()
     finally:
         con.close()
-    return [] if dup is None else [f"{', '.join(keys)}: uniqueness failed (e.g. {dict(zip(keys, dup))}, {dup[-1]} rows)"]
+    return [f"{cols}: uniqueness failed (e.g. {dict(zip(keys, dup[0]))}, {dup[0][-1]} rows)"] if dup else []
