@@ -22,6 +22,7 @@ from rugs_pipeline.defs.resources import StoreResource
 from rugs_pipeline.derive import consistency
 from rugs_pipeline.derive.datasets import Frames
 from rugs_pipeline.derive.games import NEXT_DAY_HEAD, rebuild_games, summarize_games
+from rugs_pipeline.store import schema
 from rugs_pipeline.store.layout import Store
 
 with warnings.catch_warnings():  # beta in Dagster 1.13; without it today's partition would map to a missing tomorrow
@@ -99,13 +100,19 @@ def game_frames(store: Store, day: str) -> Frames:
                   cutoff)
 
 
+# The summary and the checks never read raw_json, which is most of a partition's bytes (a tick's whole payload).
+_SUMMARY_COLUMNS = [name for name in schema.COLUMNS if name != "raw_json"]
+
+
 def _player_actions(store: Store, day: str) -> pa.Table:
-    return pa.concat_tables([store.read_partition("player_action", d) for d in (day, _next_day(day))])
+    return pa.concat_tables([store.read_partition("player_action", d, _SUMMARY_COLUMNS) for d in (day, _next_day(day))])
 
 
 def _read(store: Store, doc_type: str, day: str) -> pa.Table:
     """What a day's games see of ``doc_type``: trades come from the next day too (games run past midnight)."""
-    return _player_actions(store, day) if doc_type == "player_action" else store.read_partition(doc_type, day)
+    if doc_type == "player_action":
+        return _player_actions(store, day)
+    return store.read_partition(doc_type, day, _SUMMARY_COLUMNS)
 
 
 def _spec(name: str, deps: list) -> dg.AssetSpec:
