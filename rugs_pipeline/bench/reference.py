@@ -223,7 +223,7 @@ class ServerState:
         elif name == "gameStateUpdate" and boolean(text(field(p, "rugged"))) and "leaderboard" in p:
             game = text(p.get("gameId"))
             if game not in self.final or _when(row) > _when(self.final[game]):
-                self.final[game] = {**row, "board": p["leaderboard"]}
+                self.final[game] = {**_envelope(row), "board": p["leaderboard"]}
 
     @staticmethod
     def _row(row: Row, raw: Any, event_name: str, game_id: Any, entry: Any, cash: Any, pnl_key: str) -> Row:
@@ -316,7 +316,9 @@ def jnum(v: Any) -> float | None:
 
 
 def jbool(v: Any) -> bool | None:
-    return v != 0 if isinstance(v, (int, float)) and not isinstance(v, bool) else v if isinstance(v, bool) else None
+    if isinstance(v, bool):
+        return v
+    return v != 0 if isinstance(v, (int, float)) else None
 
 
 def jlist(v: Any) -> list | None:
@@ -387,7 +389,7 @@ class Games:
             for i, v in enumerate(prices):
                 self._candidate(row, game, i, v, 3)
         if game not in self.first_copy or when < _when(self.first_copy[game]):
-            self.first_copy[game] = {**row, "entry": _raw(entry), "h": h}
+            self.first_copy[game] = {**_envelope(row), "entry": _raw(entry), "h": h}
 
     def _mention(self, game: str, ts: datetime) -> None:
         span = self.mentions.setdefault(game, [ts, ts])
