@@ -282,5 +282,51 @@ def backfill(first, last, land: bool) -> None:
         sys.exit(1)
 
 
+
+@main.command()
+@click.option("--dry-run", is_flag=True, help="List the days still at an older schema version, change nothing.")
+def migrate(dry_run: bool) -> None:
+    """Migrate the store to this code's schema version: one migrate_schema run per day, on the Dagster instance.
+
+    Each run re-derives the day's derived datasets and rewrites its ws_event files at an older
+    version (atomically, under the same names). The manifest moves to the new version once no day
+    is left. Safe to stop at any point and run again: it continues where it stopped.
+    """
+    import time
+
+    from rich.progress import Progress
+
+    from rugs_pipeline.backfill import rederive
+    from rugs_pipeline.store import migration, schema
+    from rugs_pipeline.store.layout import SchemaVersionError, Store
+
+    store = Store(config.data_dir())
+    if store.read_manifest() is None:
+        raise SchemaVersionError(f"{store.manifest_path} not found: {store.root} is not a rugs_pipeline store (yet)")
+    store.ensure_manifest()  # refuses a store at a newer or another major version, in one line
+    days = migration.days_to_migrate(store)
+    if dry_run:
+        click.echo(f"{len(days)} day(s) to migrate to {schema.SCHEMA_VERSION}: {' '.join(days) or '-'}")
+        return
+    started = time.monotonic()
+    results = []
+    with Progress(console=console, transient=True) as progress:
+        task = progress.add_task("migrate", total=len(days))
+        for result in rederive(days, "migrate_schema"):
+            results.append(result)
+            progress.update(task, advance=1, description=f"{result.day} {'ok' if result.success else 'FAILED'}")
+    if results:
+        table = Table("day", "run", "result", title=f"migrate to {schema.SCHEMA_VERSION}")
+        for r in results:
+            table.add_row(r.day, r.run_id[:8], "migrated" if r.success else "FAILED (see the run in the UI)")
+        console.print(table)
+    done = migration.finish(store)  # also completes a store whose last run stopped before the manifest
+    left = [] if done else migration.days_to_migrate(store)
+    click.echo(f"{len(results)} day(s) in {time.monotonic() - started:.1f} s; store at schema "
+               f"{store.read_manifest()['version']}" + (f", {len(left)} day(s) left: {' '.join(left)}" if left else ""))
+    if not done or not all(r.success for r in results):
+        sys.exit(1)
+
+
 if __name__ == "__main__":
     main()

@@ -1,7 +1,8 @@
 """For programs that read the store: a DuckDB connection with one view per doc_type.
 
 It refuses a store whose schema major version is not the one this code
-understands, so a consumer never silently misreads a changed layout.
+understands, so a consumer never silently misreads a changed layout, and, with
+``require``, a store older than the minor version a consumer needs.
 """
 
 from __future__ import annotations
@@ -12,23 +13,35 @@ import duckdb
 
 from rugs_pipeline import config
 from rugs_pipeline.store import schema
-from rugs_pipeline.store.layout import SchemaVersionError, Store, check_compatible
+from rugs_pipeline.store.layout import SchemaVersionError, Store, check_compatible, parse_version
+
+MIGRATE_HINT = "run `rugs-pipeline migrate` (or the migrate_schema job in the Dagster UI)"
 
 
-def connect(data_dir: Path | str | None = None) -> duckdb.DuckDBPyConnection:
-    """An in-memory DuckDB connection with views ``ws_event``, ``game_tick``, ... over the Parquet."""
+def connect(data_dir: Path | str | None = None, require: str | None = None) -> duckdb.DuckDBPyConnection:
+    """An in-memory DuckDB connection with views ``ws_event``, ``game_tick``, ... over the Parquet.
+
+    ``require`` (e.g. ``"1.1.0"``): refuse a store whose manifest is at an older version, for a
+    consumer that reads columns added since.
+    """
     store = Store(Path(data_dir).expanduser() if data_dir else config.data_dir())
     manifest = store.read_manifest()
     if manifest is None:
         raise SchemaVersionError(f"{store.manifest_path} not found: {store.root} is not a rugs_pipeline store (yet)")
     check_compatible(manifest.get("version"), store.manifest_path)
+    if require is not None and parse_version(manifest["version"]) < parse_version(require):
+        raise SchemaVersionError(f"{store.manifest_path}: store is at schema {manifest['version']}, this consumer "
+                                 f"requires {require}: {MIGRATE_HINT}")
     con = duckdb.connect()
     con.execute("SET TimeZone = 'UTC'")
     for doc_type in schema.DOC_TYPES:
         if store.partition_days(doc_type):
             glob = str(store.events_dir / f"doc_type={doc_type}" / "**" / "*.parquet")
+            # union_by_name: during a migration files of two versions (one with more columns) share a
+            # glob; without it DuckDB binds the first file's columns or fails with "schema mismatch in glob".
             # A view cannot take parameters: quote the path as an SQL string literal.
-            con.execute(f"CREATE VIEW {doc_type} AS SELECT * FROM read_parquet('{_sql_str(glob)}', hive_partitioning = true)")
+            con.execute(f"CREATE VIEW {doc_type} AS SELECT * FROM read_parquet('{_sql_str(glob)}', "
+                        "hive_partitioning = true, union_by_name = true)")
         else:
             con.register(f"_{doc_type}_empty", schema.empty_table())
             con.execute(f"CREATE VIEW {doc_type} AS SELECT *, NULL::DATE AS date FROM _{doc_type}_empty")

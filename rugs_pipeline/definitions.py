@@ -7,15 +7,16 @@ from rugs_pipeline.defs.checks import schema_checks
 from rugs_pipeline.defs.compaction import ws_event_compaction
 from rugs_pipeline.defs.execution import executor_from_env
 from rugs_pipeline.defs.games import game_assets, game_checks
+from rugs_pipeline.defs.migration import migrate_job, schema_migration
 from rugs_pipeline.defs.resources import StoreResource
 from rugs_pipeline.defs.jobs import land_and_derive_job, land_job, rederive_job
 from rugs_pipeline.defs.schedules import nightly_rederive
 from rugs_pipeline.defs.sensors import derive_automation_sensor, spool_sensor
 
 defs = dg.Definitions(
-    assets=[ws_event, ws_event_compaction, *derived_assets, *game_assets],
+    assets=[ws_event, ws_event_compaction, *derived_assets, *game_assets, schema_migration],
     asset_checks=[*schema_checks, *game_checks],
-    jobs=[land_job, rederive_job, land_and_derive_job],
+    jobs=[land_job, rederive_job, land_and_derive_job, migrate_job],
     sensors=[spool_sensor, derive_automation_sensor],
     schedules=[nightly_rederive],
     resources={"store": StoreResource()},

@@ -109,7 +109,7 @@ def test_materialize_all_with_passing_checks_and_idempotent_rebuild(data_dir: Pa
         assert store.read_partition(doc_type, DAY).equals(table), doc_type
         assert len(store.partition_files(doc_type, DAY)) == 1
     manifest = json.loads(store.manifest_path.read_text())
-    assert manifest["version"] == "1.0.0" and [f["name"] for f in manifest["fields"]] == list(schema.COLUMNS)
+    assert manifest["version"] == schema.SCHEMA_VERSION and [f["name"] for f in manifest["fields"]] == list(schema.COLUMNS)
 
 
 def test_wrong_schema_version_fails_check_and_blocks_downstream(data_dir: Path) -> None:
@@ -120,9 +120,9 @@ def test_wrong_schema_version_fails_check_and_blocks_downstream(data_dir: Path) 
     stray = store.read_partition("ws_event", DAY).replace_schema_metadata({schema.SCHEMA_VERSION_KEY: b"0.9.0"})
     pq.write_table(stray, store.partition_dir("ws_event", DAY) / "20251207_000001_deadbeef.parquet")
     result = _materialize(EVERYTHING)
-    evaluations = {e.asset_key.to_user_string(): e for e in result.get_asset_check_evaluations()}
-    assert evaluations["ws_event"].passed is False
-    assert "0.9.0" in evaluations["ws_event"].description
+    evaluations = {(e.asset_key.to_user_string(), e.check_name): e for e in result.get_asset_check_evaluations()}
+    assert evaluations["ws_event", "schema_valid"].passed is False
+    assert "0.9.0" in evaluations["ws_event", "schema_valid"].description
     materialized = {e.asset_key.to_user_string() for e in result.get_asset_materialization_events()}
     assert materialized == {"ws_event"}, "a failing blocking check must stop the derived assets"
     assert store.partition_files("game_tick", DAY) == []
@@ -152,7 +152,7 @@ def test_nightly_schedule_rederives_recent_days() -> None:
 @pytest.mark.parametrize("doc_type", schema.DOC_TYPES)
 def test_every_doc_type_has_a_blocking_check(doc_type: str) -> None:
     specs = [s for c in (*schema_checks, *game_checks) for s in c.check_specs
-             if s.asset_key.to_user_string() == doc_type and s.name == "schema_1_0_0"]
+             if s.asset_key.to_user_string() == doc_type and s.name == "schema_valid"]
     assert len(specs) == 1 and specs[0].blocking
 
 

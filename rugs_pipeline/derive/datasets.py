@@ -67,7 +67,9 @@ WITH trades AS (
          TRY_CAST(payload->>'price' AS DOUBLE) AS price, TRY_CAST(payload->>'tickIndex' AS BIGINT) AS tick,
          TRY_CAST(payload->>'amount' AS DOUBLE) AS amount, TRY_CAST(payload->>'qty' AS DOUBLE) AS qty,
          TRY_CAST(payload->>'leverage' AS DOUBLE) AS leverage, payload->>'coin' AS coin,
-         NULL::BIGINT AS end_tick, NULL::DOUBLE AS payout
+         NULL::BIGINT AS end_tick, NULL::DOUBLE AS payout,
+         TRY_CAST(payload->>'bonusPortion' AS DOUBLE) AS bonus_portion,
+         TRY_CAST(payload->>'realPortion' AS DOUBLE) AS real_portion, TRY_CAST(payload->>'level' AS BIGINT) AS level
   FROM ev WHERE event_name = 'standard/newTrade' AND direction = 'received' AND (payload->>'id') IS NOT NULL
 ), live_sidebets AS (
   SELECT {_ENVELOPE}, payload, event_name,
@@ -79,7 +81,8 @@ WITH trades AS (
          TRY_CAST(payload->>'betAmount' AS DOUBLE) AS amount, NULL::DOUBLE AS qty, NULL::DOUBLE AS leverage,
          coalesce(payload->>'coinAddress', payload->>'coin') AS coin,
          TRY_CAST(coalesce(payload->>'end', payload->>'endTick') AS BIGINT) AS end_tick,
-         TRY_CAST(payload->>'payout' AS DOUBLE) AS payout
+         TRY_CAST(payload->>'payout' AS DOUBLE) AS payout,
+         NULL::DOUBLE AS bonus_portion, NULL::DOUBLE AS real_portion, NULL::BIGINT AS level
   FROM ev WHERE event_name IN ('newSideBet', 'currentSidebet', 'currentSidebetResult') AND direction = 'received'
 ), history AS (  -- each finished game's id and sidebets (not its whole record: one per sidebet would be copied)
   SELECT {_ENVELOPE}, game->>'id' AS history_game, game->'$.globalSidebets' AS game_sidebets
@@ -94,7 +97,8 @@ WITH trades AS (
          TRY_CAST(sb->>'betAmount' AS DOUBLE) AS amount, NULL::DOUBLE AS qty, NULL::DOUBLE AS leverage,
          sb->>'coinAddress' AS coin,
          TRY_CAST(coalesce(sb->>'end', sb->>'endTick') AS BIGINT) AS end_tick,
-         TRY_CAST(sb->>'payout' AS DOUBLE) AS payout
+         TRY_CAST(sb->>'payout' AS DOUBLE) AS payout,
+         NULL::DOUBLE AS bonus_portion, NULL::DOUBLE AS real_portion, NULL::BIGINT AS level
   FROM (SELECT *, unnest(CAST(game_sidebets AS JSON[])) AS sb FROM history)
 ), sidebets AS (
   SELECT * FROM live_sidebets UNION ALL SELECT * FROM history_sidebets
@@ -104,7 +108,8 @@ WITH trades AS (
          TRY_CAST(payload->>'price' AS DOUBLE) AS price, TRY_CAST(payload->>'tickIndex' AS BIGINT) AS tick,
          TRY_CAST(coalesce(payload->>'amount', payload->>'betAmount') AS DOUBLE) AS amount,
          TRY_CAST(payload->>'qty' AS DOUBLE) AS qty, TRY_CAST(payload->>'leverage' AS DOUBLE) AS leverage,
-         payload->>'coin' AS coin, NULL::BIGINT AS end_tick, NULL::DOUBLE AS payout
+         payload->>'coin' AS coin, NULL::BIGINT AS end_tick, NULL::DOUBLE AS payout,
+         NULL::DOUBLE AS bonus_portion, NULL::DOUBLE AS real_portion, NULL::BIGINT AS level
   FROM ev WHERE direction = 'sent' AND regexp_matches(event_name, '(?i)(order|sidebet|trade)')
 ), deduped AS (
   SELECT * FROM trades QUALIFY row_number() OVER (PARTITION BY trade_id ORDER BY ts, session_id, seq) = 1
@@ -115,7 +120,8 @@ WITH trades AS (
   SELECT * FROM orders
 )
 SELECT {_ENVELOPE}, 'player_action' AS doc_type, payload::VARCHAR AS raw_json, game_id, player_id, username,
-       event_name, action_type, trade_id, price, tick, amount, qty, leverage, coin, end_tick, payout
+       event_name, action_type, trade_id, price, tick, amount, qty, leverage, coin, end_tick, payout,
+       bonus_portion, real_portion, level
 FROM deduped
 -- a total order: one frame's gameHistory can hold a sidebet's placed and payout records under one id
 ORDER BY ts, session_id, seq, trade_id, action_type
@@ -127,7 +133,8 @@ WITH player AS (
   SELECT {_ENVELOPE}, payload, event_name, NULL AS game_id,
          payload->>'id' AS player_id, payload->>'username' AS username,
          TRY_CAST(payload->>'cash' AS DOUBLE) AS cash, TRY_CAST(payload->>'positionQty' AS DOUBLE) AS position_qty,
-         TRY_CAST(payload->>'avgCost' AS DOUBLE) AS avg_cost, TRY_CAST(payload->>'cumulativePnL' AS DOUBLE) AS pnl
+         TRY_CAST(payload->>'avgCost' AS DOUBLE) AS avg_cost, TRY_CAST(payload->>'cumulativePnL' AS DOUBLE) AS pnl,
+         NULL::BIGINT AS level
   FROM ev WHERE event_name = 'playerUpdate' AND direction = 'received'
 ), game_player AS (
   SELECT {_ENVELOPE}, payload, event_name, payload->>'gameId' AS game_id,
@@ -135,7 +142,8 @@ WITH player AS (
          NULL::DOUBLE AS cash,
          TRY_CAST((payload->'$.leaderboardEntry')->>'positionQty' AS DOUBLE) AS position_qty,
          TRY_CAST((payload->'$.leaderboardEntry')->>'avgCost' AS DOUBLE) AS avg_cost,
-         TRY_CAST((payload->'$.leaderboardEntry')->>'pnl' AS DOUBLE) AS pnl
+         TRY_CAST((payload->'$.leaderboardEntry')->>'pnl' AS DOUBLE) AS pnl,
+         TRY_CAST((payload->'$.leaderboardEntry')->>'level' AS BIGINT) AS level
   FROM ev WHERE event_name = 'gameStatePlayerUpdate' AND direction = 'received'
 ), final_frame AS (
   -- rugged frames carry gameHistory too (~170 KB): read only the three fields, not whole payloads;
@@ -149,11 +157,11 @@ WITH player AS (
   SELECT f.ts, f.source, f.session_id, f.seq, f.direction, entry AS payload, 'final_leaderboard' AS event_name, game_id,
          entry->>'id' AS player_id, entry->>'username' AS username, NULL::DOUBLE AS cash,
          TRY_CAST(entry->>'positionQty' AS DOUBLE) AS position_qty, TRY_CAST(entry->>'avgCost' AS DOUBLE) AS avg_cost,
-         TRY_CAST(entry->>'pnl' AS DOUBLE) AS pnl
+         TRY_CAST(entry->>'pnl' AS DOUBLE) AS pnl, TRY_CAST(entry->>'level' AS BIGINT) AS level
   FROM (SELECT *, unnest(CAST(f.leaderboard AS JSON[])) AS entry FROM final_frame)
 )
 SELECT {_ENVELOPE}, 'server_state' AS doc_type, payload::VARCHAR AS raw_json, game_id, player_id, username,
-       event_name, cash, position_qty, avg_cost, pnl
+       event_name, cash, position_qty, avg_cost, pnl, level
 FROM (SELECT * FROM player UNION ALL SELECT * FROM game_player UNION ALL SELECT * FROM final_board)
 WHERE player_id IS NOT NULL
 ORDER BY ts, session_id, seq, player_id
@@ -238,7 +246,8 @@ class Frames:
 
 def _read_parquet(files: tuple[Path, ...]) -> str:
     listed = ", ".join("'" + str(f).replace("'", "''") + "'" for f in files)
-    return f"SELECT * FROM read_parquet([{listed}], hive_partitioning = false)"
+    # by name: a day part-way through a migration holds files of two schema versions
+    return f"SELECT * FROM read_parquet([{listed}], hive_partitioning = false, union_by_name = true)"
 
 
 def connection(ws_event: pa.Table | Frames) -> duckdb.DuckDBPyConnection:

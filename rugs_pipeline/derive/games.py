@@ -46,6 +46,7 @@ _STATE_FIELDS = {
     "window_end": ("partialPrices.endTick", "BIGINT"), "window_prices": ("partialPrices.values", "MAP(VARCHAR, DOUBLE)"),
     "prices": ("prices", "DOUBLE[]"), "seed_hash": ("provablyFair.serverSeedHash", "->>'$'"),
     "game_history": ("gameHistory", "JSON[]"),
+    "connected_players": ("connectedPlayers", "BIGINT"), "game_version": ("gameVersion", "->>'$'"),
 }
 _PATHS = "[" + ", ".join(f"'$[#-1].{path}'" for path, _ in _STATE_FIELDS.values()) + "]"
 _FIELDS = ", ".join(
@@ -53,7 +54,7 @@ _FIELDS = ", ".join(
     for i, (name, (_, kind)) in enumerate(_STATE_FIELDS.items(), 1)
 )
 _HISTORY = json.dumps({
-    "id": "VARCHAR", "timestamp": "BIGINT", "peakMultiplier": "DOUBLE", "prices": "DOUBLE[]",
+    "id": "VARCHAR", "timestamp": "BIGINT", "peakMultiplier": "DOUBLE", "prices": "DOUBLE[]", "gameVersion": "VARCHAR",
     "provablyFair": {"serverSeed": "VARCHAR", "serverSeedHash": "VARCHAR"},
 })
 
@@ -76,7 +77,7 @@ _PARSE = [
       -- a rugged frame's price is the crash price of the tick its price window ends at (R): post-rug
       -- broadcasts count tickCount on to R+1..R+3, which would invent ticks that never existed. An
       -- on-connect snapshot taken after the rug carries the whole history (prices, ticks 0..R) instead.
-      SELECT {_ENV}, game_id, price, coalesce(rugged, false) AS rugged, cooldown_timer,
+      SELECT {_ENV}, game_id, price, coalesce(rugged, false) AS rugged, cooldown_timer, connected_players, game_version,
              CASE WHEN rugged AND window_end BETWEEN 0 AND tick_count THEN window_end
                   WHEN rugged AND len(prices) BETWEEN 1 AND tick_count + 1 THEN len(prices) - 1
                   ELSE tick_count END AS tick
@@ -89,17 +90,20 @@ _PARSE = [
       SELECT {_ENV}, game_id, generate_subscripts(prices, 1) - 1 AS tick, unnest(prices) AS price
       FROM gsu WHERE prices IS NOT NULL AND (active OR rugged)
     ), histories AS (  -- each differing copy of a game's history once, from the first frame that sent it
-      SELECT {_ENV}, h.id AS game_id, generate_subscripts(h.prices, 1) - 1 AS tick, unnest(h.prices) AS price
+      SELECT {_ENV}, h.id AS game_id, generate_subscripts(h.prices, 1) - 1 AS tick, unnest(h.prices) AS price,
+             h.gameVersion AS game_version
       FROM history WHERE h.prices IS NOT NULL
       QUALIFY row_number() OVER (PARTITION BY h.id, h.prices ORDER BY {_FIRST}) = 1
     ), all_sources AS (
-      SELECT {_ENV}, game_id, tick, price, 0 AS rank, 'observed' AS tick_source, rugged, cooldown_timer FROM frames
+      -- the frame's connectedPlayers and gameVersion only where the row is that frame's own tick (or history)
+      SELECT {_ENV}, game_id, tick, price, 0 AS rank, 'observed' AS tick_source, rugged, cooldown_timer,
+             connected_players, game_version FROM frames
       UNION ALL
-      SELECT {_ENV}, game_id, TRY_CAST(k AS BIGINT), price, 1, 'partial_prices', false, NULL FROM windows
+      SELECT {_ENV}, game_id, TRY_CAST(k AS BIGINT), price, 1, 'partial_prices', false, NULL, NULL, NULL FROM windows
       UNION ALL
-      SELECT {_ENV}, game_id, tick, price, 2, 'snapshot_prices', false, NULL FROM snapshots
+      SELECT {_ENV}, game_id, tick, price, 2, 'snapshot_prices', false, NULL, NULL, NULL FROM snapshots
       UNION ALL
-      SELECT {_ENV}, game_id, tick, price, 3, 'game_history', false, NULL FROM histories
+      SELECT {_ENV}, game_id, tick, price, 3, 'game_history', false, NULL, NULL, game_version FROM histories
     )
     SELECT * FROM all_sources WHERE game_id IS NOT NULL AND tick >= 0 AND isfinite(price) AND price > 0""",
     # Each game's rug tick and partition day; only the games of the day asked for are kept.
@@ -137,7 +141,7 @@ SELECT t.ts, t.source, t.session_id, t.seq, t.direction, 'game_tick' AS doc_type
        t.game_id, 'gameStateUpdate' AS event_name, t.price, t.tick,
        CASE WHEN t.tick = t.rug_tick THEN 'rugged' ELSE 'active' END AS phase,
        coalesce(t.tick = t.rug_tick, false) AS is_rug_tick, t.tick_source, t.price_conflicts,
-       t.cooldown_timer
+       t.cooldown_timer, t.connected_players, t.game_version
 -- ws is the probe side: the join's hash table holds the ticks, not a day of frame text
 FROM (SELECT session_id, seq, raw_json FROM ws WHERE event_name = 'gameStateUpdate') w RIGHT JOIN ticks t
   ON t.tick_source = 'observed' AND w.session_id = t.session_id AND w.seq = t.seq
@@ -168,7 +172,7 @@ SELECT {_ENV}, 'complete_game' AS doc_type, entry AS raw_json, game_id, 'gameHis
        len(h.prices) - 1 AS tick, h.prices[-1] AS price, len(h.prices) AS tick_count,
        h.peakMultiplier AS peak_multiplier, h.provablyFair.serverSeed AS server_seed, server_seed_hash,
        sha256(h.provablyFair.serverSeed) = server_seed_hash AND coalesce(hashes, 1) = 1 AS seed_verified,
-       price_conflicts, make_timestamptz(h.timestamp * 1000) AS end_ts,
+       price_conflicts, make_timestamptz(h.timestamp * 1000) AS end_ts, h.gameVersion AS game_version,
        nullif(concat_ws('; ',
          CASE WHEN hashes IS NULL THEN 'serverSeedHash from gameHistory: the game was not seen running' END,
          CASE WHEN hashes > 1 THEN 'the game announced ' || hashes || ' different serverSeedHash values' END,
@@ -208,7 +212,8 @@ WITH t AS (
          max(tick) FILTER (WHERE is_rug_tick) AS rug_tick, max(price) FILTER (WHERE is_rug_tick) AS rug_price,
          max(price) AS peak, count(*) AS ticks,
          min(ts) FILTER (WHERE tick = 0 AND tick_source = 'observed') AS start_ts,
-         min(ts) FILTER (WHERE is_rug_tick AND tick_source = 'observed') AS rug_ts
+         min(ts) FILTER (WHERE is_rug_tick AND tick_source = 'observed') AS rug_ts,
+         max(connected_players) AS connected_players, arg_min(game_version, tick) AS game_version
   FROM game_tick GROUP BY game_id
 ), trades AS (  -- a trade id once, whichever partition of player_action holds it
   SELECT game_id, count(*) AS trade_count, count(DISTINCT player_id) AS trader_count, sum(amount) AS volume
@@ -222,7 +227,7 @@ WITH t AS (
 ), g AS (
   SELECT game_id, t.*, c.ts AS c_ts, c.source AS c_source, c.session_id AS c_session_id, c.seq AS c_seq,
          c.direction AS c_direction, c.tick AS c_tick, c.price AS c_price, c.peak_multiplier AS c_peak,
-         c.end_ts AS c_end_ts, c.server_seed, c.server_seed_hash, c.seed_verified,
+         c.end_ts AS c_end_ts, c.server_seed, c.server_seed_hash, c.seed_verified, c.game_version AS c_game_version,
          coalesce(t.rug_tick, c.tick) AS r
   FROM t FULL JOIN complete_game c USING (game_id)
 )
@@ -238,6 +243,7 @@ SELECT coalesce(env.ts, c_ts) AS ts, coalesce(env.source, c_source) AS source,
        coalesce(volume, 0) AS volume, coalesce(placed, 0) AS sidebets_placed, coalesce(won, 0) AS sidebets_won,
        coalesce(observed_ticks, 0) AS observed_ticks, coalesce(filled_ticks, 0) AS filled_ticks,
        coalesce(price_conflicts, 0) AS price_conflicts, server_seed, server_seed_hash, seed_verified,
+       connected_players, coalesce(c_game_version, game_version) AS game_version,
        CASE WHEN r IS NULL AND c_ts IS NOT NULL THEN 'ended, ticks unknown: its gameHistory holds no prices'
             WHEN r IS NULL THEN 'unfinished: no rug seen'
             WHEN coalesce(ticks, 0) = r + 1 THEN 'complete'

@@ -40,7 +40,8 @@ import pyarrow.parquet as pq
 
 from rugs_pipeline.capture import spool
 from rugs_pipeline.store import landing, schema
-from rugs_pipeline.store.layout import PARQUET_COMPRESSION, Store, file_schema, fsync_dir
+from rugs_pipeline.store.layout import PARQUET_COMPRESSION, Store, file_schema, file_schema_version, fsync_dir
+from rugs_pipeline.store.versions import fill_typed_columns
 
 DOC_TYPE = landing.DOC_TYPE
 MAX_FILES = 4
@@ -137,10 +138,14 @@ def _bucket_by_event(inputs: list[Path], spill: Path) -> dict[str | None, Path]:
     con = duckdb.connect(config={"memory_limit": "512MB"})
     con.execute("SET enable_progress_bar = false")
     # Insertion order is preserved: the rows arrive in file order, each file in its own order.
-    rows = con.sql("SELECT * FROM read_parquet($files, hive_partitioning = false)",
+    # by name: a day part-way through a migration holds files of two schema versions
+    older = any(file_schema_version(f) != schema.SCHEMA_VERSION for f in inputs)
+    rows = con.sql("SELECT * FROM read_parquet($files, hive_partitioning = false, union_by_name = true)",
                    params={"files": [str(f) for f in inputs]}).to_arrow_reader(READ_BATCH_ROWS)
     for batch in rows:
-        table = schema.conform(pa.Table.from_batches([batch]))
+        table = pa.Table.from_batches([batch])
+        # rows of older files get this version's typed columns, as the migration would give them
+        table = fill_typed_columns(table) if older else schema.conform(table)
         for name in pc.unique(table["event_name"]).to_pylist():
             if held[name].add(table.filter(pc.is_null(table["event_name"]) if name is None
                                            else pc.equal(table["event_name"], name))):

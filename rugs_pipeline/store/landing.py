@@ -21,6 +21,7 @@ import pyarrow.compute as pc
 from rugs_pipeline.capture import spool
 from rugs_pipeline.feed.protocol import parse_frame
 from rugs_pipeline.store.layout import Store, atomic_write_bytes, short_hash
+from rugs_pipeline.store.versions import fill_typed_columns
 
 DOC_TYPE = "ws_event"
 # Engine.IO's default maxPayload, the most a server should put in one frame. A bigger frame
@@ -141,7 +142,7 @@ def pending_segments(store: Store, day: str | None = None) -> list[spool.Segment
 
 def land_segment(store: Store, segment: spool.Segment) -> tuple[Path, pa.Table]:
     header, records, _ = spool.read_segment(segment.path)
-    table = records_to_table(header, records)
+    table = fill_typed_columns(records_to_table(header, records))
     path = store.write_partition_file(DOC_TYPE, segment.day, table, landed_file_name(segment))
     entry = {"segment": segment.name, "file": path.name, "rows": table.num_rows,
              "first_seq": records[0].seq if records else None, "last_seq": records[-1].seq if records else None}

@@ -102,23 +102,30 @@ class Store:
     # --- manifest --------------------------------------------------------------
 
     def ensure_manifest(self) -> dict:
-        """Write ``manifests/schema_version.json`` for this code's version; refuse a store at another version.
+        """Write ``manifests/schema_version.json`` for a new store; refuse a store this code must not write.
 
-        Only the version that wrote a store may add to it: an older writer must not
-        mix its files into a newer store, nor downgrade the manifest.
+        A store at an older minor version of our major is written to as it is: new files are at
+        this code's version and the manifest stays until ``migration.finish`` finds every
+        partition migrated. A store at a newer minor or another major is refused: an older writer
+        must not mix its files into a newer store, nor downgrade the manifest.
         """
         existing = self.read_manifest()
         if existing is not None:
-            if existing.get("version") != schema.SCHEMA_VERSION:
+            version = existing.get("version")
+            ours, theirs = parse_version(schema.SCHEMA_VERSION), parse_version(version)
+            if theirs is None or theirs[0] != ours[0] or theirs > ours:
                 raise SchemaVersionError(
-                    f"{self.manifest_path}: store is at schema {existing.get('version')!r}, "
-                    f"this rugs_pipeline writes {schema.SCHEMA_VERSION}"
+                    f"{self.manifest_path}: store is at schema {version!r}, this rugs_pipeline writes {schema.SCHEMA_VERSION}"
                 )
-            if existing.get("fields") == schema.manifest_fields():
+            if version != schema.SCHEMA_VERSION or existing.get("fields") == schema.manifest_fields():
                 return existing
+        return self.write_manifest(created=(existing or {}).get("created"))
+
+    def write_manifest(self, created: str | None = None) -> dict:
+        """Record this code's version and columns as the store's (a new store, or a finished migration)."""
         manifest = {
             "version": schema.SCHEMA_VERSION,
-            "created": (existing or {}).get("created") or datetime.now(timezone.utc).isoformat(),
+            "created": created or datetime.now(timezone.utc).isoformat(),
             "fields": schema.manifest_fields(),
         }
         atomic_write_bytes(self.manifest_path, json.dumps(manifest, indent=2).encode() + b"\n")
@@ -183,12 +190,24 @@ class Store:
 
 
 def check_compatible(version: object, where: object) -> None:
-    """Readers and writers understand one major version."""
-    ours = schema.SCHEMA_VERSION.split(".")[0]
-    if not isinstance(version, str) or version.split(".")[0] != ours:
+    """Readers understand one major version: minor versions only append nullable columns."""
+    ours = parse_version(schema.SCHEMA_VERSION)[0]
+    theirs = parse_version(version)
+    if theirs is None or theirs[0] != ours:
         raise SchemaVersionError(
             f"{where}: schema version {version!r} is not readable by this rugs_pipeline (understands {ours}.x)"
         )
+
+
+def parse_version(version: object) -> tuple[int, ...] | None:
+    """``"1.1.0"`` -> ``(1, 1, 0)``; None for anything that is not a version."""
+    if not isinstance(version, str):
+        return None
+    try:
+        parts = tuple(int(p) for p in version.split("."))
+    except ValueError:
+        return None
+    return parts if len(parts) == 3 else None
 
 
 def file_schema(doc_type: str) -> pa.Schema:

@@ -1,15 +1,16 @@
-"""Schema 1.0.0: one Arrow schema shared by every doc_type.
+"""The current schema (1.1.0): one Arrow schema shared by every doc_type.
 
 DuckDB binds a glob over several doc_types from the files' columns, so every
 doc_type carries every column (unused ones are null). The envelope comes first,
 then typed columns that consumers would otherwise dig out of ``raw_json``.
+Each version's columns are kept here; ``versions.py`` is the registry of versions.
 """
 
 from __future__ import annotations
 
 import pyarrow as pa
 
-SCHEMA_VERSION = "1.0.0"
+SCHEMA_VERSION = "1.1.0"
 SCHEMA_VERSION_KEY = b"rugs_schema_version"
 DOC_TYPE_KEY = b"rugs_doc_type"
 
@@ -22,7 +23,7 @@ TICK_SOURCES = ("observed", "partial_prices", "snapshot_prices", "game_history")
 TS = pa.timestamp("us", tz="UTC")
 
 # (name, type, nullable, description)
-_COLUMNS: list[tuple[str, pa.DataType, bool, str]] = [
+COLUMNS_1_0_0: list[tuple[str, pa.DataType, bool, str]] = [
     ("ts", TS, False, "receive time at the socket (UTC); derived rows keep their frame's"),
     ("source", pa.string(), False, "cdp | public_ws | replay | ui"),
     ("doc_type", pa.string(), False, "dataset name, equal to the doc_type= folder"),
@@ -74,21 +75,36 @@ _COLUMNS: list[tuple[str, pa.DataType, bool, str]] = [
     ("message", pa.string(), True, "human-readable detail"),
 ]
 
-SCHEMA = pa.schema(
-    [pa.field(name, dtype, nullable=nullable, metadata={"description": desc}) for name, dtype, nullable, desc in _COLUMNS]
-)
+# 1.1.0: fields of gameStateUpdate / newTrade payloads the derived datasets need, typed (appended, nullable)
+COLUMNS_1_1_0 = COLUMNS_1_0_0 + [
+    ("connected_players", pa.int64(), True, "gameStateUpdate connectedPlayers: players connected to the server"),
+    ("game_version", pa.string(), True, "gameStateUpdate / gameHistory gameVersion (e.g. v3)"),
+    ("bonus_portion", pa.float64(), True, "newTrade bonusPortion: part of the amount paid from bonus balance"),
+    ("real_portion", pa.float64(), True, "newTrade realPortion: part of the amount paid in real SOL"),
+    ("level", pa.int64(), True, "trader's level (newTrade, leaderboard entry)"),
+]
+_COLUMNS = COLUMNS_1_1_0
+
+
+def arrow_schema(columns: list[tuple[str, pa.DataType, bool, str]]) -> pa.Schema:
+    return pa.schema(
+        [pa.field(name, dtype, nullable=nullable, metadata={"description": desc}) for name, dtype, nullable, desc in columns]
+    )
+
+
+SCHEMA = arrow_schema(_COLUMNS)
 COLUMNS = tuple(SCHEMA.names)
 REQUIRED = tuple(name for name, _, nullable, _ in _COLUMNS if not nullable)
 DESCRIPTIONS = {name: desc for name, _, _, desc in _COLUMNS}
 
 
-def conform(table: pa.Table) -> pa.Table:
-    """Return ``table`` with exactly SCHEMA's columns, in order; missing columns become null.
+def conform(table: pa.Table, target: pa.Schema = SCHEMA) -> pa.Table:
+    """Return ``table`` with exactly ``target``'s columns, in order; missing columns become null.
 
     Raises ``ValueError`` naming the column when a value cannot take its schema type.
     """
     arrays = []
-    for fld in SCHEMA:
+    for fld in target:
         if fld.name in table.column_names:
             col = table.column(fld.name)
             if col.type != fld.type:
@@ -99,12 +115,12 @@ def conform(table: pa.Table) -> pa.Table:
             arrays.append(col)
         else:
             arrays.append(pa.nulls(table.num_rows, fld.type))
-    return pa.Table.from_arrays(arrays, schema=SCHEMA)
+    return pa.Table.from_arrays(arrays, schema=target)
 
 
 def empty_table() -> pa.Table:
     return SCHEMA.empty_table()
 
 
-def manifest_fields() -> list[dict[str, object]]:
-    return [{"name": f.name, "type": str(f.type), "nullable": f.nullable} for f in SCHEMA]
+def manifest_fields(target: pa.Schema = SCHEMA) -> list[dict[str, object]]:
+    return [{"name": f.name, "type": str(f.type), "nullable": f.nullable} for f in target]

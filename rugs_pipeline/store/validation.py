@@ -1,7 +1,7 @@
-"""Validation of a stored partition against schema 1.0.0, with pandera (polars backend).
+"""Validation of a stored partition against its schema version, with pandera (polars backend).
 
-The pandera schema is generated from the one Arrow schema, so the two cannot
-drift apart; each doc_type adds its own invariants on top.
+Each file is checked against the registry's version it was written at (``versions.py``): a
+store part-way through a migration to a newer minor version is valid, only not current.
 """
 
 from __future__ import annotations
@@ -19,82 +19,11 @@ import pyarrow as arrow
 import pyarrow.parquet as pq
 from pandera.errors import SchemaErrors
 
-from rugs_pipeline.store import schema
+from rugs_pipeline.store import models, schema, versions
 from rugs_pipeline.store.layout import Store, SchemaVersionError, atomic_write_bytes, file_schema_version
+from rugs_pipeline.store.models import pandera_schema
 
 VALIDATION_BATCH_ROWS = 16_384  # a few tens of MB of frames at a time
-
-_POLARS_TYPES = {
-    arrow.string(): pl.Utf8,
-    arrow.int64(): pl.Int64,
-    arrow.float64(): pl.Float64,
-    arrow.bool_(): pl.Boolean,
-    schema.TS: pl.Datetime("us", "UTC"),
-}
-
-
-def _base_columns(doc_type: str) -> dict[str, pa.Column]:
-    columns = {f.name: pa.Column(_POLARS_TYPES[f.type], nullable=f.nullable) for f in schema.SCHEMA}
-    columns["doc_type"] = pa.Column(pl.Utf8, pa.Check.eq(doc_type), nullable=False)
-    columns["source"] = pa.Column(pl.Utf8, pa.Check.isin(schema.SOURCES), nullable=False)
-    columns["direction"] = pa.Column(pl.Utf8, pa.Check.isin(schema.DIRECTIONS), nullable=True)
-    return columns
-
-
-def _with(columns: dict[str, pa.Column], **overrides: pa.Column) -> dict[str, pa.Column]:
-    return {**columns, **overrides}
-
-
-def pandera_schema(doc_type: str) -> pa.DataFrameSchema:
-    base = _base_columns(doc_type)
-    if doc_type == "ws_event":
-        cols = _with(base, frame_kind=pa.Column(pl.Utf8, nullable=False), raw_json=pa.Column(pl.Utf8, nullable=False))
-        return pa.DataFrameSchema(cols, unique=["session_id", "seq"], strict=True, name=doc_type)
-    if doc_type == "game_tick":
-        cols = _with(
-            base,
-            game_id=pa.Column(pl.Utf8, nullable=False),
-            tick=pa.Column(pl.Int64, pa.Check.ge(0), nullable=False),
-            price=pa.Column(pl.Float64, pa.Check.gt(0), nullable=False),
-            is_rug_tick=pa.Column(pl.Boolean, nullable=False),
-            phase=pa.Column(pl.Utf8, pa.Check.isin(("active", "rugged")), nullable=False),
-            tick_source=pa.Column(pl.Utf8, pa.Check.isin(schema.TICK_SOURCES), nullable=False),
-            price_conflicts=pa.Column(pl.Int64, pa.Check.ge(0), nullable=False),
-        )
-        return pa.DataFrameSchema(cols, unique=["game_id", "tick"], strict=True, name=doc_type)
-    if doc_type == "complete_game":
-        cols = _with(
-            base,
-            game_id=pa.Column(pl.Utf8, nullable=False),
-            tick=pa.Column(pl.Int64, pa.Check.ge(0), nullable=True),  # null: a history without prices
-            tick_count=pa.Column(pl.Int64, pa.Check.ge(1), nullable=True),
-            peak_multiplier=pa.Column(pl.Float64, pa.Check.gt(0), nullable=True),
-            price_conflicts=pa.Column(pl.Int64, pa.Check.ge(0), nullable=False),
-        )
-        return pa.DataFrameSchema(cols, unique=["game_id"], strict=True, name=doc_type)
-    if doc_type == "games":
-        counts = {name: pa.Column(pl.Int64, pa.Check.ge(0), nullable=False)
-                  for name in ("trade_count", "trader_count", "sidebets_placed", "sidebets_won", "observed_ticks",
-                               "filled_ticks", "price_conflicts")}
-        cols = _with(base, game_id=pa.Column(pl.Utf8, nullable=False),
-                     volume=pa.Column(pl.Float64, nullable=False),
-                     duration_s=pa.Column(pl.Float64, pa.Check.ge(0), nullable=True),
-                     message=pa.Column(pl.Utf8, nullable=False), **counts)
-        return pa.DataFrameSchema(cols, unique=["game_id"], strict=True, name=doc_type)
-    if doc_type == "player_action":
-        cols = _with(base, action_type=pa.Column(pl.Utf8, nullable=False),
-                     tick=pa.Column(pl.Int64, pa.Check.ge(0), nullable=True),
-                     price=pa.Column(pl.Float64, pa.Check.ge(0), nullable=True))
-        return pa.DataFrameSchema(cols, strict=True, name=doc_type)
-    if doc_type == "server_state":
-        cols = _with(base, player_id=pa.Column(pl.Utf8, nullable=False))
-        return pa.DataFrameSchema(cols, strict=True, name=doc_type)
-    if doc_type == "system_event":
-        cols = _with(base, event_name=pa.Column(pl.Utf8, nullable=False),
-                     duration_s=pa.Column(pl.Float64, pa.Check.ge(0), nullable=True))
-        return pa.DataFrameSchema(cols, strict=True, name=doc_type)
-    raise ValueError(f"unknown doc_type {doc_type!r}")
-
 
 @dataclass
 class ValidationResult:
@@ -126,6 +55,9 @@ def validate_table(doc_type: str, table: arrow.Table, checks: pa.DataFrameSchema
 def validate_partition(store: Store, doc_type: str, day: str) -> ValidationResult:
     """Check one stored partition: schema version (manifest and every file), then pandera.
 
+    The manifest and each file must be at a version of the registry; a file's columns and rows
+    are checked against its own version.
+
     Rows are checked a batch at a time, and only in files not checked before: a file is
     immutable once written (a rewrite is a new file, with a new size or mtime), so its verdict
     is kept in ``manifests/validated/`` until it or these rules change. Uniqueness over the
@@ -140,30 +72,34 @@ def validate_partition(store: Store, doc_type: str, day: str) -> ValidationResul
     else:
         if manifest is None:
             result.failures.append(f"{store.manifest_path} is missing")
-        elif manifest.get("version") != schema.SCHEMA_VERSION:
-            result.failures.append(f"manifest schema version {manifest.get('version')!r} != {schema.SCHEMA_VERSION}")
+        elif not versions.readable(manifest.get("version")):
+            result.failures.append(f"manifest schema version {manifest.get('version')!r} is not one of "
+                                   f"{', '.join(versions.BY_VERSION)}")
     with store.partition_lock(doc_type, day, shared=True):  # compaction would swap the files mid-check
         files = store.partition_files(doc_type, day)
         result.files = len(files)
-        readable = []
+        readable, version_of = [], {}
         for path in files:
-            version = file_schema_version(path)
-            if version != schema.SCHEMA_VERSION:
-                result.failures.append(f"{path.name}: file schema version {version!r} != {schema.SCHEMA_VERSION}")
-            if not pq.read_schema(path).equals(schema.SCHEMA, check_metadata=False):
-                result.failures.append(f"{path.name}: columns differ from schema {schema.SCHEMA_VERSION}")
+            version = versions.BY_VERSION.get(file_schema_version(path))
+            if version is None:
+                result.failures.append(f"{path.name}: file schema version {file_schema_version(path)!r} is not one of "
+                                       f"{', '.join(versions.BY_VERSION)}")
+                continue
+            if not pq.read_schema(path).equals(version.schema, check_metadata=False):
+                result.failures.append(f"{path.name}: columns differ from schema {version.version}")
                 continue
             readable.append(path)
-        checks = pandera_schema(doc_type)
+            version_of[path] = version
         known = _Verdicts(store, doc_type, day)
         fresh = [path for path in readable if known.get(path) is None]
         for path in fresh:
-            known.put(path, *_check_file(doc_type, path, checks))
+            known.put(path, *_check_file(doc_type, path, version_of[path].pandera(doc_type)))
         for path in readable:
             rows, failures = known.get(path)
             result.rows += rows
             result.failures.extend(f for f in failures if f not in result.failures)
-        duplicates = _duplicates(fresh, [p for p in readable if p not in fresh], checks.unique) if checks.unique else []
+        unique = pandera_schema(doc_type).unique  # the same keys in every version
+        duplicates = _duplicates(fresh, [p for p in readable if p not in fresh], unique) if unique else []
         result.failures.extend(duplicates)
         if not duplicates:  # a duplicate must be found again next time: its files stay unchecked
             known.save(readable)
@@ -181,8 +117,9 @@ def _check_file(doc_type: str, path: Path, checks: pa.DataFrameSchema) -> tuple[
     return rows, failures
 
 
-# Verdicts are only as good as the rules that gave them: this module and the schema.
-_RULES = hashlib.sha256(Path(__file__).read_bytes() + Path(schema.__file__).read_bytes()).hexdigest()[:16]
+# Verdicts are only as good as the rules that gave them: this module, the models, the schema and its versions.
+_RULES = hashlib.sha256(b"".join(Path(m.__file__).read_bytes() for m in (models, schema, versions))
+                        + Path(__file__).read_bytes()).hexdigest()[:16]
 
 
 class _Verdicts:
