@@ -215,8 +215,8 @@ WITH t AS (
          min(ts) FILTER (WHERE is_rug_tick AND tick_source = 'observed') AS rug_ts,
          max(connected_players) AS connected_players, arg_min(game_version, tick) AS game_version
   FROM game_tick GROUP BY game_id
-), trades AS (  -- a trade id once, whichever partition of player_action holds it
-  SELECT game_id, count(*) AS trade_count, count(DISTINCT player_id) AS trader_count, sum(amount) AS volume
+), trades AS (  -- a trade id once, whichever partition of player_action holds it; summed in one order (floats)
+  SELECT game_id, count(*) AS trade_count, count(DISTINCT player_id) AS trader_count, sum(amount ORDER BY trade_id) AS volume
   FROM (SELECT * FROM player_action WHERE event_name = 'standard/newTrade'
         QUALIFY row_number() OVER (PARTITION BY trade_id ORDER BY {_FIRST}) = 1)
   GROUP BY game_id
