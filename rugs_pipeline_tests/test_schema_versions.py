@@ -376,3 +376,21 @@ def test_landing_writes_the_typed_columns(tmp_path: Path) -> None:
     table = store.read_partition("ws_event", "2025-12-07")
     assert table["connected_players"].to_pylist() == [p["connectedPlayers"] for p in payloads]
     assert table["game_version"].to_pylist() == [p["gameVersion"] for p in payloads]
+
+
+def test_compaction_of_a_mixed_day_gives_the_old_rows_the_new_columns(old_store: Path, reference: Path) -> None:
+    from rugs_pipeline.store.compaction import compact_day
+
+    day = _days(old_store)[0]
+    store = Store(old_store)
+    _segment(old_store, "late", [{"gameId": day.replace("-", "") + "-feedfeedfeedfeed", "connectedPlayers": 42}],
+             _noon_ns(day))
+    landing.land_day(store, day)
+    assert {file_schema_version(p) for p in store.partition_files("ws_event", day)} == {"1.0.0", schema.SCHEMA_VERSION}
+    compact_day(store, day)
+    assert {file_schema_version(p) for p in store.partition_files("ws_event", day)} == {schema.SCHEMA_VERSION}
+    merged = store.read_partition("ws_event", day)
+    key = ["session_id", "seq"]
+    old_rows = merged.filter(pc.not_equal(merged["session_id"], "late")).sort_by([(k, "ascending") for k in key])
+    assert old_rows.equals(Store(reference).read_partition("ws_event", day).sort_by([(k, "ascending") for k in key]))
+    assert migration.old_files(store, "ws_event", day) == []
