@@ -161,10 +161,12 @@ class PlayerAction:
         if row["direction"] != "received":
             return
         if name == "standard/newTrade" and field(p, "id") is not None:
-            _keep_first(self.trades, text(p["id"]), self._row(
-                row, p, name, p["id"], field(p, "type"), field(p, "gameId"), field(p, "username"),
-                integer(field(p, "tickIndex")), number(field(p, "amount")), number(field(p, "qty")),
-                number(field(p, "leverage")), field(p, "coin")))
+            trade = self._row(row, p, name, p["id"], field(p, "type"), field(p, "gameId"), field(p, "username"),
+                              integer(field(p, "tickIndex")), number(field(p, "amount")), number(field(p, "qty")),
+                              number(field(p, "leverage")), field(p, "coin"))
+            trade.update(bonus_portion=number(field(p, "bonusPortion")), real_portion=number(field(p, "realPortion")),
+                         level=integer(field(p, "level")))
+            _keep_first(self.trades, text(p["id"]), trade)
         elif name in LIVE_SIDEBETS:
             self._sidebet(row, p, name, first(field(p, "id"), field(p, "sidebetId")), field(p, "gameId"),
                           first(text(field(p, "coinAddress")), text(field(p, "coin"))))
@@ -190,7 +192,8 @@ class PlayerAction:
         return {**_envelope(row), "raw_json": _raw(p), "event_name": event_name, "trade_id": text(trade_id),
                 "action_type": text(action_type), "game_id": text(game_id), "player_id": text(field(p, "playerId")),
                 "username": text(username), "price": number(field(p, "price")), "tick": tick, "amount": amount,
-                "qty": qty, "leverage": leverage, "coin": text(coin), "end_tick": None, "payout": None}
+                "qty": qty, "leverage": leverage, "coin": text(coin), "end_tick": None, "payout": None,
+                "bonus_portion": None, "real_portion": None, "level": None}  # from_pylist takes the first row's keys
 
     def rows(self) -> list[Row]:
         out = [*self.trades.values(), *self.sidebets.values(), *self.orders]
@@ -230,7 +233,8 @@ class ServerState:
         return {**_envelope(row), "raw_json": _raw(raw), "event_name": event_name, "game_id": text(game_id),
                 "player_id": text(field(entry, "id")), "username": text(field(entry, "username")),
                 "cash": number(cash), "position_qty": number(field(entry, "positionQty")),
-                "avg_cost": number(field(entry, "avgCost")), "pnl": number(field(entry, pnl_key))}
+                "avg_cost": number(field(entry, "avgCost")), "pnl": number(field(entry, pnl_key)),
+                "level": integer(field(entry, "level"))}
 
     def rows(self) -> list[Row]:
         out = list(self.out)
@@ -325,7 +329,7 @@ def jlist(v: Any) -> list | None:
     return [jnum(x) for x in v] if isinstance(v, list) else None
 
 
-_HISTORY_KIND = {"id": text, "timestamp": jint, "peakMultiplier": jnum, "prices": jlist}
+_HISTORY_KIND = {"id": text, "timestamp": jint, "peakMultiplier": jnum, "prices": jlist, "gameVersion": text}
 _SOURCES = ("observed", "partial_prices", "snapshot_prices", "game_history")
 
 
@@ -387,7 +391,7 @@ class Games:
             if prices and (game not in self.history_rug or when < self.history_rug[game][0]):
                 self.history_rug[game] = (when, len(prices) - 1)
             for i, v in enumerate(prices):
-                self._candidate(row, game, i, v, 3)
+                self._candidate(row, game, i, v, 3, version=h["gameVersion"])
         if game not in self.first_copy or when < _when(self.first_copy[game]):
             self.first_copy[game] = {**_envelope(row), "entry": _raw(entry), "h": h}
 
@@ -396,7 +400,7 @@ class Games:
         span[0], span[1] = min(span[0], ts), max(span[1], ts)
 
     def _candidate(self, row: Row, game: str | None, tick: int | None, price: float | None, rank: int,
-                   rugged: bool = False, cooldown: int | None = None, payload: Any = None) -> None:
+                   rugged: bool = False, cooldown: int | None = None, payload: Any = None, version: Any = None) -> None:
         if game is None or tick is None or tick < 0 or price is None or not math.isfinite(price) or price <= 0:
             return
         self._mention(game, row["ts"])
@@ -408,7 +412,9 @@ class Games:
         if best is None or _when(row) < best["when"]:
             self.cand[game, tick][kind] = {**_envelope(row), "when": _when(row), "price": price, "rank": rank,
                                            "rugged": rugged, "cooldown_timer": cooldown,
-                                           "raw_json": _raw(payload) if rank == 0 else None}
+                                           "raw_json": _raw(payload) if rank == 0 else None,
+                                           "connected_players": jint(field(payload, "connectedPlayers")),
+                                           "game_version": text(field(payload, "gameVersion")) if rank == 0 else version}
 
     def _kept(self) -> dict[str, int | None]:
         """The games of the day, with their rug tick."""
@@ -441,7 +447,8 @@ class Games:
                           "event_name": "gameStateUpdate", "price": best["price"], "tick": tick,
                           "phase": "rugged" if tick == rug else "active", "is_rug_tick": tick == rug,
                           "tick_source": _SOURCES[best["rank"]], "price_conflicts": conflicts,
-                          "cooldown_timer": best["cooldown_timer"]})
+                          "cooldown_timer": best["cooldown_timer"], "connected_players": best["connected_players"],
+                          "game_version": best["game_version"]})
         ticks.sort(key=lambda r: _order_key(r["session_id"], r["seq"], r["game_id"], r["tick"]))
         conflicted = defaultdict(int)
         for r in ticks:
@@ -469,7 +476,7 @@ class Games:
                 "price": prices[-1] if prices else None, "tick_count": len(prices) if prices is not None else None,
                 "peak_multiplier": h["peakMultiplier"], "server_seed": seed, "server_seed_hash": seed_hash,
                 "seed_verified": same if hashes is None or hashes == 1 else False,
-                "price_conflicts": conflicts,
+                "price_conflicts": conflicts, "game_version": h["gameVersion"],
                 "end_ts": None if h["timestamp"] is None else datetime.fromtimestamp(0, timezone.utc) + timedelta(
                     milliseconds=h["timestamp"]),
                 "message": message or None}

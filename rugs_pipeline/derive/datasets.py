@@ -134,7 +134,7 @@ WITH player AS (
          payload->>'id' AS player_id, payload->>'username' AS username,
          TRY_CAST(payload->>'cash' AS DOUBLE) AS cash, TRY_CAST(payload->>'positionQty' AS DOUBLE) AS position_qty,
          TRY_CAST(payload->>'avgCost' AS DOUBLE) AS avg_cost, TRY_CAST(payload->>'cumulativePnL' AS DOUBLE) AS pnl,
-         NULL::BIGINT AS level
+         TRY_CAST(payload->>'level' AS BIGINT) AS level
   FROM ev WHERE event_name = 'playerUpdate' AND direction = 'received'
 ), game_player AS (
   SELECT {_ENVELOPE}, payload, event_name, payload->>'gameId' AS game_id,

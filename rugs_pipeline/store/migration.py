@@ -71,11 +71,13 @@ def finish(store: Store) -> bool:
     manifest = store.read_manifest()
     if manifest is not None and manifest.get("version") == schema.SCHEMA_VERSION:
         return True
-    for doc_type in schema.DOC_TYPES:
-        for day in store.partition_days(doc_type):
-            # shared: a rewrite (exclusive) is finished or not started, never half-listed
-            with store.partition_lock(doc_type, day, shared=True):
-                if old_files(store, doc_type, day):
-                    return False
+    partitions = [(day, doc_type) for doc_type in schema.DOC_TYPES for day in store.partition_days(doc_type)]
+    # newest day first: runs migrate days oldest first, so a day left over is found at once, not after
+    # reading the footers of every day already migrated
+    for day, doc_type in sorted(partitions, reverse=True):
+        # shared: a rewrite (exclusive) is finished or not started, never half-listed
+        with store.partition_lock(doc_type, day, shared=True):
+            if old_files(store, doc_type, day):
+                return False
     store.write_manifest(created=(manifest or {}).get("created"))
     return True

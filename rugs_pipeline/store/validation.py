@@ -92,8 +92,9 @@ def validate_partition(store: Store, doc_type: str, day: str) -> ValidationResul
             version_of[path] = version
         known = _Verdicts(store, doc_type, day)
         fresh = [path for path in readable if known.get(path) is None]
+        checks = {v.version: v.pandera(doc_type) for v in version_of.values()}
         for path in fresh:
-            known.put(path, *_check_file(doc_type, path, version_of[path].pandera(doc_type)))
+            known.put(path, *_check_file(doc_type, path, checks[version_of[path].version]))
         for path in readable:
             rows, failures = known.get(path)
             result.rows += rows
