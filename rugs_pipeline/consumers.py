@@ -29,6 +29,8 @@ def connect(data_dir: Path | str | None = None, require: str | None = None) -> d
     if manifest is None:
         raise SchemaVersionError(f"{store.manifest_path} not found: {store.root} is not a rugs_pipeline store (yet)")
     check_compatible(manifest.get("version"), store.manifest_path)
+    if require is not None and parse_version(require) is None:
+        raise ValueError(f"require={require!r} is not a schema version like '1.1.0'")
     if require is not None and parse_version(manifest["version"]) < parse_version(require):
         raise SchemaVersionError(f"{store.manifest_path}: store is at schema {manifest['version']}, this consumer "
                                  f"requires {require}: {MIGRATE_HINT}")
