@@ -296,7 +296,6 @@ def migrate(dry_run: bool) -> None:
 
     from rich.progress import Progress
 
-    from rugs_pipeline.backfill import rederive
     from rugs_pipeline.store import migration, schema
     from rugs_pipeline.store.layout import SchemaVersionError, Store
 
@@ -310,12 +309,14 @@ def migrate(dry_run: bool) -> None:
         return
     started = time.monotonic()
     results = []
-    with Progress(console=console, transient=True) as progress:
-        task = progress.add_task("migrate", total=len(days))
-        for result in rederive(days, "migrate_schema"):
-            results.append(result)
-            progress.update(task, advance=1, description=f"{result.day} {'ok' if result.success else 'FAILED'}")
-    if results:
+    if days:  # else nothing to launch (Dagster is not even imported): the manifest alone may be left to finish
+        from rugs_pipeline.backfill import rederive
+
+        with Progress(console=console, transient=True) as progress:
+            task = progress.add_task("migrate", total=len(days))
+            for result in rederive(days, "migrate_schema"):
+                results.append(result)
+                progress.update(task, advance=1, description=f"{result.day} {'ok' if result.success else 'FAILED'}")
         table = Table("day", "run", "result", title=f"migrate to {schema.SCHEMA_VERSION}")
         for r in results:
             table.add_row(r.day, r.run_id[:8], "migrated" if r.success else "FAILED (see the run in the UI)")
