@@ -188,7 +188,7 @@ def _consistency_check(asset: str, verdict, inputs: tuple[str, ...], *, blocking
 
 ERROR, WARN = dg.AssetCheckSeverity.ERROR, dg.AssetCheckSeverity.WARN
 game_checks = [
-    *(check for name in ("game_tick", "complete_game", "games") for check in schema_check(dg.AssetKey(name))),
+    *(schema_check(dg.AssetKey(name)) for name in ("game_tick", "complete_game", "games")),
     # inconsistent ticks would make a wrong summary: these stop `games`
     _consistency_check("game_tick", consistency.trades_reference_ticks, ("game_tick", "player_action"),
                        blocking=True, severity=ERROR),
