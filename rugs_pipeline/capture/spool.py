@@ -481,7 +481,8 @@ class SpoolWriter:
         a step flushes it or when the buffer overflows, which can fall between any two
         records. What survives is always a prefix of what was appended; ``together`` makes
         records that only mean something as a group (a frame and the outage it ends) one
-        step of that prefix. (A group is split only if it spans a UTC midnight.)
+        step of that prefix. (A group is split only if it spans a UTC midnight, or by a kill
+        landing inside that very write, which the kernel may then cut short at a page.)
         """
         assert self._held is None, "together() does not nest"
         self._held = []
