@@ -124,7 +124,7 @@ def record(url: str | None, source: str, seal_interval: float, fsync_interval: f
     except ValueError as exc:
         raise RecorderError(str(exc)) from None
     logging.basicConfig(format="%(message)s", level=logging.WARNING)
-    store = Store(config.data_dir())
+    store = Store.from_env()
     cfg = RecorderConfig(url=url or config.feed_url(), spool_dir=store.spool_dir, source=source,
                          seal_interval_s=seal_interval, fsync_interval_s=fsync_interval, stale_game_s=stale_after,
                          stale_idle_s=stale_idle_after, min_connect_interval_s=min_connect_interval,
@@ -151,7 +151,7 @@ def audit(sent_log: Path, as_json: bool, no_landed: bool) -> None:
     from rugs_pipeline.capture.audit import render
     from rugs_pipeline.store.layout import Store
 
-    store = Store(config.data_dir())
+    store = Store.from_env()
     report = run_audit(sent_log, store, with_landed=not no_landed)
     if as_json:
         click.echo(json.dumps(report.to_dict(), indent=1))
@@ -180,7 +180,7 @@ def import_(files: tuple[Path, ...], tz) -> None:
     from rugs_pipeline.capture.importer import iter_import
     from rugs_pipeline.store.layout import Store
 
-    store = Store(config.data_dir())
+    store = Store.from_env()
     reports = []
     with Progress(console=console, transient=True) as progress:
         task = progress.add_task("import", total=len(files))

@@ -14,6 +14,13 @@ def data_dir() -> Path:
     return Path(os.environ.get("RUGS_DATA_DIR") or "~/rugs_data").expanduser()
 
 
+def spool_dir() -> Path | None:
+    """``$RUGS_SPOOL_DIR``: the spool apart from the store, e.g. shared storage that recorders on other
+    machines write; unset, ``<data dir>/spool``."""
+    value = os.environ.get("RUGS_SPOOL_DIR")
+    return Path(value).expanduser() if value else None
+
+
 def feed_url() -> str:
     return os.environ.get("RUGS_FEED_URL") or DEFAULT_FEED_URL
 

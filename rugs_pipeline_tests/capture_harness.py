@@ -65,6 +65,7 @@ class Recorder:
 
     def __init__(self, url: str, data: Path, *args: str, env: dict[str, str] | None = None) -> None:
         self.data = data
+        self.spool = Path((env or {}).get("RUGS_SPOOL_DIR") or data / "spool")
         self.stderr_path = data.parent / f"recorder-{time.monotonic_ns()}.err"
         data.parent.mkdir(parents=True, exist_ok=True)
         with open(self.stderr_path, "w") as err:
@@ -79,7 +80,7 @@ class Recorder:
 
     def ack(self) -> dict:
         """This process's acknowledgement file ({} until it has one)."""
-        for path in (self.data / "spool").glob(f"*{spool.ACK_SUFFIX}"):
+        for path in self.spool.glob(f"*{spool.ACK_SUFFIX}"):
             try:
                 ack = json.loads(path.read_text())
             except (OSError, ValueError):

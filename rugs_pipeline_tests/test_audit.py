@@ -165,3 +165,31 @@ def test_landed_rows_duplicated_or_differing_are_found(tmp_path: Path) -> None:
 def test_an_unreadable_sent_log_is_an_audit_error(tmp_path: Path) -> None:
     with pytest.raises(audit.AuditError, match="cannot read the sent-log"):
         audit.audit(tmp_path / "nope.jsonl", Store(tmp_path))
+
+
+def test_a_recorder_killed_on_its_first_data_leaves_one_stretch_in_two_outages(tmp_path: Path) -> None:
+    # s1 is killed; s2 records the outage up to its on-connect snapshot (no feed frame) and is
+    # killed; s3's outage starts at that snapshot, s2's last data. The gap from s1's last frame
+    # to s3's first is covered by the two outages together, but only if they meet exactly.
+    for meet in (True, False):
+        feed = Feed(tmp_path / str(meet))
+        one_connection(feed, frames=3)
+        s1_end = feed.t
+        feed.broadcast()  # no recorder connected: missed
+        feed.life("s2", "started")
+        feed.life("s2", "recovered", crashed_session="s1", down_since_ns=s1_end)
+        feed.connect("s2", 2, "sidB")
+        snapshot = encode_event("gameStateUpdate", {"snapshot": True})
+        feed._send(2, None, snapshot, keep="s2")
+        s2_data = feed.t
+        feed.life("s2", "outage", start_ns=s1_end, end_ns=s2_data, cause="recorder down: session s1")
+        feed.broadcast()
+        feed.broadcast()  # s2 killed, s3 not yet connected: missed
+        feed.life("s3", "started")
+        feed.connect("s3", 3, "sidC")
+        feed.broadcast((3, "s3"))
+        feed.life("s3", "outage", start_ns=s2_data + (0 if meet else 1), end_ns=feed.t, cause="recorder down: session s2")
+        feed.life("s3", "stopped")
+        report = feed.audit()
+        assert (report.missed_gaps, report.missed_frames) == (1, 3)
+        assert report.missed_unexplained == (0 if meet else 3)

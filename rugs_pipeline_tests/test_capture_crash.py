@@ -16,6 +16,8 @@ from pathlib import Path
 
 import pytest
 
+from rugs_pipeline.capture import spool
+
 from .capture_harness import Recorder, Sim, assert_clean_audit, land_and_derive, outages, records, wait_until
 
 SEED = int(os.environ.get("RUGS_TEST_SEED") or time.time_ns() % 10**6)
@@ -77,3 +79,60 @@ def test_kill9_at_1000_frames_per_second_loses_nothing_acknowledged(tmp_path: Pa
 def test_kill9_at_10000_frames_per_second_loses_nothing_acknowledged(tmp_path: Path) -> None:
     report, acks, _ = crash_run(tmp_path, ("--speed", "5", "--rate", "10000"), kills=8, alive=(0.2, 4.0))
     assert report["frames_captured"] > 20000, report
+
+
+def _kept(spool_dir: Path, session: str) -> list[spool.SpoolRecord]:
+    """What a running session has handed to the kernel so far (what a kill -9 would leave)."""
+    out = []
+    for path in spool.segments_by_session(spool_dir).get(session, []):
+        try:
+            out.extend(spool.read_segment(path)[1])
+        except (OSError, ValueError):
+            pass  # sealed meanwhile, or no header yet
+    return out
+
+
+def _crash_in_the_next_start(tmp_path: Path, kill_when) -> tuple[dict, dict[str, list[spool.SpoolRecord]], str, str]:
+    """A records and is killed; B is killed once ``kill_when(a_session, b_session)``; C records and stops."""
+    sim = Sim(tmp_path, "--speed", "1", "--seed", "3")
+    data = tmp_path / "data"
+    try:
+        a = Recorder(sim.url, data)
+        a.wait_acked(frames=1)
+        wait_until(lambda: any(r.kind == "frame" and str(r.data).startswith("42") for r in _kept(a.spool, a.ack()["session_id"])),
+                   60, "A's first event on disk")
+        a_session = a.ack()["session_id"]
+        a.kill9()
+        b = Recorder(sim.url, data)
+        b_session = wait_until(lambda: next((p.name.removesuffix(spool.LOCK_SUFFIX) for p in b.spool.glob("*.lock")
+                                             if not p.name.startswith(a_session)), None), 60, "B's lock")
+        wait_until(lambda: kill_when(a_session, b_session), 60, "B's moment")
+        b.kill9()
+        c = Recorder(sim.url, data)
+        c.wait_acked(frames=10)
+        assert c.stop() == 0, c.stderr
+    finally:
+        sim.stop()
+    return assert_clean_audit(sim.sent_log, data), records(data), a_session, b_session
+
+
+def test_a_kill_right_after_recovering_a_crash_does_not_forget_it(tmp_path: Path) -> None:
+    # The crashed session's lock is what tells the next start it crashed: B may remove it only
+    # once its own record of the crash is durable, or a kill in between forgets the outage.
+    spool_dir = tmp_path / "data" / "spool"
+    report, kept, a_session, b_session = _crash_in_the_next_start(
+        tmp_path, lambda a, b: not spool.lock_path(spool_dir, a).exists())
+    a_last = max(r.ts_ns for r in kept[a_session] if r.kind == "frame" and str(r.data).startswith("42"))
+    starts = [o["start_ns"] for o in report["outages"]]
+    assert starts and min(starts) == a_last, (report["outages"], a_last)
+
+
+def test_a_frame_that_ends_an_outage_survives_a_kill_only_with_its_outage(tmp_path: Path) -> None:
+    # B is killed as soon as its first event (the one that ends the outage A's crash began) has
+    # reached the file: the outage record must have reached it with it.
+    spool_dir = tmp_path / "data" / "spool"
+    report, kept, a_session, b_session = _crash_in_the_next_start(
+        tmp_path, lambda a, b: any(r.kind == "frame" and str(r.data).startswith("42") for r in _kept(spool_dir, b)))
+    b_kept = kept[b_session]
+    assert any(r.kind == "frame" and str(r.data).startswith("42") for r in b_kept)
+    assert any(r.kind == "lifecycle" and '"outage"' in r.data for r in b_kept), [r.data[:80] for r in b_kept]

@@ -232,6 +232,7 @@ def page(browser):
     context = browser.new_context(viewport={"width": 1600, "height": 1200})
     page = context.new_page()
     page.set_default_timeout(30_000)
+    expect.set_options(timeout=30_000)  # assertions too: on a loaded two-core machine the UI takes seconds to settle
     yield page
     context.close()
 

@@ -399,10 +399,27 @@ def _explained(prev: CapturedConn, nxt: CapturedConn, sessions: dict[str, Sessio
         return False  # one connection gets every broadcast from the moment it joins
     t = prev.end_ts_ns
     session = sessions[nxt.session]
-    if any(o["start_ns"] <= t <= o["end_ns"] for o in session.outages):
+    if any(_stretch_start(o, sessions) <= t <= o["end_ns"] for o in session.outages):
         return True
     # a clean restart: the previous session stopped, the next one started after it
     return sessions[prev.session].stopped and nxt.session != prev.session and (session.started_ns or 0) >= t
+
+
+def _stretch_start(outage: dict, sessions: dict[str, Session]) -> int:
+    """Where the stretch without feed data that ``outage`` ends began.
+
+    A recorder killed right after the data that ended its outage (the on-connect snapshot,
+    no feed frame) leaves two outages: its own, ending at that data, and its successor's,
+    starting at exactly that moment (its last data). No feed frame lies between them, so they
+    are one stretch. Only an outage ending at the very nanosecond another starts continues it.
+    """
+    start = outage["start_ns"]
+    while True:
+        before = [o["start_ns"] for s in sessions.values() for o in s.outages
+                  if o["end_ns"] == start and o["start_ns"] < start]
+        if not before:
+            return start
+        start = min(before)
 
 
 # --- the report -------------------------------------------------------------------------

@@ -157,7 +157,31 @@ class Recorder:
         _check_writable(cfg.spool_dir)
         if cfg.legacy_dir is not None:
             _check_writable(cfg.legacy_dir)
-        recovered = spool.recover(cfg.spool_dir)
+        # The crashed sessions' locks stay (held by us) until our record of their crash is durable:
+        # killed before that, we leave them for the next start to recover again, not forgotten.
+        recovered = spool.recover(cfg.spool_dir, clear=False)
+        try:
+            self._start_session(recovered)
+            if recovered and not self._storage_failed.is_set():
+                try:
+                    await asyncio.to_thread(self.writer.sync)
+                except OSError as exc:
+                    # Kept in memory: the outage is recorded once storage is back (as before, a kill
+                    # before that forgets it; keeping the leftovers would count it again on every start).
+                    self._fail_storage(exc)
+        except BaseException:
+            spool.release_recovered(recovered)
+            raise
+        spool.clear_recovered(cfg.spool_dir, recovered)
+        durability = asyncio.create_task(self._durability())
+        try:
+            await self._connect_forever()
+        finally:
+            await self._shutdown(durability)
+
+    def _start_session(self, recovered: list[spool.Recovered]) -> None:
+        """Open this session's spool and record its start and the crashes it recovered."""
+        cfg = self.config
         session = spool.new_session_id()
         self.writer = spool.SpoolWriter(
             cfg.spool_dir, session, cfg.source,
@@ -186,11 +210,6 @@ class Recorder:
         if crashed:
             since, session_id = max(crashed)  # the most recent: this data dir's previous recorder
             self._down = _Down(since, f"recorder down: session {session_id} stopped without sealing")
-        durability = asyncio.create_task(self._durability())
-        try:
-            await self._connect_forever()
-        finally:
-            await self._shutdown(durability)
 
     async def _connect_forever(self) -> None:
         cfg = self.config
@@ -395,16 +414,23 @@ class Recorder:
         while True:
             message = await ws.recv()
             ts_ns = time.time_ns()
-            writer.append(spool.KIND_FRAME, message, ts_ns, "received")
+            data = isinstance(message, str) and message.startswith("42")
+            if data and self._down is not None:
+                # The first data after an outage ends it. Frame and outage record reach the file in
+                # one write: were the frame kept without the record, the next start (after a kill -9)
+                # would take the frame for the last data of a recorder that had recorded its outage.
+                with writer.together():
+                    writer.append(spool.KIND_FRAME, message, ts_ns, "received")
+                    self._end_outage(ts_ns)
+            else:
+                writer.append(spool.KIND_FRAME, message, ts_ns, "received")
             self.frames_received += 1
             conn.frames += 1
             conn.last_frame = time.monotonic()
             # Events are almost every frame: only game states (and, for the legacy file, every
             # event) are parsed here; the full interpretation happens at landing.
-            if isinstance(message, str) and message.startswith("42"):
+            if data:
                 conn.last_data, conn.last_data_ns = conn.last_frame, ts_ns
-                if self._down is not None:
-                    self._end_outage(ts_ns)
                 if legacy_writer is None and not message.startswith(GAME_STATE):
                     continue
                 frame = parse_frame(message)
@@ -447,7 +473,9 @@ def _stopped_receiving(segments: list[Path]) -> int | None:
 
     Its last event frame; without one, the outage it had inherited from a crash before it
     (its ``recovered`` records), else its start. The spool, not the acknowledgement file, is
-    the truth here: after kill -9 every record written survives, acknowledged or not.
+    the truth here: after kill -9 what survives is a prefix of what the session appended (all
+    it acknowledged, and whatever its buffered file had handed to the kernel), and a frame that
+    ended an outage is only ever kept together with that outage's record (``together``).
     """
     inherited = 0
     for path in reversed(segments):

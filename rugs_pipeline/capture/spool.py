@@ -27,7 +27,8 @@ import fcntl
 import os
 import secrets
 import time
-from dataclasses import dataclass
+from contextlib import contextmanager
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Iterator
@@ -193,6 +194,8 @@ class Recovered:
     last_ts_ns: int | None
     torn_bytes: int
     status: dict  # its last acknowledgement file ({} if it left none)
+    # With ``recover(clear=False)``: its lock, held until ``clear_recovered`` removes its leftovers.
+    lock: object = field(default=None, repr=False, compare=False)
 
     @property
     def segment(self) -> Segment | None:
@@ -227,12 +230,17 @@ def _try_lock(path: Path):
     return fh
 
 
-def recover(spool_dir: Path) -> list[Recovered]:
+def recover(spool_dir: Path, *, clear: bool = True) -> list[Recovered]:
     """Seal the open segments of every session whose writer is gone, and clear its leftovers.
 
     A writer with ``status_files`` holds ``<session>.lock`` while it lives (the kernel
     drops the lock when the process dies, however it dies), so recovering never
     touches a session that is still recording.
+
+    The leftover lock is what marks a session as crashed. With ``clear=False`` it stays,
+    held by the caller, until ``clear_recovered``: a recorder first makes its own record
+    of the crash durable, so that if it dies in between, the next start still finds the
+    crashed session (sealing is idempotent; recovering again finds nothing to seal).
     """
     if not spool_dir.is_dir():
         return []
@@ -261,14 +269,29 @@ def recover(spool_dir: Path) -> list[Recovered]:
         out.append(Recovered(
             session, tuple(f[0] for f in kept), sum(len(f[1]) for f in kept),
             last.seq if last else None, last.ts_ns if last else None, sum(f[2] for f in found),
-            read_ack(spool_dir, session),
+            read_ack(spool_dir, session), dead.get(session),
         ))
-        if session in dead:
-            for leftover in (ack_path(spool_dir, session), spool_dir / f".{session}{ACK_SUFFIX}.tmp",
-                             lock_path(spool_dir, session)):
-                leftover.unlink(missing_ok=True)
-            dead[session].close()
+    if clear:
+        clear_recovered(spool_dir, out)
     return out
+
+
+def clear_recovered(spool_dir: Path, recovered: list[Recovered]) -> None:
+    """Remove the lock, acknowledgement and temp files of recovered sessions, and release their locks."""
+    for rec in recovered:
+        if rec.lock is None:
+            continue
+        for leftover in (ack_path(spool_dir, rec.session_id), spool_dir / f".{rec.session_id}{ACK_SUFFIX}.tmp",
+                         lock_path(spool_dir, rec.session_id)):
+            leftover.unlink(missing_ok=True)
+        rec.lock.close()
+
+
+def release_recovered(recovered: list[Recovered]) -> None:
+    """Release the locks of recovered sessions, leaving their leftovers for the next start to recover again."""
+    for rec in recovered:
+        if rec.lock is not None:
+            rec.lock.close()
 
 
 def _recover_one(part: Path) -> tuple[Segment | None, list[SpoolRecord], int]:
@@ -421,6 +444,7 @@ class SpoolWriter:
         self._current: _OpenSegment | None = None
         self._sealing: list[_OpenSegment] = []  # detached, waiting for their sealing step
         self._synced_at = clock()
+        self._held: list[tuple[AppendFile, bytes]] | None = None  # inside ``together``
         self._lock = None
         if status_files:
             spool_dir.mkdir(parents=True, exist_ok=True)
@@ -440,10 +464,37 @@ class SpoolWriter:
         seq = self.next_seq
         if self._current is None:
             self._open(seq, ts_ns, day)
-        self._current.file.write(SpoolRecord(seq, ts_ns, kind, data, direction, rebuilt).to_line())
+        line = SpoolRecord(seq, ts_ns, kind, data, direction, rebuilt).to_line()
+        if self._held is None:
+            self._current.file.write(line)
+        else:
+            self._held.append((self._current.file, line))
         self._current.last_seq, self._current.last_ts_ns = seq, ts_ns
         self.next_seq += 1
         return seq
+
+    @contextmanager
+    def together(self) -> Iterator[None]:
+        """Records appended inside reach the file in one write: a kill -9 keeps all of them or none.
+
+        The file is buffered: a record reaches the kernel (and so survives the process) when
+        a step flushes it or when the buffer overflows, which can fall between any two
+        records. What survives is always a prefix of what was appended; ``together`` makes
+        records that only mean something as a group (a frame and the outage it ends) one
+        step of that prefix. (A group is split only if it spans a UTC midnight, or by a kill
+        landing inside that very write, which the kernel may then cut short at a page.)
+        """
+        assert self._held is None, "together() does not nest"
+        self._held = []
+        try:
+            yield
+        finally:
+            held, self._held = self._held, None
+            while held:
+                file = held[0][0]
+                n = next((i for i, (f, _) in enumerate(held) if f is not file), len(held))
+                file.write(b"".join(line for _, line in held[:n]))
+                held = held[n:]
 
     def next_job(self) -> DurabilityJob | None:
         """The step that is due now (sealing on schedule, else fsync on schedule), if any."""

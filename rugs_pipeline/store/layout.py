@@ -24,6 +24,7 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from rugs_pipeline import config
 from rugs_pipeline.store import schema
 
 PARQUET_COMPRESSION = "zstd"
@@ -56,6 +57,13 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
 @dataclass(frozen=True)
 class Store:
     root: Path
+    # The spool may live apart from the lake (shared storage written by recorders on other machines).
+    spool_root: Path | None = None
+
+    @classmethod
+    def from_env(cls) -> "Store":
+        """The store of ``$RUGS_DATA_DIR``, with its spool at ``$RUGS_SPOOL_DIR`` when that is set."""
+        return cls(config.data_dir(), config.spool_dir())
 
     @property
     def events_dir(self) -> Path:
@@ -71,7 +79,7 @@ class Store:
 
     @property
     def spool_dir(self) -> Path:
-        return self.root / "spool"
+        return self.spool_root or self.root / "spool"
 
     def partition_dir(self, doc_type: str, day: date | str) -> Path:
         return self.events_dir / f"doc_type={doc_type}" / f"date={_day(day)}"
