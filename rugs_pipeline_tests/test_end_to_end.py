@@ -64,6 +64,18 @@ def run_seed_query(sql: str, home: Path) -> list[tuple]:
     return [tuple(r) for r in json.loads(out.stdout)]
 
 
+def land_and_derive_days(days: list[str]) -> None:
+    """Each day as the daemon would run it: the land job, then every derived asset with its checks passing."""
+    instance = dg.DagsterInstance.ephemeral()
+    for day in days:
+        assert defs.resolve_job_def("land_ws_event").execute_in_process(partition_key=day, instance=instance).success
+        result = dg.materialize([ws_event, *derived_assets, *game_assets, *schema_checks, *game_checks],
+                                partition_key=day, instance=instance, resources={"store": StoreResource()},
+                                selection=[*derived_assets, *game_assets])
+        assert result.success
+        assert all(e.passed for e in result.get_asset_check_evaluations())
+
+
 @pytest.fixture()
 def simulator():
     proc, url = start_simulator("--speed", "25", "--seed", "11")
@@ -93,14 +105,7 @@ def test_simulator_to_duckdb_through_dagster(simulator: str, tmp_path: Path, mon
     days = sorted({r.partition_key for r in requests})
     assert days and all(r.run_key for r in requests)
 
-    instance = dg.DagsterInstance.ephemeral()
-    for day in days:
-        assert defs.resolve_job_def("land_ws_event").execute_in_process(partition_key=day, instance=instance).success
-        result = dg.materialize([ws_event, *derived_assets, *game_assets, *schema_checks, *game_checks],
-                                partition_key=day, instance=instance, resources={"store": StoreResource()},
-                                selection=[*derived_assets, *game_assets])
-        assert result.success
-        assert all(e.passed for e in result.get_asset_check_evaluations())
+    land_and_derive_days(days)
     assert isinstance(spool_sensor(dg.build_sensor_context(resources={"store": StoreResource()})), dg.SkipReason)
 
     ws = {d: store.read_partition("ws_event", d) for d in days}

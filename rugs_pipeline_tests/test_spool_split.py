@@ -15,16 +15,12 @@ import dagster as dg
 import pytest
 
 from rugs_pipeline.capture import spool
-from rugs_pipeline.definitions import defs
-from rugs_pipeline.defs.assets import derived_assets, ws_event
-from rugs_pipeline.defs.checks import schema_checks
-from rugs_pipeline.defs.games import game_assets, game_checks
 from rugs_pipeline.defs.resources import StoreResource
 from rugs_pipeline.defs.sensors import spool_sensor
 from rugs_pipeline.store.layout import Store
 
 from .capture_harness import CLI, Recorder, Sim
-from .test_end_to_end import SEED_QUERY_TICKS, SEED_QUERY_WS, run_seed_query
+from .test_end_to_end import SEED_QUERY_TICKS, SEED_QUERY_WS, land_and_derive_days, run_seed_query
 
 
 def test_recorders_write_a_shared_spool_that_the_lake_lands(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -53,13 +49,7 @@ def test_recorders_write_a_shared_spool_that_the_lake_lands(tmp_path: Path, monk
     requests = spool_sensor(dg.build_sensor_context(resources={"store": StoreResource()}))
     days = sorted({r.partition_key for r in requests})
     assert days
-    instance = dg.DagsterInstance.ephemeral()
-    for day in days:
-        assert defs.resolve_job_def("land_ws_event").execute_in_process(partition_key=day, instance=instance).success
-        result = dg.materialize([ws_event, *derived_assets, *game_assets, *schema_checks, *game_checks],
-                                partition_key=day, instance=instance, resources={"store": StoreResource()},
-                                selection=[*derived_assets, *game_assets])
-        assert result.success and all(e.passed for e in result.get_asset_check_evaluations())
+    land_and_derive_days(days)
     assert isinstance(spool_sensor(dg.build_sensor_context(resources={"store": StoreResource()})), dg.SkipReason)
     assert not (lake / "spool").exists(), "the lake side never writes a spool of its own"
 
