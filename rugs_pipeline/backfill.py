@@ -12,6 +12,7 @@ from typing import Iterator
 import dagster as dg
 
 from rugs_pipeline import config
+from rugs_pipeline.store.lake import S3Path, parse_root
 
 
 @dataclass
@@ -36,7 +37,10 @@ REPO_INSTANCE_CONFIG = Path(__file__).resolve().parent.parent / "dagster.yaml"
 
 def instance() -> dg.DagsterInstance:
     """The instance of ``$DAGSTER_HOME``, default ``$RUGS_DATA_DIR/dagster_home`` like ``make run``."""
-    home = Path(os.environ.setdefault("DAGSTER_HOME", str(config.data_dir() / "dagster_home")))
+    root = parse_root(config.data_root())
+    if isinstance(root, S3Path) and not os.environ.get("DAGSTER_HOME"):
+        raise config.ConfigError(f"DAGSTER_HOME must be set when RUGS_DATA_DIR is {root}: the instance is local")
+    home = Path(os.environ.setdefault("DAGSTER_HOME", str(root / "dagster_home")))
     home.mkdir(parents=True, exist_ok=True)
     if not (home / "dagster.yaml").exists():
         # the same instance settings as `make run` (telemetry off, run queue, retries)

@@ -29,7 +29,8 @@ class _OneLineErrors(click.Group):
 
         try:
             return super().invoke(ctx)
-        except (AuditError, RecorderError, RecordingError, SimulatorError, SchemaVersionError, OSError) as exc:
+        except (AuditError, RecorderError, RecordingError, SimulatorError, SchemaVersionError, config.ConfigError,
+                OSError) as exc:
             click.echo(f"error: {exc}", err=True)
             sys.exit(1)
 
@@ -125,6 +126,9 @@ def record(url: str | None, source: str, seal_interval: float, fsync_interval: f
         raise RecorderError(str(exc)) from None
     logging.basicConfig(format="%(message)s", level=logging.WARNING)
     store = Store.from_env()
+    if legacy and store.remote:
+        raise RecorderError(f"the legacy JSONL capture is written under RUGS_DATA_DIR, which is {store.root}: set "
+                            "RUGS_LEGACY_RECORDERS=false or give the recorder a local RUGS_DATA_DIR")
     cfg = RecorderConfig(url=url or config.feed_url(), spool_dir=store.spool_dir, source=source,
                          seal_interval_s=seal_interval, fsync_interval_s=fsync_interval, stale_game_s=stale_after,
                          stale_idle_s=stale_idle_after, min_connect_interval_s=min_connect_interval,
@@ -299,7 +303,7 @@ def migrate(dry_run: bool) -> None:
     from rugs_pipeline.store import migration, schema
     from rugs_pipeline.store.layout import SchemaVersionError, Store
 
-    store = Store(config.data_dir())
+    store = Store.from_env()
     if store.read_manifest() is None:
         raise SchemaVersionError(f"{store.manifest_path} not found: {store.root} is not a rugs_pipeline store (yet)")
     store.ensure_manifest()  # refuses a store at a newer or another major version, in one line

@@ -9,9 +9,14 @@ DEFAULT_FEED_URL = "wss://backend.rugs.fun/socket.io/?EIO=4&transport=websocket&
 FEED_ORIGIN = "https://rugs.fun"
 
 
-def data_dir() -> Path:
-    """``$RUGS_DATA_DIR``, default ``~/rugs_data``."""
-    return Path(os.environ.get("RUGS_DATA_DIR") or "~/rugs_data").expanduser()
+class ConfigError(ValueError):
+    """A setting that cannot work, named in one line."""
+
+
+def data_root() -> str:
+    """``$RUGS_DATA_DIR`` as given, default ``~/rugs_data``: a folder, ``file:///folder`` or ``s3://bucket/prefix``
+    (``store.lake.parse_root`` reads it)."""
+    return os.environ.get("RUGS_DATA_DIR") or "~/rugs_data"
 
 
 def spool_dir() -> Path | None:

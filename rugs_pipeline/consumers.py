@@ -21,10 +21,13 @@ MIGRATE_HINT = "run `rugs-pipeline migrate` (or the migrate_schema job in the Da
 def connect(data_dir: Path | str | None = None, require: str | None = None) -> duckdb.DuckDBPyConnection:
     """An in-memory DuckDB connection with views ``ws_event``, ``game_tick``, ... over the Parquet.
 
+    ``data_dir``: a folder, ``file:///folder`` or ``s3://bucket/prefix`` (default ``$RUGS_DATA_DIR``); an s3
+    lake is read through s3fs, registered on the connection (DuckDB's httpfs is not needed).
+
     ``require`` (e.g. ``"1.1.0"``): refuse a store whose manifest is at an older version, for a
     consumer that reads columns added since.
     """
-    store = Store(Path(data_dir).expanduser() if data_dir else config.data_dir())
+    store = Store.at(data_dir or config.data_root())
     manifest = store.read_manifest()
     if manifest is None:
         raise SchemaVersionError(f"{store.manifest_path} not found: {store.root} is not a rugs_pipeline store (yet)")
@@ -34,7 +37,7 @@ def connect(data_dir: Path | str | None = None, require: str | None = None) -> d
     if require is not None and parse_version(manifest["version"]) < parse_version(require):
         raise SchemaVersionError(f"{store.manifest_path}: store is at schema {manifest['version']}, this consumer "
                                  f"requires {require}: {MIGRATE_HINT}")
-    con = duckdb.connect()
+    con = store.duckdb()
     con.execute("SET TimeZone = 'UTC'")
     for doc_type in schema.DOC_TYPES:
         if store.partition_days(doc_type):

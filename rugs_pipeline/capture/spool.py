@@ -35,7 +35,7 @@ from typing import Iterator
 
 import orjson
 
-from rugs_pipeline.store.layout import fsync_dir
+from rugs_pipeline.store.lake import fsync_dir
 
 SPOOL_FORMAT = 1
 OPEN_SUFFIX = ".part"

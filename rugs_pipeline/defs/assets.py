@@ -53,7 +53,7 @@ def _partition_metadata(store: Store, doc_type: str, day: str) -> dict:
     files = store.partition_files(doc_type, day)
     return {
         "files": len(files),
-        "bytes": sum(f.stat().st_size for f in files),
+        "bytes": sum(store.files.size(f) for f in files),
         "path": dg.MetadataValue.path(str(store.partition_dir(doc_type, day))),
         "schema_version": schema.SCHEMA_VERSION,
     }
@@ -130,7 +130,7 @@ def _derived_asset(doc_type: str) -> dg.AssetsDefinition:
         st.ensure_manifest()
         # the day's frames are read in place and the rows written as they come: neither is held in memory
         with st.partition_lock("ws_event", day, shared=True), \
-                derived(doc_type, Frames(tuple(st.partition_files("ws_event", day)))) as rows:
+                derived(doc_type, Frames(tuple(st.partition_files("ws_event", day)), filesystem=st.filesystem)) as rows:
             st.replace_partition(doc_type, day, rows)
         table = st.read_partition(doc_type, day, columns=METADATA_COLUMNS)
         return dg.MaterializeResult(metadata={**_derived_metadata(doc_type, table), **_partition_metadata(st, doc_type, day)})

@@ -97,7 +97,7 @@ def game_frames(store: Store, day: str) -> Frames:
     next_day = _next_day(day)
     cutoff = datetime.combine(date.fromisoformat(next_day), time(), timezone.utc) + NEXT_DAY_HEAD
     return Frames(tuple(store.partition_files("ws_event", day)), tuple(store.partition_files("ws_event", next_day)),
-                  cutoff)
+                  cutoff, store.filesystem)
 
 
 # The summary and the checks never read raw_json, which is most of a partition's bytes (a tick's whole payload).

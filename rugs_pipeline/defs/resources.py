@@ -1,7 +1,5 @@
 """The one resource every definition shares: where the store lives."""
 
-from pathlib import Path
-
 import dagster as dg
 
 from rugs_pipeline import config
@@ -9,15 +7,15 @@ from rugs_pipeline.store.layout import Store
 
 
 class StoreResource(dg.ConfigurableResource):
-    """The event store root and the spool the sensor lands from.
+    """The event store root (a folder, ``file:///folder`` or ``s3://bucket/prefix``) and the spool the sensor
+    lands from.
 
     Empty means the environment: ``$RUGS_DATA_DIR`` (default ``~/rugs_data``) and
-    ``$RUGS_SPOOL_DIR`` (default ``<data dir>/spool``).
+    ``$RUGS_SPOOL_DIR`` (default ``<data dir>/spool``; required with an s3 lake).
     """
 
     data_dir: str = ""
     spool_dir: str = ""
 
     def store(self) -> Store:
-        return Store(Path(self.data_dir).expanduser() if self.data_dir else config.data_dir(),
-                     Path(self.spool_dir).expanduser() if self.spool_dir else config.spool_dir())
+        return Store.at(self.data_dir or config.data_root(), self.spool_dir or config.spool_dir())

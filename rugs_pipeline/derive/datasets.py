@@ -231,11 +231,15 @@ BATCH_ROWS = 8192  # rows per Arrow batch of a streamed result
 
 @dataclass(frozen=True)
 class Frames:
-    """``ws_event`` rows read in place: ``files``, plus the rows of ``head`` received before ``until``."""
+    """``ws_event`` rows read in place: ``files``, plus the rows of ``head`` received before ``until``.
+
+    ``filesystem``: the fsspec filesystem the paths are on (an s3 lake's), None for local files.
+    """
 
     files: tuple[Path, ...]
     head: tuple[Path, ...] = ()
     until: datetime | None = None
+    filesystem: object = None
 
     def sql(self) -> str:
         parts = [_read_parquet(self.files)] if self.files else []
@@ -256,6 +260,8 @@ def connection(ws_event: pa.Table | Frames) -> duckdb.DuckDBPyConnection:
     con.execute("SET TimeZone = 'UTC'")
     con.execute("SET enable_progress_bar = false")
     if isinstance(ws_event, Frames):
+        if ws_event.filesystem is not None:
+            con.register_filesystem(ws_event.filesystem)
         con.register("_no_frames", schema.empty_table())
         con.execute(f"CREATE VIEW ws AS {ws_event.sql()}")
     else:

@@ -17,6 +17,10 @@ row groups:
    follow symlinked directories.)
 4. Delete the old directory, now at the staging path.
 
+An s3 lake is not compacted: S3 cannot swap many objects for few in one step, so a reader
+listing between the merged files' upload and the old files' deletion would count rows twice
+(or, in the other order, miss them). Its days stay as landed; ``compact_day`` refuses.
+
 A reader that listed the old files and opens one after the swap gets "file not found": its query
 fails and a retry sees the new files; it never sees a row twice or misses one. Merged file names
 carry a version, so no name ever means two different contents.
@@ -40,7 +44,9 @@ import pyarrow.parquet as pq
 
 from rugs_pipeline.capture import spool
 from rugs_pipeline.store import landing, schema
-from rugs_pipeline.store.layout import PARQUET_COMPRESSION, Store, file_schema, file_schema_version, fsync_dir
+from rugs_pipeline.config import ConfigError
+from rugs_pipeline.store.lake import PARQUET_COMPRESSION, fsync_dir
+from rugs_pipeline.store.layout import Store, file_schema, file_schema_version
 from rugs_pipeline.store.versions import fill_typed_columns
 
 DOC_TYPE = landing.DOC_TYPE
@@ -73,6 +79,9 @@ def merged_version(path: Path) -> int | None:
 
 def compact_day(store: Store, day: str) -> CompactionReport:
     """Merge ``day``'s landed ws_event files into <= MAX_FILES sorted files (see the module docstring)."""
+    if store.remote:
+        raise ConfigError(f"compaction needs a local lake (an atomic directory swap); RUGS_DATA_DIR={store.root} is "
+                          "object storage, whose days stay as landed")
     report = CompactionReport(day)
     with store.partition_lock(DOC_TYPE, day):
         folder = store.partition_dir(DOC_TYPE, day)

@@ -20,7 +20,7 @@ import pyarrow.compute as pc
 
 from rugs_pipeline.capture import spool
 from rugs_pipeline.feed.protocol import parse_frame
-from rugs_pipeline.store.layout import Store, atomic_write_bytes, short_hash
+from rugs_pipeline.store.layout import Store, short_hash
 from rugs_pipeline.store.versions import fill_typed_columns
 
 DOC_TYPE = "ws_event"
@@ -42,11 +42,11 @@ class LandingReport:
     lifecycle: int = 0
     bytes: int = 0
 
-    def add(self, segment: spool.Segment, path: Path, table: pa.Table) -> None:
+    def add(self, segment: spool.Segment, path: Path, table: pa.Table, size: int) -> None:
         self.segments.append(segment.name)
         self.files.append(str(path))
         self.rows += table.num_rows
-        self.bytes += path.stat().st_size
+        self.bytes += size
         _count(self.frames_by_kind, table["frame_kind"])
         _count(self.events_by_name, table.filter(pc.equal(table["frame_kind"], "event"))["event_name"])
         self.malformed = self.frames_by_kind.get("malformed", 0)
@@ -124,12 +124,11 @@ def ledger_path(store: Store, segment: spool.Segment) -> Path:
 
 
 def is_landed(store: Store, segment: spool.Segment) -> bool:
-    return ledger_path(store, segment).exists()
+    return store.files.exists(ledger_path(store, segment))
 
 
 def landed_names(store: Store, day: str) -> set[str]:
-    folder = store.manifests_dir / "landed" / day
-    return {p.stem for p in folder.glob("*.json")} if folder.is_dir() else set()
+    return {p.stem for p in store.files.files(store.manifests_dir / "landed" / day, "*.json")}
 
 
 def pending_segments(store: Store, day: str | None = None) -> list[spool.Segment]:
@@ -146,7 +145,7 @@ def land_segment(store: Store, segment: spool.Segment) -> tuple[Path, pa.Table]:
     path = store.write_partition_file(DOC_TYPE, segment.day, table, landed_file_name(segment))
     entry = {"segment": segment.name, "file": path.name, "rows": table.num_rows,
              "first_seq": records[0].seq if records else None, "last_seq": records[-1].seq if records else None}
-    atomic_write_bytes(ledger_path(store, segment), json.dumps(entry).encode())
+    store.files.write_bytes(ledger_path(store, segment), json.dumps(entry).encode())
     return path, table
 
 
@@ -159,5 +158,5 @@ def land_day(store: Store, day: str) -> LandingReport:
     with store.partition_lock(DOC_TYPE, day, shared=True):
         for segment in pending_segments(store, day):
             path, table = land_segment(store, segment)
-            report.add(segment, path, table)
+            report.add(segment, path, table, store.files.size(path))
     return report

@@ -1,4 +1,4 @@
-"""The store on disk: Parquet layout, atomic writes, the schema manifest.
+"""The store: Parquet layout, atomic writes, the schema manifest, in a local folder or an S3 prefix.
 
     $RUGS_DATA_DIR/
       events_parquet/doc_type=<type>/date=<YYYY-MM-DD>/<YYYYMMDD_HHMMSS>_<8 hex>.parquet
@@ -15,55 +15,60 @@ from __future__ import annotations
 import fcntl
 import hashlib
 import json
-import os
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date, datetime, timezone
 from pathlib import Path
 
+import duckdb
 import pyarrow as pa
 import pyarrow.parquet as pq
 
 from rugs_pipeline import config
-from rugs_pipeline.store import schema
-
-PARQUET_COMPRESSION = "zstd"
+from rugs_pipeline.config import ConfigError
+from rugs_pipeline.store import lake, schema
+from rugs_pipeline.store.lake import S3Path
 
 
 class SchemaVersionError(RuntimeError):
     """The store holds a schema version this code does not understand."""
 
 
-def fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` so readers see the old file or the new one, never a part."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(tmp, "wb") as fh:
-        fh.write(data)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
-    fsync_dir(path.parent)
-
-
 @dataclass(frozen=True)
 class Store:
-    root: Path
+    root: Path | S3Path
     # The spool may live apart from the lake (shared storage written by recorders on other machines).
     spool_root: Path | None = None
+    files: lake.Posix | lake.Objects = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "files", lake.backend(self.root))
+
+    @classmethod
+    def at(cls, root: str | Path, spool_root: str | Path | None = None) -> "Store":
+        """The store at ``root`` (a folder, ``file:///folder`` or ``s3://bucket/prefix``)."""
+        return cls(lake.parse_root(str(root)), Path(spool_root).expanduser() if spool_root else None)
 
     @classmethod
     def from_env(cls) -> "Store":
         """The store of ``$RUGS_DATA_DIR``, with its spool at ``$RUGS_SPOOL_DIR`` when that is set."""
-        return cls(config.data_dir(), config.spool_dir())
+        return cls.at(config.data_root(), config.spool_dir())
+
+    @property
+    def remote(self) -> bool:
+        return isinstance(self.root, S3Path)
+
+    @property
+    def filesystem(self):
+        """What pyarrow (``filesystem=``) and DuckDB (``register_filesystem``) read the files through; None locally."""
+        return self.files.filesystem
+
+    def duckdb(self, **kwargs) -> duckdb.DuckDBPyConnection:
+        """An in-memory DuckDB connection that reads this store's paths (an s3 lake through s3fs)."""
+        con = duckdb.connect(**kwargs)
+        if self.filesystem is not None:
+            con.register_filesystem(self.filesystem)
+        return con
 
     @property
     def events_dir(self) -> Path:
@@ -79,20 +84,24 @@ class Store:
 
     @property
     def spool_dir(self) -> Path:
+        if self.spool_root is None and self.remote:  # consumers of an s3 lake need no spool: only its writers ask
+            raise ConfigError(f"RUGS_SPOOL_DIR must be set when RUGS_DATA_DIR is {self.root}: the spool and the "
+                              "lake's partition locks need a local (or shared POSIX) folder")
         return self.spool_root or self.root / "spool"
 
     def partition_dir(self, doc_type: str, day: date | str) -> Path:
         return self.events_dir / f"doc_type={doc_type}" / f"date={_day(day)}"
 
     def partition_files(self, doc_type: str, day: date | str) -> list[Path]:
-        folder = self.partition_dir(doc_type, day)
-        return sorted(folder.glob("*.parquet")) if folder.is_dir() else []
+        return self.files.files(self.partition_dir(doc_type, day), "*.parquet")
 
     def partition_days(self, doc_type: str) -> list[str]:
-        folder = self.events_dir / f"doc_type={doc_type}"
-        if not folder.is_dir():
-            return []
-        return sorted(p.name.removeprefix("date=") for p in folder.glob("date=*") if any(p.glob("*.parquet")))
+        return self.files.days(self.events_dir / f"doc_type={doc_type}")
+
+    @property
+    def locks_dir(self) -> Path:
+        # S3 has no locks: an s3 lake has one writing deployment, whose locks live beside its spool
+        return self.spool_dir / "lake_locks" if self.remote else self.manifests_dir / "locks"
 
     @contextmanager
     def partition_lock(self, doc_type: str, day: date | str, *, shared: bool = False):
@@ -101,7 +110,7 @@ class Store:
         Compaction replaces a day's files; a lander adding a file meanwhile, or a reader
         between listing and opening, must not straddle that swap.
         """
-        path = self.manifests_dir / "locks" / f"{doc_type}_{_day(day)}.lock"
+        path = self.locks_dir / f"{doc_type}_{_day(day)}.lock"
         path.parent.mkdir(parents=True, exist_ok=True)
         with open(path, "a") as fh:
             fcntl.flock(fh, fcntl.LOCK_SH if shared else fcntl.LOCK_EX)
@@ -136,12 +145,12 @@ class Store:
             "created": created or datetime.now(timezone.utc).isoformat(),
             "fields": schema.manifest_fields(),
         }
-        atomic_write_bytes(self.manifest_path, json.dumps(manifest, indent=2).encode() + b"\n")
+        self.files.write_bytes(self.manifest_path, json.dumps(manifest, indent=2).encode() + b"\n")
         return manifest
 
     def read_manifest(self) -> dict | None:
         try:
-            text = self.manifest_path.read_text()
+            text = self.files.read_text(self.manifest_path)
         except FileNotFoundError:
             return None
         try:
@@ -161,40 +170,34 @@ class Store:
         A stream of batches is written as it comes, so a large result never has to fit in memory.
         """
         path = self.partition_dir(doc_type, day) / name
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        with pq.ParquetWriter(tmp, file_schema(doc_type), compression=PARQUET_COMPRESSION) as writer:
-            for part in [rows] if isinstance(rows, pa.Table) else rows:
-                writer.write_table(schema.conform(part if isinstance(part, pa.Table) else pa.Table.from_batches([part])))
-        with open(tmp, "rb+") as fh:
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-        fsync_dir(path.parent)
+        self.files.write_parquet(path, file_schema(doc_type), rows)
         return path
 
     def replace_partition(self, doc_type: str, day: date | str, table: pa.Table | pa.RecordBatchReader) -> Path:
         """Make ``table`` (or a stream of batches) the whole content of a derived partition.
 
         The file name depends only on (doc_type, day), so a rebuild is one atomic
-        rename over the previous file: readers never see both or neither.
+        rename (on S3, PUT) over the previous file: readers never see both or neither.
         """
         name = f"{_day(day).replace('-', '')}_000000_{short_hash(doc_type, _day(day))}.parquet"
         path = self.write_partition_file(doc_type, day, table, name)
         for stale in self.partition_files(doc_type, day):
             if stale != path:
-                stale.unlink(missing_ok=True)
+                self.files.delete(stale)
         return path
 
     def read_partition(self, doc_type: str, day: date | str, columns: list[str] | None = None) -> pa.Table:
         """A partition's rows; only ``columns`` (in that order) if given."""
         files = self.partition_files(doc_type, day)
-        tables = [schema.conform(pq.read_table(f, columns=columns)) for f in files] or [schema.empty_table()]
+        tables = [schema.conform(pq.read_table(f, columns=columns, filesystem=self.filesystem))
+                  for f in files] or [schema.empty_table()]
         return pa.concat_tables(tables).select(columns or schema.COLUMNS)
 
     def partition_rows(self, doc_type: str, day: date | str) -> int:
         """A partition's row count, from the files' footers (no rows read)."""
         with self.partition_lock(doc_type, day, shared=True):
-            return sum(pq.read_metadata(f).num_rows for f in self.partition_files(doc_type, day))
+            return sum(pq.read_metadata(f, filesystem=self.filesystem).num_rows
+                       for f in self.partition_files(doc_type, day))
 
 
 def check_compatible(version: object, where: object) -> None:
@@ -225,8 +228,8 @@ def file_schema(doc_type: str) -> pa.Schema:
     )
 
 
-def file_schema_version(path: Path) -> str | None:
-    metadata = pq.read_schema(path).metadata or {}
+def file_schema_version(path: Path | S3Path, filesystem=None) -> str | None:
+    metadata = pq.read_schema(path, filesystem=filesystem).metadata or {}
     value = metadata.get(schema.SCHEMA_VERSION_KEY)
     return value.decode() if value is not None else None
 

@@ -2,8 +2,9 @@
 
 - ``ws_event`` files are rewritten in place: each file's rows go through the registry's
   ``upgrade_ws_event`` steps from its version to ours, streamed a batch at a time into a
-  temporary file, fsync'd and renamed over the same name. A file is thus at the old version or
-  the new, never a part, and a re-run skips files already migrated.
+  temporary file, fsync'd and renamed over the same name (on S3: uploaded in one PUT over the same
+  key). A file is thus at the old version or the new, never a part, and a re-run skips files
+  already migrated.
 - Derived partitions are re-derived from the frames (the Dagster job ``migrate_schema`` runs the
   derived assets of the day before ``schema_migration``, see ``defs/migration.py``).
 - ``finish`` moves ``manifests/schema_version.json`` to our version only once every partition
@@ -27,7 +28,7 @@ MIGRATION_BATCH_ROWS = 16_384
 
 def old_files(store: Store, doc_type: str, day: str) -> list[tuple[Path, str | None]]:
     """The files of a partition not at this code's version, with the version they are at (footers only)."""
-    found = [(path, file_schema_version(path)) for path in store.partition_files(doc_type, day)]
+    found = [(path, file_schema_version(path, store.filesystem)) for path in store.partition_files(doc_type, day)]
     return [(path, version) for path, version in found if version != schema.SCHEMA_VERSION]
 
 
@@ -48,8 +49,8 @@ def upgrade(ws_event: pa.Table, version: str) -> pa.Table:
     return ws_event
 
 
-def _upgraded_batches(path: Path, version: str) -> Iterator[pa.Table]:
-    for batch in pq.ParquetFile(path).iter_batches(MIGRATION_BATCH_ROWS):
+def _upgraded_batches(store: Store, path: Path, version: str) -> Iterator[pa.Table]:
+    for batch in pq.ParquetFile(path, filesystem=store.filesystem).iter_batches(MIGRATION_BATCH_ROWS):
         yield upgrade(pa.Table.from_batches([batch]), version)
 
 
@@ -62,7 +63,7 @@ def migrate_ws_event(store: Store, day: str) -> int:
     with store.partition_lock("ws_event", day):
         stale = old_files(store, "ws_event", day)
         for path, version in stale:
-            store.write_partition_file("ws_event", day, _upgraded_batches(path, version), path.name)
+            store.write_partition_file("ws_event", day, _upgraded_batches(store, path, version), path.name)
     return len(stale)
 
 

@@ -20,7 +20,7 @@ import pyarrow.parquet as pq
 from pandera.errors import SchemaErrors
 
 from rugs_pipeline.store import models, schema, versions
-from rugs_pipeline.store.layout import Store, SchemaVersionError, atomic_write_bytes, file_schema_version
+from rugs_pipeline.store.layout import Store, SchemaVersionError, file_schema_version
 from rugs_pipeline.store.models import pandera_schema
 
 VALIDATION_BATCH_ROWS = 16_384  # a few tens of MB of frames at a time
@@ -80,12 +80,13 @@ def validate_partition(store: Store, doc_type: str, day: str) -> ValidationResul
         result.files = len(files)
         readable, version_of = [], {}
         for path in files:
-            version = versions.BY_VERSION.get(file_schema_version(path))
+            found = file_schema_version(path, store.filesystem)
+            version = versions.BY_VERSION.get(found)
             if version is None:
-                result.failures.append(f"{path.name}: file schema version {file_schema_version(path)!r} is not one of "
+                result.failures.append(f"{path.name}: file schema version {found!r} is not one of "
                                        f"{', '.join(versions.BY_VERSION)}")
                 continue
-            if not pq.read_schema(path).equals(version.schema, check_metadata=False):
+            if not pq.read_schema(path, filesystem=store.filesystem).equals(version.schema, check_metadata=False):
                 result.failures.append(f"{path.name}: columns differ from schema {version.version}")
                 continue
             readable.append(path)
@@ -94,25 +95,25 @@ def validate_partition(store: Store, doc_type: str, day: str) -> ValidationResul
         fresh = [path for path in readable if known.get(path) is None]
         checks = {v.version: v.pandera(doc_type) for v in version_of.values()}
         for path in fresh:
-            known.put(path, *_check_file(doc_type, path, checks[version_of[path].version]))
+            known.put(path, *_check_file(store, doc_type, path, checks[version_of[path].version]))
         for path in readable:
             rows, failures = known.get(path)
             result.rows += rows
             result.failures.extend(f for f in failures if f not in result.failures)
         unique = pandera_schema(doc_type).unique  # the same keys in every version
-        duplicates = _duplicates(fresh, [p for p in readable if p not in fresh], unique) if unique else []
+        duplicates = _duplicates(store, fresh, [p for p in readable if p not in fresh], unique) if unique else []
         result.failures.extend(duplicates)
         if not duplicates:  # a duplicate must be found again next time: its files stay unchecked
             known.save(readable)
     return result
 
 
-def _check_file(doc_type: str, path: Path, checks: pa.DataFrameSchema) -> tuple[int, list[str]]:
+def _check_file(store: Store, doc_type: str, path: Path, checks: pa.DataFrameSchema) -> tuple[int, list[str]]:
     """Rows and pandera failures of one file, read a batch at a time (uniqueness is the partition's)."""
     per_batch = copy.deepcopy(checks)
     per_batch.unique = None
     rows, failures = 0, []
-    for batch in pq.ParquetFile(path).iter_batches(VALIDATION_BATCH_ROWS):
+    for batch in pq.ParquetFile(path, filesystem=store.filesystem).iter_batches(VALIDATION_BATCH_ROWS):
         rows += batch.num_rows
         failures += [f for f in validate_table(doc_type, arrow.Table.from_batches([batch]), per_batch) if f not in failures]
     return rows, failures
@@ -127,39 +128,35 @@ class _Verdicts:
     """Per-file verdicts of a partition: ``manifests/validated/<doc_type>/<day>.json``."""
 
     def __init__(self, store: Store, doc_type: str, day: str) -> None:
+        self.store = store
         self.path = store.manifests_dir / "validated" / doc_type / f"{day}.json"
         try:
-            saved = json.loads(self.path.read_text())
+            saved = json.loads(store.files.read_text(self.path))
         except (FileNotFoundError, json.JSONDecodeError):
             saved = {}
         self.files: dict[str, dict] = saved.get("files", {}) if saved.get("rules") == _RULES else {}
 
-    @staticmethod
-    def _stamp(path: Path) -> list[int]:
-        stat = path.stat()
-        return [stat.st_size, stat.st_mtime_ns]
-
     def get(self, path: Path) -> tuple[int, list[str]] | None:
         verdict = self.files.get(path.name)
-        if verdict is None or verdict["stamp"] != self._stamp(path):
+        if verdict is None or verdict["stamp"] != self.store.files.stamp(path):
             return None
         return verdict["rows"], verdict["failures"]
 
     def put(self, path: Path, rows: int, failures: list[str]) -> None:
-        self.files[path.name] = {"stamp": self._stamp(path), "rows": rows, "failures": failures}
+        self.files[path.name] = {"stamp": self.store.files.stamp(path), "rows": rows, "failures": failures}
 
     def save(self, present: list[Path]) -> None:
         names = {p.name for p in present}
         kept = {name: v for name, v in self.files.items() if name in names}
-        atomic_write_bytes(self.path, json.dumps({"rules": _RULES, "files": kept}).encode())
+        self.store.files.write_bytes(self.path, json.dumps({"rules": _RULES, "files": kept}).encode())
 
 
-def _duplicates(fresh: list[Path], others: list[Path], keys: list[str]) -> list[str]:
+def _duplicates(store: Store, fresh: list[Path], others: list[Path], keys: list[str]) -> list[str]:
     """A key twice among the fresh files, or in a fresh file and another (the others were unique already)."""
     if not fresh:
         return []
     cols = ", ".join(keys)
-    con = duckdb.connect()
+    con = store.duckdb()
     try:
         con.execute(f"CREATE TEMP TABLE fresh AS SELECT {cols} FROM read_parquet(?, hive_partitioning = false)",
                     [[str(f) for f in fresh]])
