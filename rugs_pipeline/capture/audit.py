@@ -233,7 +233,7 @@ def check_landed(store: Store) -> Landed:
     landed: dict[tuple[str, int], int] = {}
     for day in store.partition_days(landing.DOC_TYPE):
         for path in store.partition_files(landing.DOC_TYPE, day):
-            table = pq.read_table(path, columns=["session_id", "seq", "raw_json", "parse_error"],
+            table = pq.read_table(str(path), columns=["session_id", "seq", "raw_json", "parse_error"],
                                   filesystem=store.filesystem)
             out.files += 1
             out.rows += table.num_rows

@@ -60,7 +60,10 @@ class Store:
 
     @property
     def filesystem(self):
-        """What pyarrow (``filesystem=``) and DuckDB (``register_filesystem``) read the files through; None locally."""
+        """What pyarrow (``filesystem=``) and DuckDB (``register_filesystem``) read the files through; None locally.
+
+        pyarrow takes path objects only for local files: with this, give it ``str(path)``.
+        """
         return self.files.filesystem
 
     def duckdb(self, **kwargs) -> duckdb.DuckDBPyConnection:
@@ -189,14 +192,14 @@ class Store:
     def read_partition(self, doc_type: str, day: date | str, columns: list[str] | None = None) -> pa.Table:
         """A partition's rows; only ``columns`` (in that order) if given."""
         files = self.partition_files(doc_type, day)
-        tables = [schema.conform(pq.read_table(f, columns=columns, filesystem=self.filesystem))
+        tables = [schema.conform(pq.read_table(str(f), columns=columns, filesystem=self.filesystem))
                   for f in files] or [schema.empty_table()]
         return pa.concat_tables(tables).select(columns or schema.COLUMNS)
 
     def partition_rows(self, doc_type: str, day: date | str) -> int:
         """A partition's row count, from the files' footers (no rows read)."""
         with self.partition_lock(doc_type, day, shared=True):
-            return sum(pq.read_metadata(f, filesystem=self.filesystem).num_rows
+            return sum(pq.read_metadata(str(f), filesystem=self.filesystem).num_rows
                        for f in self.partition_files(doc_type, day))
 
 
@@ -229,7 +232,7 @@ def file_schema(doc_type: str) -> pa.Schema:
 
 
 def file_schema_version(path: Path | S3Path, filesystem=None) -> str | None:
-    metadata = pq.read_schema(path, filesystem=filesystem).metadata or {}
+    metadata = pq.read_schema(str(path), filesystem=filesystem).metadata or {}
     value = metadata.get(schema.SCHEMA_VERSION_KEY)
     return value.decode() if value is not None else None
 

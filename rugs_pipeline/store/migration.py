@@ -50,7 +50,7 @@ def upgrade(ws_event: pa.Table, version: str) -> pa.Table:
 
 
 def _upgraded_batches(store: Store, path: Path, version: str) -> Iterator[pa.Table]:
-    for batch in pq.ParquetFile(path, filesystem=store.filesystem).iter_batches(MIGRATION_BATCH_ROWS):
+    for batch in pq.ParquetFile(str(path), filesystem=store.filesystem).iter_batches(MIGRATION_BATCH_ROWS):
         yield upgrade(pa.Table.from_batches([batch]), version)
 
 

@@ -86,7 +86,7 @@ def validate_partition(store: Store, doc_type: str, day: str) -> ValidationResul
                 result.failures.append(f"{path.name}: file schema version {found!r} is not one of "
                                        f"{', '.join(versions.BY_VERSION)}")
                 continue
-            if not pq.read_schema(path, filesystem=store.filesystem).equals(version.schema, check_metadata=False):
+            if not pq.read_schema(str(path), filesystem=store.filesystem).equals(version.schema, check_metadata=False):
                 result.failures.append(f"{path.name}: columns differ from schema {version.version}")
                 continue
             readable.append(path)
@@ -113,7 +113,7 @@ def _check_file(store: Store, doc_type: str, path: Path, checks: pa.DataFrameSch
     per_batch = copy.deepcopy(checks)
     per_batch.unique = None
     rows, failures = 0, []
-    for batch in pq.ParquetFile(path, filesystem=store.filesystem).iter_batches(VALIDATION_BATCH_ROWS):
+    for batch in pq.ParquetFile(str(path), filesystem=store.filesystem).iter_batches(VALIDATION_BATCH_ROWS):
         rows += batch.num_rows
         failures += [f for f in validate_table(doc_type, arrow.Table.from_batches([batch]), per_batch) if f not in failures]
     return rows, failures
