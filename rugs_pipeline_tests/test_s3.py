@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import logging
 import os
+import re
+import shutil
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -25,10 +27,11 @@ from rugs_pipeline.defs.resources import StoreResource
 from rugs_pipeline.defs.sensors import spool_sensor
 from rugs_pipeline.store import compaction, schema
 from rugs_pipeline.store.lake import parse_root
-from rugs_pipeline.store.layout import Store
+from rugs_pipeline.store.layout import SchemaVersionError, Store, file_schema_version
 
 from .test_dagster import DAY, T0, _game_frames, _segment
 from .test_end_to_end import SEED_QUERY_TICKS, SEED_QUERY_WS, land_and_derive_days
+from .test_schema_versions import _downgrade, _run_job
 
 BUCKET = "rugs-lake"
 NEXT_DAY = "2025-12-08"
@@ -61,7 +64,7 @@ def s3(s3_server: dict[str, str], monkeypatch: pytest.MonkeyPatch, request: pyte
     """A fresh prefix of the bucket for this test, as the lake root URL; AWS_* set."""
     for key, value in s3_server.items():
         monkeypatch.setenv(key, value)
-    return f"s3://{BUCKET}/{request.node.name}"
+    return f"s3://{BUCKET}/{re.sub(r'[^a-z0-9_]', '-', request.node.name)}"
 
 
 def _spool_two_days(store: Store) -> None:
@@ -82,6 +85,10 @@ def _run_pipeline(root: str, spool_dir: Path, monkeypatch: pytest.MonkeyPatch) -
     return days
 
 
+def _objects(store: Store) -> set[str]:
+    return {key.removeprefix(f"{store.root.key}/") for key in store.filesystem.find(store.root.key)}
+
+
 def _seed(root: str, sql: str) -> list[tuple]:
     """A README seed query with ``root`` in place of ``~/rugs_data``, in a DuckDB that reads the lake's files."""
     con = consumers.connect(root)
@@ -100,7 +107,7 @@ def test_pipeline_and_seed_queries_on_s3_match_a_local_lake(s3: str, tmp_path: P
     remote, local = Store.at(s3, s3_spool), Store(local_root)
     fs = remote.filesystem
     # the same objects as the local lake's files (its partition locks live beside the spool instead)
-    keys = {key.removeprefix(f"{remote.root.key}/") for key in fs.find(remote.root.key)}
+    keys = _objects(remote)
     files = {str(p.relative_to(local_root)) for p in local_root.rglob("*") if p.is_file()}
     assert keys == {f for f in files if not f.startswith("manifests/locks/")}
     assert {p.name for p in (s3_spool / "lake_locks").iterdir()} >= {f"ws_event_{DAY}.lock", f"ws_event_{NEXT_DAY}.lock"}
@@ -125,10 +132,50 @@ def test_pipeline_and_seed_queries_on_s3_match_a_local_lake(s3: str, tmp_path: P
         sql = query.format(doc_type)
         assert consumers.connect(s3).execute(sql).fetchall() == consumers.connect(str(local_root)).execute(sql).fetchall()
 
+    out = subprocess.run([sys.executable, "-m", "rugs_pipeline.cli", "query", "SELECT count(*) AS n FROM game_tick"],
+                         env={**os.environ, "RUGS_DATA_DIR": s3}, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0 and " 18 " in out.stdout, out.stdout + out.stderr
+
     # re-running lands nothing new and rewrites the derived objects under the same keys
     land_and_derive_days([DAY, NEXT_DAY])
-    assert {key.removeprefix(f"{remote.root.key}/") for key in fs.find(remote.root.key)} == keys
+    assert _objects(remote) == keys
     assert remote.read_partition("game_tick", DAY).equals(ticks)
+
+
+@pytest.mark.parametrize("on_s3", [False, True], ids=["local", "s3"])
+def test_migration_rewrites_a_10_lake_into_what_11_code_writes(on_s3: bool, tmp_path: Path,
+                                                               monkeypatch: pytest.MonkeyPatch,
+                                                               request: pytest.FixtureRequest) -> None:
+    """Day by day, oldest first: each day's games also read the next day, still at 1.0.0 while the day migrates."""
+    reference, spool_dir = tmp_path / "reference", tmp_path / "spool"
+    _spool_two_days(Store(reference, spool_dir))
+    _run_pipeline(str(reference), spool_dir, monkeypatch)
+    old = tmp_path / "old"
+    shutil.copytree(reference, old, ignore=shutil.ignore_patterns("locks"))
+    _downgrade(old)  # every file and the manifest as 1.0.0 code wrote them
+    root = request.getfixturevalue("s3") if on_s3 else str(old)
+    store = Store.at(root, spool_dir)
+    if on_s3:
+        store.filesystem.put(f"{old}/", store.root.key, recursive=True)
+    assert store.read_manifest()["version"] == "1.0.0"
+    with pytest.raises(SchemaVersionError, match="rugs-pipeline migrate"):
+        consumers.connect(root, require=schema.SCHEMA_VERSION)
+
+    monkeypatch.setenv("RUGS_DATA_DIR", root)
+    for day in (DAY, NEXT_DAY):
+        assert store.read_manifest()["version"] == "1.0.0", "the manifest moves only once every day is migrated"
+        assert _run_job("migrate_schema", root, day).success
+    assert store.read_manifest()["version"] == schema.SCHEMA_VERSION
+    files = [f for d in schema.DOC_TYPES for day in store.partition_days(d) for f in store.partition_files(d, day)]
+    assert sorted(f.relative_to(store.root) for f in files) == sorted(p.relative_to(reference)
+                                                                      for p in reference.rglob("*.parquet"))
+    for path in files:
+        assert file_schema_version(path, store.filesystem) == schema.SCHEMA_VERSION, path
+        want = pq.read_table(reference / path.relative_to(store.root))
+        assert pq.read_table(str(path), filesystem=store.filesystem).equals(want), path
+    for sql in (SEED_QUERY_WS, SEED_QUERY_TICKS):
+        assert _seed(root, sql) == _seed(str(reference), sql)
+    consumers.connect(root, require=schema.SCHEMA_VERSION)
 
 
 def test_a_failed_write_leaves_no_object_and_keeps_the_old_one(s3: str, tmp_path: Path) -> None:
@@ -165,6 +212,8 @@ def test_object_storage_refuses_what_it_cannot_do_in_one_line(s3: str, tmp_path:
         compaction.compact_day(Store.at(s3, tmp_path / "spool"), DAY)
     with pytest.raises(ConfigError, match="a folder, file:///folder or s3://bucket/prefix only"):
         parse_root("gs://bucket/prefix")
+    with pytest.raises(ConfigError, match="use a prefix without them"):
+        parse_root("s3://bucket/run[1]")
     assert parse_root("file:///var/lib/rugs_data") == Path("/var/lib/rugs_data")
     # the code location of an s3 lake has no compaction asset for automation to fail every day
     code = ("from rugs_pipeline.definitions import defs; "

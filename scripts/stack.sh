@@ -8,14 +8,23 @@ cd "$(dirname "$0")/.."
 mode=${1:?usage: stack.sh demo|live}
 BIN=.venv/bin
 export RUGS_DATA_DIR=${RUGS_DATA_DIR:-$HOME/rugs_data}
-export DAGSTER_HOME=${DAGSTER_HOME:-$RUGS_DATA_DIR/dagster_home}
+if [[ $RUGS_DATA_DIR == s3://* ]]; then
+  # an s3 lake: the instance, the logs and the spool stay on local disk, and the legacy capture (written under
+  # RUGS_DATA_DIR) is off unless asked for
+  : "${DAGSTER_HOME:?must be set when RUGS_DATA_DIR is s3://...}" "${RUGS_SPOOL_DIR:?must be set when RUGS_DATA_DIR is s3://...}"
+  export RUGS_LEGACY_RECORDERS=${RUGS_LEGACY_RECORDERS:-false}
+  logs=$DAGSTER_HOME/logs
+else
+  export DAGSTER_HOME=${DAGSTER_HOME:-$RUGS_DATA_DIR/dagster_home}
+  logs=$RUGS_DATA_DIR/logs
+  mkdir -p "$RUGS_DATA_DIR"
+fi
 UI_HOST=${RUGS_UI_HOST:-127.0.0.1}
 UI_PORT=${RUGS_UI_PORT:-3000}
 SIM_PORT=${RUGS_SIM_PORT:-8765}
-mkdir -p "$RUGS_DATA_DIR" "$DAGSTER_HOME" "$RUGS_DATA_DIR/logs"
+mkdir -p "$DAGSTER_HOME" "$logs"
 # RUGS_INSTANCE_YAML=deploy/dagster.postgres.yaml keeps the instance in Postgres (RUGS_PG_* settings)
 cp "${RUGS_INSTANCE_YAML:-dagster.yaml}" "$DAGSTER_HOME/dagster.yaml"
-logs=$RUGS_DATA_DIR/logs
 
 # Children run in their own sessions (so Ctrl-C reaches only this script, which stops them in
 # order) with SIGINT/SIGTERM restored: a shell started in the background ignores them, and

@@ -9,6 +9,7 @@ whole or not at all; see ``Objects.write_parquet``.
 
 from __future__ import annotations
 
+import fnmatch
 import os
 import tempfile
 from collections.abc import Iterable
@@ -41,6 +42,9 @@ def parse_root(text: str) -> Path | S3Path:
         key = text.removeprefix("s3://").strip("/")
         if not key:
             raise ConfigError(f"RUGS_DATA_DIR={text!r} names no bucket: use s3://bucket/prefix")
+        if any(c in key for c in "*?[]{}"):
+            raise ConfigError(f"RUGS_DATA_DIR={text!r}: the consumers' DuckDB globs would read its * ? [ ] {{ }} as "
+                              "patterns; use a prefix without them")
         return S3Path(key)
     if text.startswith("file://"):
         return Path(text.removeprefix("file://")).expanduser()
@@ -132,7 +136,11 @@ class Objects:
                                             client_kwargs={"region_name": region} if region else {})
 
     def files(self, folder: S3Path, pattern: str) -> list[S3Path]:
-        return sorted(S3Path(key) for key in self.filesystem.glob(f"{folder.key}/{pattern}"))
+        try:
+            found = self.filesystem.ls(folder.key, detail=False)
+        except FileNotFoundError:
+            return []
+        return sorted(path for path in map(S3Path, found) if fnmatch.fnmatchcase(path.name, pattern))
 
     def days(self, folder: S3Path) -> list[str]:
         # a prefix exists only while an object is under it, and only Parquet files live under date=

@@ -66,9 +66,9 @@ class Store:
         """
         return self.files.filesystem
 
-    def duckdb(self, **kwargs) -> duckdb.DuckDBPyConnection:
+    def duckdb(self) -> duckdb.DuckDBPyConnection:
         """An in-memory DuckDB connection that reads this store's paths (an s3 lake through s3fs)."""
-        con = duckdb.connect(**kwargs)
+        con = duckdb.connect()
         if self.filesystem is not None:
             con.register_filesystem(self.filesystem)
         return con
@@ -191,10 +191,15 @@ class Store:
 
     def read_partition(self, doc_type: str, day: date | str, columns: list[str] | None = None) -> pa.Table:
         """A partition's rows; only ``columns`` (in that order) if given."""
-        files = self.partition_files(doc_type, day)
-        tables = [schema.conform(pq.read_table(str(f), columns=columns, filesystem=self.filesystem))
-                  for f in files] or [schema.empty_table()]
-        return pa.concat_tables(tables).select(columns or schema.COLUMNS)
+        tables = [schema.conform(self._read_file(f, columns)) for f in self.partition_files(doc_type, day)]
+        return pa.concat_tables(tables or [schema.empty_table()]).select(columns or schema.COLUMNS)
+
+    def _read_file(self, path: Path | S3Path, columns: list[str] | None) -> pa.Table:
+        # A file at an older minor version lacks the newer columns (a day whose next day is not migrated
+        # yet reads it): read those it has, and conform makes the others null.
+        source = pq.ParquetFile(str(path), filesystem=self.filesystem)
+        names = source.schema_arrow.names
+        return source.read(columns=None if columns is None else [c for c in columns if c in names])
 
     def partition_rows(self, doc_type: str, day: date | str) -> int:
         """A partition's row count, from the files' footers (no rows read)."""
