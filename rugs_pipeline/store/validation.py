@@ -12,7 +12,6 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import duckdb
 import pandera.polars as pa
 import polars as pl
 import pyarrow as arrow
