@@ -221,7 +221,10 @@ def test_object_storage_refuses_what_it_cannot_do_in_one_line(s3: str, tmp_path:
     out = subprocess.run([sys.executable, "-c", code], env={**os.environ, "RUGS_DATA_DIR": s3}, capture_output=True,
                          text=True, check=True)
     assert "ws_event" in out.stdout and "ws_event_compaction" not in out.stdout
-    out = subprocess.run([sys.executable, "-m", "rugs_pipeline.cli", "record"], capture_output=True, text=True,
-                         env={**os.environ, "RUGS_DATA_DIR": s3, "RUGS_SPOOL_DIR": str(tmp_path / "spool")})
-    assert out.returncode == 1 and out.stderr.strip().splitlines()[-1].startswith("error: the legacy JSONL capture"), \
-        out.stderr
+    env = {**{k: v for k, v in os.environ.items() if k != "DAGSTER_HOME"}, "RUGS_DATA_DIR": s3,
+           "RUGS_SPOOL_DIR": str(tmp_path / "spool")}
+    for command, error in ((["record"], "error: the legacy JSONL capture"),
+                           (["backfill", "--from", DAY, "--to", DAY], "error: DAGSTER_HOME must be set")):
+        out = subprocess.run([sys.executable, "-m", "rugs_pipeline.cli", *command], capture_output=True, text=True,
+                             env=env, timeout=120)
+        assert out.returncode == 1 and out.stderr.strip().splitlines()[-1].startswith(error), out.stderr
