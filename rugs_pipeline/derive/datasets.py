@@ -29,9 +29,9 @@ import pyarrow as pa
 
 from rugs_pipeline.store import schema
 
-_FRAME = "substr(raw_json, strpos(raw_json, '['))"  # an event frame's JSON array
+FRAME = "substr(raw_json, strpos(raw_json, '['))"  # an event frame's JSON array
 # An event frame's payload (its last argument) as JSON.
-PAYLOAD = f"json_extract({_FRAME}, '$[#-1]')"
+PAYLOAD = f"json_extract({FRAME}, '$[#-1]')"
 
 # Received Socket.IO events with their payload as JSON; rows that are not events are excluded.
 _EVENTS = f"""
@@ -46,16 +46,18 @@ _RECEIVED_STATE = "frame_kind = 'event' AND event_name = 'gameStateUpdate' AND d
 _RUGGED_TRUE = r'"rugged"\s*:\s*true'
 
 
-def _may_hold(pattern: str) -> str:
-    """A test on the frame text that every frame whose payload holds ``pattern`` passes.
+def _parsed_if(pattern: str, paths: str) -> str:
+    """``json_extract`` of an event frame's ``paths``, evaluated only for frames whose text may hold ``pattern``.
 
     Parsing every gameStateUpdate to find the few that matter would be most of a
     derivation's cost: a regular expression over the text rules out the rest first, and
     only the frames it lets through are parsed. It is a pre-filter (the JSON test follows),
     and exact: a key can hide from it only behind a ``\\u`` escape, and frames with any
-    such escape pass.
+    such escape pass. A CASE, not a WHERE: DuckDB orders a WHERE's conditions by its own
+    cost estimate and may parse first.
     """
-    return f"(regexp_matches(raw_json, '{pattern}') OR contains(raw_json, '\\u'))"
+    return (f"CASE WHEN regexp_matches(raw_json, '{pattern}') OR contains(raw_json, '\\u') "
+            f"THEN json_extract({FRAME}, {paths}) END")
 
 
 # trades (dedup by trade id), sidebets (events and the finished games' history), and orders the client sent
@@ -84,10 +86,13 @@ WITH trades AS (
          TRY_CAST(payload->>'payout' AS DOUBLE) AS payout,
          NULL::DOUBLE AS bonus_portion, NULL::DOUBLE AS real_portion, NULL::BIGINT AS level
   FROM ev WHERE event_name IN ('newSideBet', 'currentSidebet', 'currentSidebetResult') AND direction = 'received'
-), history AS (  -- each finished game's id and sidebets (not its whole record: one per sidebet would be copied)
+), history AS (
+  -- each finished game's id and sidebets (not its whole record: one per sidebet would be copied), from
+  -- each differing copy of the record once: a copy the next ten games repeat adds only later duplicates
   SELECT {_ENVELOPE}, game->>'id' AS history_game, game->'$.globalSidebets' AS game_sidebets
-  FROM (SELECT {_ENVELOPE}, unnest(CAST(json_extract({_FRAME}, '$[#-1].gameHistory') AS JSON[])) AS game
-        FROM ws WHERE {_RECEIVED_STATE} AND {_may_hold('"gameHistory"')})
+  FROM (SELECT {_ENVELOPE}, unnest({_parsed_if('"gameHistory"', "'$[#-1].gameHistory[*]'")}) AS game
+        FROM ws WHERE {_RECEIVED_STATE})
+  QUALIFY row_number() OVER (PARTITION BY game ORDER BY ts, session_id, seq) = 1
 ), history_sidebets AS (
   SELECT {_ENVELOPE}, sb AS payload, 'gameHistory.globalSidebets' AS event_name,
          sb->>'id' AS trade_id, 'sidebet_' || coalesce(sb->>'type', 'placed') AS action_type,
@@ -149,8 +154,8 @@ WITH player AS (
   -- rugged frames carry gameHistory too (~170 KB): read only the three fields, not whole payloads;
   -- arg_max holds one frame per game, not all of them with their boards
   SELECT v[1]->>'$' AS game_id, arg_max(struct_pack({_ENVELOPE}, leaderboard := v[3]), (ts, session_id, seq)) AS f
-  FROM (SELECT {_ENVELOPE}, json_extract({_FRAME}, ['$[#-1].gameId', '$[#-1].rugged', '$[#-1].leaderboard']) AS v
-        FROM ws WHERE {_RECEIVED_STATE} AND {_may_hold(_RUGGED_TRUE)})
+  FROM (SELECT {_ENVELOPE}, {_parsed_if(_RUGGED_TRUE, "['$[#-1].gameId', '$[#-1].rugged', '$[#-1].leaderboard']")} AS v
+        FROM ws WHERE {_RECEIVED_STATE})
   WHERE TRY_CAST(v[2]->>'$' AS BOOLEAN) AND v[3] IS NOT NULL
   GROUP BY game_id
 ), final_board AS (

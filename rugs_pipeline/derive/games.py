@@ -32,7 +32,7 @@ from datetime import timedelta
 
 import pyarrow as pa
 
-from rugs_pipeline.derive.datasets import PAYLOAD, Frames, connection
+from rugs_pipeline.derive.datasets import FRAME, PAYLOAD, Frames, connection
 from rugs_pipeline.store import schema
 
 # The longest game measured lasts 1,815 ticks (~8 min) and a history stays in the feed for
@@ -48,7 +48,8 @@ _STATE_FIELDS = {
     "game_history": ("gameHistory", "JSON[]"),
     "connected_players": ("connectedPlayers", "BIGINT"), "game_version": ("gameVersion", "->>'$'"),
 }
-_PATHS = "[" + ", ".join(f"'$[#-1].{path}'" for path, _ in _STATE_FIELDS.values()) + "]"
+# and the frame's third element: present only when a trace header comes before the payload
+_PATHS = "[" + ", ".join(f"'$[#-1].{path}'" for path, _ in _STATE_FIELDS.values()) + ", '$[2]']"
 _FIELDS = ", ".join(
     f"v[{i}]{kind} AS {name}" if kind.startswith("->>") else f"TRY_CAST(v[{i}] AS {kind}) AS {name}"
     for i, (name, (_, kind)) in enumerate(_STATE_FIELDS.items(), 1)
@@ -64,8 +65,8 @@ _FIRST = "ts, session_id, seq"  # "first received": a total order over frames
 # Each received gameStateUpdate, parsed once. The payload text stays in ws (joined back for observed ticks).
 _PARSE = [
     f"""CREATE TEMP TABLE gsu AS
-    SELECT {_ENV}, {_FIELDS}
-    FROM (SELECT {_ENV}, json_extract(substr(raw_json, strpos(raw_json, '[')), {_PATHS}) AS v
+    SELECT {_ENV}, {_FIELDS}, v[{len(_STATE_FIELDS) + 1}] IS NULL AS two_elements
+    FROM (SELECT {_ENV}, json_extract({FRAME}, {_PATHS}) AS v
           FROM ws WHERE frame_kind = 'event' AND event_name = 'gameStateUpdate' AND direction = 'received')""",
     f"""CREATE TEMP TABLE history AS
     SELECT {_ENV}, entry::VARCHAR AS entry, json_transform(entry, '{_HISTORY}') AS h
@@ -78,6 +79,7 @@ _PARSE = [
       -- broadcasts count tickCount on to R+1..R+3, which would invent ticks that never existed. An
       -- on-connect snapshot taken after the rug carries the whole history (prices, ticks 0..R) instead.
       SELECT {_ENV}, game_id, price, coalesce(rugged, false) AS rugged, cooldown_timer, connected_players, game_version,
+             two_elements,
              CASE WHEN rugged AND window_end BETWEEN 0 AND tick_count THEN window_end
                   WHEN rugged AND len(prices) BETWEEN 1 AND tick_count + 1 THEN len(prices) - 1
                   ELSE tick_count END AS tick
@@ -97,13 +99,13 @@ _PARSE = [
     ), all_sources AS (
       -- the frame's connectedPlayers and gameVersion only where the row is that frame's own tick (or history)
       SELECT {_ENV}, game_id, tick, price, 0 AS rank, 'observed' AS tick_source, rugged, cooldown_timer,
-             connected_players, game_version FROM frames
+             connected_players, game_version, two_elements FROM frames
       UNION ALL
-      SELECT {_ENV}, game_id, TRY_CAST(k AS BIGINT), price, 1, 'partial_prices', false, NULL, NULL, NULL FROM windows
+      SELECT {_ENV}, game_id, TRY_CAST(k AS BIGINT), price, 1, 'partial_prices', false, NULL, NULL, NULL, NULL FROM windows
       UNION ALL
-      SELECT {_ENV}, game_id, tick, price, 2, 'snapshot_prices', false, NULL, NULL, NULL FROM snapshots
+      SELECT {_ENV}, game_id, tick, price, 2, 'snapshot_prices', false, NULL, NULL, NULL, NULL FROM snapshots
       UNION ALL
-      SELECT {_ENV}, game_id, tick, price, 3, 'game_history', false, NULL, NULL, game_version FROM histories
+      SELECT {_ENV}, game_id, tick, price, 3, 'game_history', false, NULL, NULL, game_version, NULL FROM histories
     )
     SELECT * FROM all_sources WHERE game_id IS NOT NULL AND tick >= 0 AND isfinite(price) AND price > 0""",
     # Each game's rug tick and partition day; only the games of the day asked for are kept.
@@ -134,10 +136,19 @@ _PARSE = [
     QUALIFY row_number() OVER (same_tick ORDER BY c.rank, NOT (c.rugged AND c.tick = g.rug_tick), {_FIRST}) = 1""",
 ]
 
+# An observed tick's payload: for the plain frame ``42["gameStateUpdate",{...}]`` it is cut from the
+# text as received (parsing ~5 KB of leaderboard again per tick would cost as much as the first
+# parse); any other shape (a trace header, an escaped name, whitespace) is re-serialized.
+_PLAIN = '42["gameStateUpdate",'
+_PAYLOAD_TEXT = f"""CASE
+         WHEN t.two_elements AND starts_with(raw_json, '{_PLAIN}{{') AND ends_with(raw_json, '}}]')
+         THEN substring(raw_json, {len(_PLAIN) + 1}, length(raw_json) - {len(_PLAIN) + 1})
+         ELSE ({PAYLOAD})::VARCHAR END"""
+
 _GAME_TICK = f"""
 SELECT t.ts, t.source, t.session_id, t.seq, t.direction, 'game_tick' AS doc_type,
        -- observed ticks keep their frame's payload; a filled tick's frame is found by (session_id, seq)
-       CASE WHEN t.tick_source = 'observed' THEN ({PAYLOAD})::VARCHAR END AS raw_json,
+       CASE WHEN t.tick_source = 'observed' THEN {_PAYLOAD_TEXT} END AS raw_json,
        t.game_id, 'gameStateUpdate' AS event_name, t.price, t.tick,
        CASE WHEN t.tick = t.rug_tick THEN 'rugged' ELSE 'active' END AS phase,
        coalesce(t.tick = t.rug_tick, false) AS is_rug_tick, t.tick_source, t.price_conflicts,
