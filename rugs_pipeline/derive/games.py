@@ -28,11 +28,14 @@ its last frame, which every day that sees part of it agrees on.
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import timedelta
 
+import duckdb
 import pyarrow as pa
 
-from rugs_pipeline.derive.datasets import FRAME, PAYLOAD, Frames, connection
+from rugs_pipeline.derive.datasets import BATCH_ROWS, FRAME, PAYLOAD, Frames, connection
 from rugs_pipeline.store import schema
 
 # The longest game measured lasts 1,815 ticks (~8 min) and a history stays in the feed for
@@ -145,7 +148,20 @@ _PAYLOAD_TEXT = f"""CASE
          THEN substring(raw_json, {len(_PLAIN) + 1}, length(raw_json) - {len(_PLAIN) + 1})
          ELSE ({PAYLOAD})::VARCHAR END"""
 
-_GAME_TICK = f"""
+# game_tick, in parts of ~TICK_PART_ROWS ticks, in order: DuckDB's sort does not spill rows as wide as a
+# tick with its payload, so a day's ticks sorted at once would all have to fit in memory. A part is
+# a range of the output order; its frames are those of its (session_id, seq) range, which the
+# row-group statistics of the landed files let DuckDB find without reading the others.
+TICK_PART_ROWS = 100_000
+_TICK_PARTS = """CREATE TEMP TABLE tick_parts AS
+    SELECT *, (row_number() OVER (ORDER BY session_id, seq, game_id, tick) - 1) // $rows AS part FROM ticks"""
+_PART_BOUNDS = """SELECT part, min(session_id), max(session_id), min(seq), max(seq),
+    min(seq) FILTER (WHERE session_id = first_session), max(seq) FILTER (WHERE session_id = last_session)
+    FROM (SELECT *, min(session_id) OVER p AS first_session, max(session_id) OVER p AS last_session
+          FROM tick_parts WINDOW p AS (PARTITION BY part))
+    GROUP BY part ORDER BY part"""
+
+_GAME_TICK_PART = f"""
 SELECT t.ts, t.source, t.session_id, t.seq, t.direction, 'game_tick' AS doc_type,
        -- observed ticks keep their frame's payload; a filled tick's frame is found by (session_id, seq)
        CASE WHEN t.tick_source = 'observed' THEN {_PAYLOAD_TEXT} END AS raw_json,
@@ -153,11 +169,45 @@ SELECT t.ts, t.source, t.session_id, t.seq, t.direction, 'game_tick' AS doc_type
        CASE WHEN t.tick = t.rug_tick THEN 'rugged' ELSE 'active' END AS phase,
        coalesce(t.tick = t.rug_tick, false) AS is_rug_tick, t.tick_source, t.price_conflicts,
        t.cooldown_timer, t.connected_players, t.game_version
--- ws is the probe side: the join's hash table holds the ticks, not a day of frame text
-FROM (SELECT session_id, seq, raw_json FROM ws WHERE event_name = 'gameStateUpdate') w RIGHT JOIN ticks t
+-- ws is the probe side: the join's hash table holds the part's ticks, not frame text
+FROM (SELECT session_id, seq, raw_json FROM ws WHERE event_name = 'gameStateUpdate' AND __FRAMES__) w
+  RIGHT JOIN (SELECT * FROM tick_parts WHERE part = __PART__) t
   ON t.tick_source = 'observed' AND w.session_id = t.session_id AND w.seq = t.seq
 ORDER BY t.session_id, t.seq, t.game_id, t.tick
 """
+
+
+def _quote(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
+
+
+def _part_query(frames: str, part: int) -> str:
+    return _GAME_TICK_PART.replace("__FRAMES__", frames).replace("__PART__", str(part))
+
+
+def _part_frames(first_session: str, last_session: str, lo: int, hi: int, first_lo: int, last_hi: int) -> str:
+    """SQL: the frames of a part's (session_id, seq) range."""
+    if first_session == last_session:
+        return f"session_id = {_quote(first_session)} AND seq BETWEEN {lo} AND {hi}"
+    # the first session from first_lo on, the last up to last_hi, every session between
+    return (f"session_id BETWEEN {_quote(first_session)} AND {_quote(last_session)} "
+            f"AND (session_id <> {_quote(first_session)} OR seq >= {first_lo}) "
+            f"AND (session_id <> {_quote(last_session)} OR seq <= {last_hi})")
+
+
+def _game_tick(con: duckdb.DuckDBPyConnection) -> pa.RecordBatchReader:
+    """game_tick from the connection's ``ticks``, one part after the other (see TICK_PART_ROWS)."""
+    con.execute(_TICK_PARTS, {"rows": TICK_PART_ROWS})
+    queries = [_part_query(_part_frames(*bounds), part) for part, *bounds in con.sql(_PART_BOUNDS).fetchall()]
+    first = con.sql(queries[0] if queries else _part_query("false", -1)).to_arrow_reader(BATCH_ROWS)
+
+    def batches() -> Iterator[pa.RecordBatch]:
+        yield from first
+        for query in queries[1:]:  # each started when the one before is read
+            yield from con.sql(query).to_arrow_reader(BATCH_ROWS)
+
+    return pa.RecordBatchReader.from_batches(first.schema, batches())
+
 
 # One row per game with a gameHistory entry, from the first frame that carried it. The seed is
 # checked against the hash the game's own frames announced while it ran; only for a game never
@@ -194,21 +244,36 @@ ORDER BY ts, session_id, seq, game_id
 """
 
 
-def rebuild_games(ws_event: pa.Table | Frames, day: str | None = None) -> dict[str, pa.Table]:
-    """``game_tick`` and ``complete_game`` from ``ws_event`` rows, for the games of ``day`` (all if None).
+@contextmanager
+def games_rebuilt(ws_event: pa.Table | Frames, day: str | None = None) -> Iterator[Iterator[tuple[str, pa.RecordBatchReader]]]:
+    """``game_tick`` and ``complete_game`` from ``ws_event`` rows, for the games of ``day`` (all if None), as
+    (doc_type, stream of batches) pairs, one after the other: read each stream before taking the next.
 
     For ``day`` D, ``ws_event`` should hold D's rows and the next day's first ``NEXT_DAY_HEAD``.
+    A day's ticks keep their frames' payloads (~5 KB each, GBs a day): streamed, they never have to fit in memory.
     """
     con = connection(ws_event)
     try:
         con.execute("SET VARIABLE day = ?::DATE", [day])
         con.execute("SET VARIABLE head = ?::INTERVAL", [NEXT_DAY_HEAD])
+        # each join here is written with its small side on the right, the side DuckDB hashes; its optimizer
+        # would swap game_tick's on a wrong estimate and hash a day of frame text (GBs) instead of the ticks
+        con.execute("SET disabled_optimizers = 'build_side_probe_side'")
         for statement in _PARSE:
             con.execute(statement)
-        return {name: schema.conform(con.sql(sql).to_arrow_table())
-                for name, sql in (("game_tick", _GAME_TICK), ("complete_game", _COMPLETE_GAME))}
+        def results() -> Iterator[tuple[str, pa.RecordBatchReader]]:  # a query starts once the one before is read
+            yield "game_tick", _game_tick(con)
+            yield "complete_game", con.sql(_COMPLETE_GAME).to_arrow_reader(BATCH_ROWS)
+
+        yield results()
     finally:
         con.close()
+
+
+def rebuild_games(ws_event: pa.Table | Frames, day: str | None = None) -> dict[str, pa.Table]:
+    """``games_rebuilt``, each doc_type as one table."""
+    with games_rebuilt(ws_event, day) as results:
+        return {name: schema.conform(rows.read_all()) for name, rows in results}
 
 
 # Per game: when and how it ran, its trades and sidebets, and how much of it was seen live.
