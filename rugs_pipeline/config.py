@@ -38,3 +38,12 @@ def legacy_recorders() -> bool:
     if value in ("0", "false", "no", "off"):
         return False
     raise ValueError(f"RUGS_LEGACY_RECORDERS must be true or false, not {value!r}")
+
+
+DEFAULT_DUCKDB_MEMORY = "1GiB"
+
+
+def duckdb_memory() -> str:
+    """``$RUGS_DUCKDB_MEMORY`` (default 1GiB): what one derivation's DuckDB may hold before it spills to
+    disk, so that deriving a day takes the same memory whatever the day's size."""
+    return os.environ.get("RUGS_DUCKDB_MEMORY") or DEFAULT_DUCKDB_MEMORY

@@ -14,14 +14,14 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from rugs_pipeline.defs.assets import (
-    COLUMN_SCHEMA, DERIVE_CRON, DERIVE_LOOKBACK, _derived_metadata, _partition_metadata, ws_event,
+    COLUMN_SCHEMA, DERIVE_CRON, DERIVE_LOOKBACK, METADATA_COLUMNS, _derived_metadata, _partition_metadata, ws_event,
 )
 from rugs_pipeline.defs.checks import schema_check
 from rugs_pipeline.defs.partitions import daily
 from rugs_pipeline.defs.resources import StoreResource
 from rugs_pipeline.derive import consistency
 from rugs_pipeline.derive.datasets import Frames
-from rugs_pipeline.derive.games import NEXT_DAY_HEAD, rebuild_games, summarize_games
+from rugs_pipeline.derive.games import NEXT_DAY_HEAD, games_rebuilt, summarize_games
 from rugs_pipeline.store import schema
 from rugs_pipeline.store.layout import Store
 
@@ -141,10 +141,13 @@ def rebuild(context: dg.AssetExecutionContext, store: StoreResource):
     day = context.partition_key
     st = store.store()
     st.ensure_manifest()
-    with st.partition_lock("ws_event", day, shared=True), st.partition_lock("ws_event", _next_day(day), shared=True):
-        tables = rebuild_games(game_frames(st, day), day)
-    for name, table in tables.items():
-        st.replace_partition(name, day, table)
+    # the rows go to the files as they come: a day's ticks with their payloads need not fit in memory
+    with st.partition_lock("ws_event", day, shared=True), st.partition_lock("ws_event", _next_day(day), shared=True), \
+            games_rebuilt(game_frames(st, day), day) as results:
+        for name, rows in results:
+            st.replace_partition(name, day, rows)
+    for name in ("game_tick", "complete_game"):
+        table = st.read_partition(name, day, columns=METADATA_COLUMNS)
         yield dg.MaterializeResult(asset_key=name, metadata=_metadata(st, name, day, table))
 
 

@@ -27,40 +27,44 @@ from pathlib import Path
 import duckdb
 import pyarrow as pa
 
+from rugs_pipeline import config
 from rugs_pipeline.store import schema
 
-_FRAME = "substr(raw_json, strpos(raw_json, '['))"  # an event frame's JSON array
+FRAME = "substr(raw_json, strpos(raw_json, '['))"  # an event frame's JSON array
 # An event frame's payload (its last argument) as JSON.
-PAYLOAD = f"json_extract({_FRAME}, '$[#-1]')"
-
-# Received Socket.IO events with their payload as JSON; rows that are not events are excluded.
-_EVENTS = f"""
-CREATE OR REPLACE TEMP VIEW ev AS
-SELECT ts, source, session_id, seq, direction, event_name, {PAYLOAD} AS payload
-FROM ws WHERE frame_kind = 'event'
-"""
+PAYLOAD = f"json_extract({FRAME}, '$[#-1]')"
 
 
 _ENVELOPE = "ts, source, session_id, seq, direction"
-_RECEIVED_STATE = "frame_kind = 'event' AND event_name = 'gameStateUpdate' AND direction = 'received'"
 _RUGGED_TRUE = r'"rugged"\s*:\s*true'
 
 
-def _may_hold(pattern: str) -> str:
-    """A test on the frame text that every frame whose payload holds ``pattern`` passes.
+def _parsed_if(pattern: str, paths: str) -> str:
+    """``json_extract`` of an event frame's ``paths``, evaluated only for frames whose text may hold ``pattern``.
 
     Parsing every gameStateUpdate to find the few that matter would be most of a
     derivation's cost: a regular expression over the text rules out the rest first, and
     only the frames it lets through are parsed. It is a pre-filter (the JSON test follows),
     and exact: a key can hide from it only behind a ``\\u`` escape, and frames with any
-    such escape pass.
+    such escape pass. A CASE, not a WHERE: DuckDB orders a WHERE's conditions by its own
+    cost estimate and may parse first.
     """
-    return f"(regexp_matches(raw_json, '{pattern}') OR contains(raw_json, '\\u'))"
+    return (f"CASE WHEN regexp_matches(raw_json, '{pattern}') OR contains(raw_json, '\\u') "
+            f"THEN json_extract({FRAME}, {paths}) END")
 
 
 # trades (dedup by trade id), sidebets (events and the finished games' history), and orders the client sent
+_SIDEBET_EVENTS = "('newSideBet', 'currentSidebet', 'currentSidebetResult')"
 _PLAYER_ACTION = f"""
-WITH trades AS (
+WITH frames AS MATERIALIZED (  -- one scan of the day's frame text for every part below
+  SELECT {_ENVELOPE}, event_name,
+         CASE WHEN event_name = 'gameStateUpdate' AND direction = 'received'
+              THEN {_parsed_if('"gameHistory"', "'$[#-1].gameHistory[*]'")} END AS history_games,
+         CASE WHEN event_name <> 'gameStateUpdate' THEN {PAYLOAD} END AS payload
+  FROM ws
+  WHERE frame_kind = 'event' AND (direction = 'sent' OR direction = 'received'
+        AND event_name IN ('standard/newTrade', 'gameStateUpdate', {_SIDEBET_EVENTS[1:-1]}))
+), trades AS (
   SELECT {_ENVELOPE}, payload, event_name,
          payload->>'id' AS trade_id, payload->>'type' AS action_type,
          payload->>'gameId' AS game_id, payload->>'playerId' AS player_id, payload->>'username' AS username,
@@ -70,7 +74,7 @@ WITH trades AS (
          NULL::BIGINT AS end_tick, NULL::DOUBLE AS payout,
          TRY_CAST(payload->>'bonusPortion' AS DOUBLE) AS bonus_portion,
          TRY_CAST(payload->>'realPortion' AS DOUBLE) AS real_portion, TRY_CAST(payload->>'level' AS BIGINT) AS level
-  FROM ev WHERE event_name = 'standard/newTrade' AND direction = 'received' AND (payload->>'id') IS NOT NULL
+  FROM frames WHERE event_name = 'standard/newTrade' AND direction = 'received' AND (payload->>'id') IS NOT NULL
 ), live_sidebets AS (
   SELECT {_ENVELOPE}, payload, event_name,
          coalesce(payload->>'id', payload->>'sidebetId') AS trade_id,
@@ -83,11 +87,13 @@ WITH trades AS (
          TRY_CAST(coalesce(payload->>'end', payload->>'endTick') AS BIGINT) AS end_tick,
          TRY_CAST(payload->>'payout' AS DOUBLE) AS payout,
          NULL::DOUBLE AS bonus_portion, NULL::DOUBLE AS real_portion, NULL::BIGINT AS level
-  FROM ev WHERE event_name IN ('newSideBet', 'currentSidebet', 'currentSidebetResult') AND direction = 'received'
-), history AS (  -- each finished game's id and sidebets (not its whole record: one per sidebet would be copied)
+  FROM frames WHERE event_name IN {_SIDEBET_EVENTS} AND direction = 'received'
+), history AS (
+  -- each finished game's id and sidebets (not its whole record: one per sidebet would be copied), from
+  -- each differing copy of the record once: a copy the next ten games repeat adds only later duplicates
   SELECT {_ENVELOPE}, game->>'id' AS history_game, game->'$.globalSidebets' AS game_sidebets
-  FROM (SELECT {_ENVELOPE}, unnest(CAST(json_extract({_FRAME}, '$[#-1].gameHistory') AS JSON[])) AS game
-        FROM ws WHERE {_RECEIVED_STATE} AND {_may_hold('"gameHistory"')})
+  FROM (SELECT {_ENVELOPE}, unnest(history_games) AS game FROM frames WHERE history_games IS NOT NULL)
+  QUALIFY row_number() OVER (PARTITION BY game ORDER BY ts, session_id, seq) = 1
 ), history_sidebets AS (
   SELECT {_ENVELOPE}, sb AS payload, 'gameHistory.globalSidebets' AS event_name,
          sb->>'id' AS trade_id, 'sidebet_' || coalesce(sb->>'type', 'placed') AS action_type,
@@ -110,7 +116,7 @@ WITH trades AS (
          TRY_CAST(payload->>'qty' AS DOUBLE) AS qty, TRY_CAST(payload->>'leverage' AS DOUBLE) AS leverage,
          payload->>'coin' AS coin, NULL::BIGINT AS end_tick, NULL::DOUBLE AS payout,
          NULL::DOUBLE AS bonus_portion, NULL::DOUBLE AS real_portion, NULL::BIGINT AS level
-  FROM ev WHERE direction = 'sent' AND regexp_matches(event_name, '(?i)(order|sidebet|trade)')
+  FROM frames WHERE direction = 'sent' AND regexp_matches(event_name, '(?i)(order|sidebet|trade)')
 ), deduped AS (
   SELECT * FROM trades QUALIFY row_number() OVER (PARTITION BY trade_id ORDER BY ts, session_id, seq) = 1
   UNION ALL
@@ -129,13 +135,21 @@ ORDER BY ts, session_id, seq, trade_id, action_type
 
 # player snapshots, and each finished game's final leaderboard (from its last rugged frame)
 _SERVER_STATE = f"""
-WITH player AS (
+WITH frames AS MATERIALIZED (  -- one scan of the day's frame text for every part below
+  SELECT {_ENVELOPE}, event_name,
+         -- rugged frames carry gameHistory too (~170 KB): only three fields of the few rugged ones
+         CASE WHEN event_name = 'gameStateUpdate'
+              THEN {_parsed_if(_RUGGED_TRUE, "['$[#-1].gameId', '$[#-1].rugged', '$[#-1].leaderboard']")} END AS v,
+         CASE WHEN event_name <> 'gameStateUpdate' THEN {PAYLOAD} END AS payload
+  FROM ws WHERE frame_kind = 'event' AND direction = 'received'
+                AND event_name IN ('playerUpdate', 'gameStatePlayerUpdate', 'gameStateUpdate')
+), player AS (
   SELECT {_ENVELOPE}, payload, event_name, NULL AS game_id,
          payload->>'id' AS player_id, payload->>'username' AS username,
          TRY_CAST(payload->>'cash' AS DOUBLE) AS cash, TRY_CAST(payload->>'positionQty' AS DOUBLE) AS position_qty,
          TRY_CAST(payload->>'avgCost' AS DOUBLE) AS avg_cost, TRY_CAST(payload->>'cumulativePnL' AS DOUBLE) AS pnl,
          TRY_CAST(payload->>'level' AS BIGINT) AS level
-  FROM ev WHERE event_name = 'playerUpdate' AND direction = 'received'
+  FROM frames WHERE event_name = 'playerUpdate'
 ), game_player AS (
   SELECT {_ENVELOPE}, payload, event_name, payload->>'gameId' AS game_id,
          (payload->'$.leaderboardEntry')->>'id' AS player_id, (payload->'$.leaderboardEntry')->>'username' AS username,
@@ -144,14 +158,11 @@ WITH player AS (
          TRY_CAST((payload->'$.leaderboardEntry')->>'avgCost' AS DOUBLE) AS avg_cost,
          TRY_CAST((payload->'$.leaderboardEntry')->>'pnl' AS DOUBLE) AS pnl,
          TRY_CAST((payload->'$.leaderboardEntry')->>'level' AS BIGINT) AS level
-  FROM ev WHERE event_name = 'gameStatePlayerUpdate' AND direction = 'received'
+  FROM frames WHERE event_name = 'gameStatePlayerUpdate'
 ), final_frame AS (
-  -- rugged frames carry gameHistory too (~170 KB): read only the three fields, not whole payloads;
   -- arg_max holds one frame per game, not all of them with their boards
   SELECT v[1]->>'$' AS game_id, arg_max(struct_pack({_ENVELOPE}, leaderboard := v[3]), (ts, session_id, seq)) AS f
-  FROM (SELECT {_ENVELOPE}, json_extract({_FRAME}, ['$[#-1].gameId', '$[#-1].rugged', '$[#-1].leaderboard']) AS v
-        FROM ws WHERE {_RECEIVED_STATE} AND {_may_hold(_RUGGED_TRUE)})
-  WHERE TRY_CAST(v[2]->>'$' AS BOOLEAN) AND v[3] IS NOT NULL
+  FROM frames WHERE event_name = 'gameStateUpdate' AND TRY_CAST(v[2]->>'$' AS BOOLEAN) AND v[3] IS NOT NULL
   GROUP BY game_id
 ), final_board AS (
   SELECT f.ts, f.source, f.session_id, f.seq, f.direction, entry AS payload, 'final_leaderboard' AS event_name, game_id,
@@ -172,9 +183,14 @@ ORDER BY ts, session_id, seq, player_id
 # attempts, crashes and midnight); older records (no "v") pair disconnect -> next handshake and
 # crash -> restart here.
 _SYSTEM_EVENT = f"""
-WITH life AS (
+WITH frames AS MATERIALIZED (  -- one scan of the day's files for every part below: the few rows they need
+  SELECT {_ENVELOPE}, raw_json, event_name, frame_kind, parse_error,
+         CASE WHEN frame_kind = 'event' THEN {PAYLOAD} END AS payload
+  FROM ws WHERE frame_kind IN ('lifecycle', 'malformed', 'close', 'disconnect', 'connect_error')
+                OR frame_kind = 'event' AND event_name = 'maintenanceUpdate'
+), life AS (
   SELECT {_ENVELOPE}, raw_json, event_name, raw_json::JSON AS info
-  FROM ws WHERE frame_kind = 'lifecycle'
+  FROM frames WHERE frame_kind = 'lifecycle'
 ), lifecycle AS (
   SELECT {_ENVELOPE}, raw_json, event_name,
          CASE WHEN event_name = 'outage' THEN (info->>'cause') || coalesce(' (' || (info->>'ended_by') || ')', '')
@@ -200,15 +216,15 @@ WITH life AS (
 ), parse_errors AS (
   SELECT {_ENVELOPE}, raw_json, 'parse_error' AS event_name, parse_error AS message,
          NULL::TIMESTAMPTZ, NULL::TIMESTAMPTZ
-  FROM ws WHERE frame_kind = 'malformed'
+  FROM frames WHERE frame_kind = 'malformed'
 ), notices AS (
   SELECT {_ENVELOPE}, payload::VARCHAR AS raw_json, event_name,
          coalesce(payload->>'message', payload::VARCHAR) AS message, NULL::TIMESTAMPTZ, NULL::TIMESTAMPTZ
-  FROM ev WHERE event_name = 'maintenanceUpdate'
+  FROM frames WHERE frame_kind = 'event' AND event_name = 'maintenanceUpdate'
   UNION ALL
   SELECT {_ENVELOPE}, raw_json, 'server_' || frame_kind AS event_name, raw_json AS message,
          NULL::TIMESTAMPTZ, NULL::TIMESTAMPTZ
-  FROM ws WHERE frame_kind IN ('close', 'disconnect', 'connect_error')
+  FROM frames WHERE frame_kind IN ('close', 'disconnect', 'connect_error')
 ), unioned AS (
   SELECT * FROM lifecycle UNION ALL SELECT * FROM outages UNION ALL SELECT * FROM parse_errors
   UNION ALL SELECT * FROM notices
@@ -255,10 +271,18 @@ def _read_parquet(files: tuple[Path, ...]) -> str:
 
 
 def connection(ws_event: pa.Table | Frames) -> duckdb.DuckDBPyConnection:
-    """DuckDB over ``ws_event`` as view ``ws``, its received events as view ``ev``."""
+    """DuckDB over ``ws_event`` as view ``ws``."""
     con = duckdb.connect(config={"temp_directory": os.path.join(tempfile.gettempdir(), f"rugs-duckdb-{os.getpid()}")})
+    try:
+        con.execute("SET memory_limit = ?", [config.duckdb_memory()])
+    except duckdb.Error as exc:
+        con.close()
+        raise ValueError(f"RUGS_DUCKDB_MEMORY={config.duckdb_memory()!r} is not a memory size DuckDB accepts "
+                         "(e.g. 1GiB, 512MB)") from exc
     con.execute("SET TimeZone = 'UTC'")
     con.execute("SET enable_progress_bar = false")
+    # a day's queries read the same files' footers again and again (thousands of files on a live day)
+    con.execute("SET parquet_metadata_cache = true")
     if isinstance(ws_event, Frames):
         if ws_event.filesystem is not None:
             con.register_filesystem(ws_event.filesystem)
@@ -266,7 +290,6 @@ def connection(ws_event: pa.Table | Frames) -> duckdb.DuckDBPyConnection:
         con.execute(f"CREATE VIEW ws AS {ws_event.sql()}")
     else:
         con.register("ws", schema.conform(ws_event))
-    con.execute(_EVENTS)
     return con
 
 

@@ -28,11 +28,14 @@ its last frame, which every day that sees part of it agrees on.
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import timedelta
 
+import duckdb
 import pyarrow as pa
 
-from rugs_pipeline.derive.datasets import PAYLOAD, Frames, connection
+from rugs_pipeline.derive.datasets import BATCH_ROWS, FRAME, PAYLOAD, Frames, connection
 from rugs_pipeline.store import schema
 
 # The longest game measured lasts 1,815 ticks (~8 min) and a history stays in the feed for
@@ -48,7 +51,8 @@ _STATE_FIELDS = {
     "game_history": ("gameHistory", "JSON[]"),
     "connected_players": ("connectedPlayers", "BIGINT"), "game_version": ("gameVersion", "->>'$'"),
 }
-_PATHS = "[" + ", ".join(f"'$[#-1].{path}'" for path, _ in _STATE_FIELDS.values()) + "]"
+# and the frame's third element: present only when a trace header comes before the payload
+_PATHS = "[" + ", ".join(f"'$[#-1].{path}'" for path, _ in _STATE_FIELDS.values()) + ", '$[2]']"
 _FIELDS = ", ".join(
     f"v[{i}]{kind} AS {name}" if kind.startswith("->>") else f"TRY_CAST(v[{i}] AS {kind}) AS {name}"
     for i, (name, (_, kind)) in enumerate(_STATE_FIELDS.items(), 1)
@@ -64,8 +68,8 @@ _FIRST = "ts, session_id, seq"  # "first received": a total order over frames
 # Each received gameStateUpdate, parsed once. The payload text stays in ws (joined back for observed ticks).
 _PARSE = [
     f"""CREATE TEMP TABLE gsu AS
-    SELECT {_ENV}, {_FIELDS}
-    FROM (SELECT {_ENV}, json_extract(substr(raw_json, strpos(raw_json, '[')), {_PATHS}) AS v
+    SELECT {_ENV}, {_FIELDS}, v[{len(_STATE_FIELDS) + 1}] IS NULL AS two_elements
+    FROM (SELECT {_ENV}, json_extract({FRAME}, {_PATHS}) AS v
           FROM ws WHERE frame_kind = 'event' AND event_name = 'gameStateUpdate' AND direction = 'received')""",
     f"""CREATE TEMP TABLE history AS
     SELECT {_ENV}, entry::VARCHAR AS entry, json_transform(entry, '{_HISTORY}') AS h
@@ -78,6 +82,7 @@ _PARSE = [
       -- broadcasts count tickCount on to R+1..R+3, which would invent ticks that never existed. An
       -- on-connect snapshot taken after the rug carries the whole history (prices, ticks 0..R) instead.
       SELECT {_ENV}, game_id, price, coalesce(rugged, false) AS rugged, cooldown_timer, connected_players, game_version,
+             two_elements,
              CASE WHEN rugged AND window_end BETWEEN 0 AND tick_count THEN window_end
                   WHEN rugged AND len(prices) BETWEEN 1 AND tick_count + 1 THEN len(prices) - 1
                   ELSE tick_count END AS tick
@@ -97,13 +102,13 @@ _PARSE = [
     ), all_sources AS (
       -- the frame's connectedPlayers and gameVersion only where the row is that frame's own tick (or history)
       SELECT {_ENV}, game_id, tick, price, 0 AS rank, 'observed' AS tick_source, rugged, cooldown_timer,
-             connected_players, game_version FROM frames
+             connected_players, game_version, two_elements FROM frames
       UNION ALL
-      SELECT {_ENV}, game_id, TRY_CAST(k AS BIGINT), price, 1, 'partial_prices', false, NULL, NULL, NULL FROM windows
+      SELECT {_ENV}, game_id, TRY_CAST(k AS BIGINT), price, 1, 'partial_prices', false, NULL, NULL, NULL, NULL FROM windows
       UNION ALL
-      SELECT {_ENV}, game_id, tick, price, 2, 'snapshot_prices', false, NULL, NULL, NULL FROM snapshots
+      SELECT {_ENV}, game_id, tick, price, 2, 'snapshot_prices', false, NULL, NULL, NULL, NULL FROM snapshots
       UNION ALL
-      SELECT {_ENV}, game_id, tick, price, 3, 'game_history', false, NULL, NULL, game_version FROM histories
+      SELECT {_ENV}, game_id, tick, price, 3, 'game_history', false, NULL, NULL, game_version, NULL FROM histories
     )
     SELECT * FROM all_sources WHERE game_id IS NOT NULL AND tick >= 0 AND isfinite(price) AND price > 0""",
     # Each game's rug tick and partition day; only the games of the day asked for are kept.
@@ -134,19 +139,75 @@ _PARSE = [
     QUALIFY row_number() OVER (same_tick ORDER BY c.rank, NOT (c.rugged AND c.tick = g.rug_tick), {_FIRST}) = 1""",
 ]
 
-_GAME_TICK = f"""
+# An observed tick's payload: for the plain frame ``42["gameStateUpdate",{...}]`` it is cut from the
+# text as received (parsing ~5 KB of leaderboard again per tick would cost as much as the first
+# parse); any other shape (a trace header, an escaped name, whitespace) is re-serialized.
+_PLAIN = '42["gameStateUpdate",'
+_PAYLOAD_TEXT = f"""CASE
+         WHEN t.two_elements AND starts_with(raw_json, '{_PLAIN}{{') AND ends_with(raw_json, '}}]')
+         THEN substring(raw_json, {len(_PLAIN) + 1}, length(raw_json) - {len(_PLAIN) + 1})
+         ELSE ({PAYLOAD})::VARCHAR END"""
+
+# game_tick, in parts of ~TICK_PART_ROWS ticks, in order: DuckDB's sort does not spill rows as wide as a
+# tick with its payload, so a day's ticks sorted at once would all have to fit in memory. A part is
+# a range of the output order; its frames are those of its (session_id, seq) range, which the
+# row-group statistics of the landed files let DuckDB find without reading the others.
+TICK_PART_ROWS = 100_000
+_TICK_PARTS = """CREATE TEMP TABLE tick_parts AS
+    SELECT *, (row_number() OVER (ORDER BY session_id, seq, game_id, tick) - 1) // $rows AS part FROM ticks"""
+_PART_BOUNDS = """SELECT part, min(session_id), max(session_id), min(seq), max(seq),
+    min(seq) FILTER (WHERE session_id = first_session), max(seq) FILTER (WHERE session_id = last_session)
+    FROM (SELECT *, min(session_id) OVER p AS first_session, max(session_id) OVER p AS last_session
+          FROM tick_parts WINDOW p AS (PARTITION BY part))
+    GROUP BY part ORDER BY part"""
+
+_GAME_TICK_PART = f"""
 SELECT t.ts, t.source, t.session_id, t.seq, t.direction, 'game_tick' AS doc_type,
        -- observed ticks keep their frame's payload; a filled tick's frame is found by (session_id, seq)
-       CASE WHEN t.tick_source = 'observed' THEN ({PAYLOAD})::VARCHAR END AS raw_json,
+       CASE WHEN t.tick_source = 'observed' THEN {_PAYLOAD_TEXT} END AS raw_json,
        t.game_id, 'gameStateUpdate' AS event_name, t.price, t.tick,
        CASE WHEN t.tick = t.rug_tick THEN 'rugged' ELSE 'active' END AS phase,
        coalesce(t.tick = t.rug_tick, false) AS is_rug_tick, t.tick_source, t.price_conflicts,
        t.cooldown_timer, t.connected_players, t.game_version
--- ws is the probe side: the join's hash table holds the ticks, not a day of frame text
-FROM (SELECT session_id, seq, raw_json FROM ws WHERE event_name = 'gameStateUpdate') w RIGHT JOIN ticks t
+-- ws is the probe side: the join's hash table holds the part's ticks, not frame text
+FROM (SELECT session_id, seq, raw_json FROM ws WHERE event_name = 'gameStateUpdate' AND __FRAMES__) w
+  RIGHT JOIN (SELECT * FROM tick_parts WHERE part = __PART__) t
   ON t.tick_source = 'observed' AND w.session_id = t.session_id AND w.seq = t.seq
 ORDER BY t.session_id, t.seq, t.game_id, t.tick
 """
+
+
+def _quote(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
+
+
+def _part_query(frames: str, part: int) -> str:
+    return _GAME_TICK_PART.replace("__FRAMES__", frames).replace("__PART__", str(part))
+
+
+def _part_frames(first_session: str, last_session: str, lo: int, hi: int, first_lo: int, last_hi: int) -> str:
+    """SQL: the frames of a part's (session_id, seq) range."""
+    if first_session == last_session:
+        return f"session_id = {_quote(first_session)} AND seq BETWEEN {lo} AND {hi}"
+    # the first session from first_lo on, the last up to last_hi, every session between
+    return (f"session_id BETWEEN {_quote(first_session)} AND {_quote(last_session)} "
+            f"AND (session_id <> {_quote(first_session)} OR seq >= {first_lo}) "
+            f"AND (session_id <> {_quote(last_session)} OR seq <= {last_hi})")
+
+
+def _game_tick(con: duckdb.DuckDBPyConnection) -> pa.RecordBatchReader:
+    """game_tick from the connection's ``ticks``, one part after the other (see TICK_PART_ROWS)."""
+    con.execute(_TICK_PARTS, {"rows": TICK_PART_ROWS})
+    queries = [_part_query(_part_frames(*bounds), part) for part, *bounds in con.sql(_PART_BOUNDS).fetchall()]
+    first = con.sql(queries[0] if queries else _part_query("false", -1)).to_arrow_reader(BATCH_ROWS)
+
+    def batches() -> Iterator[pa.RecordBatch]:
+        yield from first
+        for query in queries[1:]:  # each started when the one before is read
+            yield from con.sql(query).to_arrow_reader(BATCH_ROWS)
+
+    return pa.RecordBatchReader.from_batches(first.schema, batches())
+
 
 # One row per game with a gameHistory entry, from the first frame that carried it. The seed is
 # checked against the hash the game's own frames announced while it ran; only for a game never
@@ -183,21 +244,36 @@ ORDER BY ts, session_id, seq, game_id
 """
 
 
-def rebuild_games(ws_event: pa.Table | Frames, day: str | None = None) -> dict[str, pa.Table]:
-    """``game_tick`` and ``complete_game`` from ``ws_event`` rows, for the games of ``day`` (all if None).
+@contextmanager
+def games_rebuilt(ws_event: pa.Table | Frames, day: str | None = None) -> Iterator[Iterator[tuple[str, pa.RecordBatchReader]]]:
+    """``game_tick`` and ``complete_game`` from ``ws_event`` rows, for the games of ``day`` (all if None), as
+    (doc_type, stream of batches) pairs, one after the other: read each stream before taking the next.
 
     For ``day`` D, ``ws_event`` should hold D's rows and the next day's first ``NEXT_DAY_HEAD``.
+    A day's ticks keep their frames' payloads (~5 KB each, GBs a day): streamed, they never have to fit in memory.
     """
     con = connection(ws_event)
     try:
         con.execute("SET VARIABLE day = ?::DATE", [day])
         con.execute("SET VARIABLE head = ?::INTERVAL", [NEXT_DAY_HEAD])
+        # each join here is written with its small side on the right, the side DuckDB hashes; its optimizer
+        # would swap game_tick's on a wrong estimate and hash a day of frame text (GBs) instead of the ticks
+        con.execute("SET disabled_optimizers = 'build_side_probe_side'")
         for statement in _PARSE:
             con.execute(statement)
-        return {name: schema.conform(con.sql(sql).to_arrow_table())
-                for name, sql in (("game_tick", _GAME_TICK), ("complete_game", _COMPLETE_GAME))}
+        def results() -> Iterator[tuple[str, pa.RecordBatchReader]]:  # a query starts once the one before is read
+            yield "game_tick", _game_tick(con)
+            yield "complete_game", con.sql(_COMPLETE_GAME).to_arrow_reader(BATCH_ROWS)
+
+        yield results()
     finally:
         con.close()
+
+
+def rebuild_games(ws_event: pa.Table | Frames, day: str | None = None) -> dict[str, pa.Table]:
+    """``games_rebuilt``, each doc_type as one table."""
+    with games_rebuilt(ws_event, day) as results:
+        return {name: schema.conform(rows.read_all()) for name, rows in results}
 
 
 # Per game: when and how it ran, its trades and sidebets, and how much of it was seen live.
