@@ -130,13 +130,16 @@ _PARSE = [
     WHERE getvariable('day') IS NULL OR getvariable('day') =
       CASE WHEN first_ts >= id_day AND first_ts < id_day + INTERVAL 1 DAY + getvariable('head') THEN id_day
            ELSE last_ts::DATE END""",
+    # one row per (game, tick): the preferred candidate, and how many other prices were given for it
+    # (an aggregate, not a window: a day has millions of candidates)
     f"""CREATE TEMP TABLE ticks AS
-    SELECT c.*, g.rug_tick, count(DISTINCT c.price) OVER same_tick - 1 AS price_conflicts
-    FROM cand c JOIN games g USING (game_id)
-    WHERE g.rug_tick IS NULL OR c.tick <= g.rug_tick
-    WINDOW same_tick AS (PARTITION BY c.game_id, c.tick)
-    -- for tick R the rug frame first (its price is the crash price)
-    QUALIFY row_number() OVER (same_tick ORDER BY c.rank, NOT (c.rugged AND c.tick = g.rug_tick), {_FIRST}) = 1""",
+    SELECT chosen.*, rug_tick, price_conflicts
+    FROM (SELECT g.rug_tick, count(DISTINCT c.price) - 1 AS price_conflicts,
+                 -- for tick R the rug frame first (its price is the crash price)
+                 arg_min(c, (c.rank, NOT (c.rugged AND c.tick = g.rug_tick), {', '.join('c.' + k for k in _FIRST.split(', '))})) AS chosen
+          FROM cand c JOIN games g USING (game_id)
+          WHERE g.rug_tick IS NULL OR c.tick <= g.rug_tick
+          GROUP BY c.game_id, c.tick, g.rug_tick)""",
 ]
 
 # An observed tick's payload: for the plain frame ``42["gameStateUpdate",{...}]`` it is cut from the
