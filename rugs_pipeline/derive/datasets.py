@@ -264,8 +264,13 @@ class Frames:
         return " UNION ALL ".join(parts) or "SELECT * FROM _no_frames"
 
 
+def sql_literal(text: str) -> str:
+    """``text`` as an SQL string literal."""
+    return "'" + text.replace("'", "''") + "'"
+
+
 def _read_parquet(files: tuple[Path, ...]) -> str:
-    listed = ", ".join("'" + str(f).replace("'", "''") + "'" for f in files)
+    listed = ", ".join(sql_literal(str(f)) for f in files)
     # by name: a day part-way through a migration holds files of two schema versions
     return f"SELECT * FROM read_parquet([{listed}], hive_partitioning = false, union_by_name = true)"
 

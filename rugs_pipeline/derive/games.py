@@ -35,7 +35,7 @@ from datetime import timedelta
 import duckdb
 import pyarrow as pa
 
-from rugs_pipeline.derive.datasets import BATCH_ROWS, FRAME, PAYLOAD, Frames, connection
+from rugs_pipeline.derive.datasets import BATCH_ROWS, FRAME, PAYLOAD, Frames, connection, sql_literal
 from rugs_pipeline.store import schema
 
 # The longest game measured lasts 1,815 ticks (~8 min) and a history stays in the feed for
@@ -180,10 +180,6 @@ ORDER BY t.session_id, t.seq, t.game_id, t.tick
 """
 
 
-def _quote(text: str) -> str:
-    return "'" + text.replace("'", "''") + "'"
-
-
 def _part_query(frames: str, part: int) -> str:
     return _GAME_TICK_PART.replace("__FRAMES__", frames).replace("__PART__", str(part))
 
@@ -191,11 +187,11 @@ def _part_query(frames: str, part: int) -> str:
 def _part_frames(first_session: str, last_session: str, lo: int, hi: int, first_lo: int, last_hi: int) -> str:
     """SQL: the frames of a part's (session_id, seq) range."""
     if first_session == last_session:
-        return f"session_id = {_quote(first_session)} AND seq BETWEEN {lo} AND {hi}"
+        return f"session_id = {sql_literal(first_session)} AND seq BETWEEN {lo} AND {hi}"
     # the first session from first_lo on, the last up to last_hi, every session between
-    return (f"session_id BETWEEN {_quote(first_session)} AND {_quote(last_session)} "
-            f"AND (session_id <> {_quote(first_session)} OR seq >= {first_lo}) "
-            f"AND (session_id <> {_quote(last_session)} OR seq <= {last_hi})")
+    return (f"session_id BETWEEN {sql_literal(first_session)} AND {sql_literal(last_session)} "
+            f"AND (session_id <> {sql_literal(first_session)} OR seq >= {first_lo}) "
+            f"AND (session_id <> {sql_literal(last_session)} OR seq <= {last_hi})")
 
 
 def _game_tick(con: duckdb.DuckDBPyConnection) -> pa.RecordBatchReader:
