@@ -26,6 +26,7 @@ from rugs_pipeline.defs.checks import schema_checks
 from rugs_pipeline.defs.games import game_assets, game_checks, game_frames
 from rugs_pipeline.defs.resources import StoreResource
 from rugs_pipeline.derive import consistency, games
+from rugs_pipeline.derive.datasets import Frames
 from rugs_pipeline.derive.games import NEXT_DAY_HEAD, rebuild_games
 from rugs_pipeline.feed.protocol import encode_event
 from rugs_pipeline.store import landing, schema
@@ -277,14 +278,17 @@ def test_a_game_recorded_twice_is_one_game(real, tmp_path):
 
 def test_game_tick_written_in_parts_is_the_same_rows_in_the_same_order(real, tmp_path, monkeypatch):
     """A day's ticks are sorted and written a part at a time (their payloads do not fit a sort in memory):
-    parts that end mid-session and span two sessions give exactly the rows of one part."""
+    parts that end mid-session and span two sessions give exactly the rows of one part, whether the
+    frames are an Arrow table or the landed files (each part then reads only its ticks' files)."""
     run = run_pipeline([real("sandbox").files[0], real("raw").files[0]], tmp_path / "data", EASTERN)
     ws = pa.concat_tables(run.ws(day) for day in run.days)
+    files = Frames(tuple(f for day in run.days for f in run.store.partition_files("ws_event", day)))
     whole = rebuild_games(ws)["game_tick"]
     monkeypatch.setattr(games, "TICK_PART_ROWS", 97)
-    parts = rebuild_games(ws)["game_tick"]
     assert whole.num_rows > 10 * 97 and len(set(whole["session_id"].to_pylist())) == 2
-    assert parts.equals(whole)
+    assert len(files.files) == 2  # one per session: a part whose ticks span both reads both
+    assert rebuild_games(ws)["game_tick"].equals(whole)
+    assert rebuild_games(files)["game_tick"].equals(whole)
 
 
 def test_a_forged_seed_fails_verification(real, tmp_path):

@@ -258,9 +258,9 @@ class Frames:
     filesystem: object = None
 
     def sql(self) -> str:
-        parts = [_read_parquet(self.files)] if self.files else []
+        parts = [read_parquet(self.files)] if self.files else []
         if self.head:
-            parts.append(f"{_read_parquet(self.head)} WHERE ts < '{self.until.isoformat()}'::TIMESTAMPTZ")
+            parts.append(f"{read_parquet(self.head)} WHERE ts < '{self.until.isoformat()}'::TIMESTAMPTZ")
         return " UNION ALL ".join(parts) or "SELECT * FROM _no_frames"
 
 
@@ -269,14 +269,15 @@ def sql_literal(text: str) -> str:
     return "'" + text.replace("'", "''") + "'"
 
 
-def _read_parquet(files: tuple[Path, ...]) -> str:
+def read_parquet(files: tuple[Path, ...] | list[str]) -> str:
+    """SQL: the rows of ``files``, with each row's file in column ``filename``."""
     listed = ", ".join(sql_literal(str(f)) for f in files)
     # by name: a day part-way through a migration holds files of two schema versions
-    return f"SELECT * FROM read_parquet([{listed}], hive_partitioning = false, union_by_name = true)"
+    return f"SELECT * FROM read_parquet([{listed}], hive_partitioning = false, union_by_name = true, filename = true)"
 
 
 def connection(ws_event: pa.Table | Frames) -> duckdb.DuckDBPyConnection:
-    """DuckDB over ``ws_event`` as view ``ws``."""
+    """DuckDB over ``ws_event`` as view ``ws``, with each row's file in ``filename`` (null for an Arrow table)."""
     con = duckdb.connect(config={"temp_directory": os.path.join(tempfile.gettempdir(), f"rugs-duckdb-{os.getpid()}")})
     try:
         con.execute("SET memory_limit = ?", [config.duckdb_memory()])
@@ -291,10 +292,11 @@ def connection(ws_event: pa.Table | Frames) -> duckdb.DuckDBPyConnection:
     if isinstance(ws_event, Frames):
         if ws_event.filesystem is not None:
             con.register_filesystem(ws_event.filesystem)
-        con.register("_no_frames", schema.empty_table())
+        con.register("_no_frames", schema.empty_table().append_column("filename", pa.array([], pa.string())))
         con.execute(f"CREATE VIEW ws AS {ws_event.sql()}")
     else:
-        con.register("ws", schema.conform(ws_event))
+        con.register("_ws_rows", schema.conform(ws_event))
+        con.execute("CREATE VIEW ws AS SELECT *, NULL::VARCHAR AS filename FROM _ws_rows")
     return con
 
 
