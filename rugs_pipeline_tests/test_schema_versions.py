@@ -78,11 +78,35 @@ def test_classifier_calls_every_non_additive_change_major() -> None:
     assert versions.classify_change(base, base.set(j, base.field(j).with_nullable(True))) == "major"
 
 
-# --- 1.1.0's typed columns: a pure Arrow -> Arrow function -----------------------------------
+# --- the typed columns (1.1.0, 1.2.0): a pure Arrow -> Arrow function ---------------------------
 
 def _payload(raw: str):
-    """A frame's payload (its last argument), parsed by Python: the expectation."""
+    """A frame's payload (its last argument), parsed by Python."""
     return json.loads(raw[raw.index("["):])[-1]
+
+
+def _expected_typed(raw: str, name: str) -> dict:
+    """Every typed column of a frame, computed by Python from its text: the expectation."""
+    frame, p = json.loads(raw[raw.index("["):]), _payload(raw)
+
+    def length(value):
+        return len(value) if isinstance(value, list) else None
+
+    expected = dict.fromkeys((t.column for t in versions.TYPED), None) | {"event_args": len(frame) - 1}
+    if name == "standard/newTrade":
+        expected |= {"bonus_portion": p.get("bonusPortion"), "real_portion": p.get("realPortion"), "level": p.get("level")}
+    if name == "gameStateUpdate":
+        phase = ("rugged" if p.get("rugged") is True else "active" if p.get("active") is True
+                 else "presale" if p.get("allowPreRoundBuys") is True
+                 else "cooldown" if p.get("active") is not None or p.get("cooldownTimer") is not None else None)
+        expected |= {
+            "connected_players": p.get("connectedPlayers"), "game_version": p.get("gameVersion"),
+            "tick": p.get("tickCount"), "price": p.get("price"), "phase": phase, "cooldown_timer": p.get("cooldownTimer"),
+            "server_seed_hash": (p.get("provablyFair") or {}).get("serverSeedHash"),
+            "partial_prices": p.get("partialPrices"), "history_games": length(p.get("gameHistory")),
+            "snapshot_ticks": length(p.get("prices")),
+        }
+    return expected
 
 
 def test_fill_typed_columns_reads_each_frames_payload(real_dir: Path) -> None:
@@ -93,24 +117,38 @@ def test_fill_typed_columns_reads_each_frames_payload(real_dir: Path) -> None:
             args = obj["data"] if isinstance(obj["data"], list) else [obj["data"]]  # a traced event: [header, payload]
             frames.append("42" + json.dumps([obj["event"], *args]))
             names.append(obj["event"])
-    # a trace header before the payload, and a frame the feed cut short
+    # a trace header before the payload, a state frame with a snapshot, and a frame the feed cut short
     frames += ['42["standard/newTrade",{"trace":1},{"level":7,"bonusPortion":0.5,"realPortion":0.25}]',
+               '42["gameStateUpdate",{"active":true,"tickCount":2,"price":1.5,"prices":[1,1.2,1.5]}]',
                '42["gameStateUpdate",{"connectedPlayers":3']
-    names += ["standard/newTrade", "gameStateUpdate"]
+    names += ["standard/newTrade", "gameStateUpdate", "gameStateUpdate"]
     n = len(frames)
     rows = pa.table({"raw_json": frames, "event_name": names, "frame_kind": ["event"] * n,
                      "ts": pa.array([0] * n, pa.timestamp("us", tz="UTC")), "seq": list(range(n))})
     out = versions.fill_typed_columns(rows)
     assert out.schema.equals(schema.SCHEMA) and out["raw_json"].to_pylist() == frames, "rows kept, in order"
-    expected = {col: [] for col, *_ in versions.TYPED_1_1_0}
-    for raw, name in zip(frames[:-1], names[:-1]):
-        payload = _payload(raw)
-        for col, event, key, _ in versions.TYPED_1_1_0:
-            expected[col].append(payload.get(key) if name == event else None)
-    for col in expected:
-        expected[col].append(None)  # the cut frame: nothing, and no error
-        assert out[col].to_pylist() == expected[col], col
-    assert any(v is not None for v in expected["connected_players"]) and any(v is not None for v in expected["level"])
+    expected = [_expected_typed(raw, name) for raw, name in zip(frames[:-1], names[:-1])]
+    expected.append(dict.fromkeys(expected[0]))  # the cut frame: nothing, and no error
+    for t in versions.TYPED:
+        got = out[t.column].to_pylist()
+        if t.column == "partial_prices":
+            got = [None if v is None else json.loads(v) for v in got]
+        assert got == [e[t.column] for e in expected], t.column
+    for column in ("connected_players", "level", "tick", "partial_prices", "history_games", "snapshot_ticks"):
+        assert any(e[column] is not None for e in expected), f"the frames hold no {column}"
+    assert {"active", "rugged", "cooldown", "presale"} <= {e["phase"] for e in expected}
+    assert {e["event_args"] for e in expected[:-1]} == {1, 2}
+
+
+def test_each_version_fills_only_its_own_columns() -> None:
+    """A migration step computes its version's typed columns; landing computes them all."""
+    rows = pa.table({"raw_json": ['42["gameStateUpdate",{"connectedPlayers":3,"tickCount":4}]'],
+                     "event_name": ["gameStateUpdate"], "frame_kind": ["event"]})
+    v1_1, v1_2 = versions.BY_VERSION["1.1.0"], versions.BY_VERSION["1.2.0"]
+    assert v1_1.upgrade_ws_event(rows).select(["connected_players", "tick"]).to_pylist() == [
+        {"connected_players": 3, "tick": None}]
+    assert v1_2.upgrade_ws_event(rows).select(["connected_players", "tick"]).to_pylist() == [
+        {"connected_players": None, "tick": 4}]
 
 
 # --- a real store at 1.1.0, and the same store at 1.0.0 ----------------------------------------
@@ -356,7 +394,7 @@ def test_11_writer_adds_11_files_to_a_10_store_and_the_check_says_how_to_migrate
     assert "partly migrated" in current.description
 
 
-@pytest.mark.parametrize("version", ["1.2.0", "2.0.0", "0.9.0", "one"])
+@pytest.mark.parametrize("version", ["1.3.0", "2.0.0", "0.9.0", "one"])
 def test_writer_refuses_a_newer_minor_or_another_major_in_one_line(tmp_path: Path, version: str) -> None:
     store = Store(tmp_path)
     store.ensure_manifest()

@@ -34,7 +34,7 @@ import pyarrow.parquet as pq
 from rugs_pipeline.capture import spool
 from rugs_pipeline.feed import simulator
 from rugs_pipeline.feed.protocol import PING, PONG, SIO_CONNECT, encode_connect, encode_event, encode_open
-from rugs_pipeline.store import landing
+from rugs_pipeline.store import landing, schema
 from rugs_pipeline.store.layout import Store
 
 DAY = "2025-06-01"
@@ -87,7 +87,8 @@ def synthetic_day(frames: int, seed: int = 1, progress: Callable[[int], None] | 
     """The cached day of ``frames`` records (built first if absent: a minute or two per million)."""
     if not 0 < frames <= MAX_FRAMES:
         raise ValueError(f"a synthetic day holds 1..{MAX_FRAMES} frames, not {frames}")
-    final = cache_root() / f"day-v{VERSION}-seed{seed}-{frames}"
+    # the files are landed by this code: a cache landed at another schema version is not this code's day
+    final = cache_root() / f"day-v{VERSION}-{schema.SCHEMA_VERSION}-seed{seed}-{frames}"
     marker = final / "synthetic_day.json"
     if not marker.exists():
         building = final.with_name(f".{final.name}.{os.getpid()}")

@@ -4,9 +4,12 @@ A row of these belongs to the day of the frame it came from. Games (``game_tick`
 ``complete_game``, ``games``) are partitioned by game instead: see ``games.py``.
 
 They run as DuckDB SQL over the Arrow table, or over the Parquet files read in
-place (``Frames``: a day need not fit in memory, and DuckDB spills to disk):
-DuckDB's JSON reader extracts only the fields each dataset needs, in parallel,
-without building Python objects.
+place (``Frames``: a day need not fit in memory, and DuckDB spills to disk).
+What they need of the big state frames is typed on ``ws_event`` at landing (schema
+1.2.0), so deriving parses only the small frames and the few state frames with a
+history or a leaderboard to read, with DuckDB's JSON reader, in parallel, without
+building Python objects. Rows landed before 1.2.0 get the typed columns computed on
+the way in, as landing computes them.
 Every derivation is a full rebuild of its input, so the same input always gives
 the same rows in the same order.
 
@@ -29,6 +32,7 @@ import pyarrow as pa
 
 from rugs_pipeline import config
 from rugs_pipeline.store import schema
+from rugs_pipeline.store.versions import typed_columns_sql
 
 FRAME = "substr(raw_json, strpos(raw_json, '['))"  # an event frame's JSON array
 # An event frame's payload (its last argument) as JSON.
@@ -36,34 +40,14 @@ PAYLOAD = f"json_extract({FRAME}, '$[#-1]')"
 
 
 _ENVELOPE = "ts, source, session_id, seq, direction"
-_RUGGED_TRUE = r'"rugged"\s*:\s*true'
-
-
-def _parsed_if(pattern: str, paths: str) -> str:
-    """``json_extract`` of an event frame's ``paths``, evaluated only for frames whose text may hold ``pattern``.
-
-    Parsing every gameStateUpdate to find the few that matter would be most of a
-    derivation's cost: a regular expression over the text rules out the rest first, and
-    only the frames it lets through are parsed. It is a pre-filter (the JSON test follows),
-    and exact: a key can hide from it only behind a ``\\u`` escape, and frames with any
-    such escape pass. A CASE, not a WHERE: DuckDB orders a WHERE's conditions by its own
-    cost estimate and may parse first.
-    """
-    return (f"CASE WHEN regexp_matches(raw_json, '{pattern}') OR contains(raw_json, '\\u') "
-            f"THEN json_extract({FRAME}, {paths}) END")
-
-
+_UNTYPED = "frame_kind = 'event' AND event_args IS NULL"  # an event frame without its typed columns
 # trades (dedup by trade id), sidebets (events and the finished games' history), and orders the client sent
 _SIDEBET_EVENTS = "('newSideBet', 'currentSidebet', 'currentSidebetResult')"
 _PLAYER_ACTION = f"""
-WITH frames AS MATERIALIZED (  -- one scan of the day's frame text for every part below
-  SELECT {_ENVELOPE}, event_name,
-         CASE WHEN event_name = 'gameStateUpdate' AND direction = 'received'
-              THEN {_parsed_if('"gameHistory"', "'$[#-1].gameHistory[*]'")} END AS history_games,
-         CASE WHEN event_name <> 'gameStateUpdate' THEN {PAYLOAD} END AS payload
-  FROM ws
-  WHERE frame_kind = 'event' AND (direction = 'sent' OR direction = 'received'
-        AND event_name IN ('standard/newTrade', 'gameStateUpdate', {_SIDEBET_EVENTS[1:-1]}))
+WITH frames AS MATERIALIZED (  -- one scan of the day's frames for every part below
+  SELECT {_ENVELOPE}, event_name, {PAYLOAD} AS payload
+  FROM ws WHERE frame_kind = 'event' AND (direction = 'sent' OR direction = 'received'
+                AND event_name IN ('standard/newTrade', {_SIDEBET_EVENTS[1:-1]}))
 ), trades AS (
   SELECT {_ENVELOPE}, payload, event_name,
          payload->>'id' AS trade_id, payload->>'type' AS action_type,
@@ -89,11 +73,15 @@ WITH frames AS MATERIALIZED (  -- one scan of the day's frame text for every par
          NULL::DOUBLE AS bonus_portion, NULL::DOUBLE AS real_portion, NULL::BIGINT AS level
   FROM frames WHERE event_name IN {_SIDEBET_EVENTS} AND direction = 'received'
 ), history AS (
-  -- each finished game's id and sidebets (not its whole record: one per sidebet would be copied), from
-  -- each differing copy of the record once: a copy the next ten games repeat adds only later duplicates
-  SELECT {_ENVELOPE}, game->>'id' AS history_game, game->'$.globalSidebets' AS game_sidebets
-  FROM (SELECT {_ENVELOPE}, unnest(history_games) AS game FROM frames WHERE history_games IS NOT NULL)
-  QUALIFY row_number() OVER (PARTITION BY game ORDER BY ts, session_id, seq) = 1
+  -- each finished game's id and sidebets (not its whole record: one per sidebet would be copied), from the
+  -- state frames that carry a history (typed at landing: the others are not read). Each distinct record
+  -- once, from the first frame that carried it: the ~20 frames that repeat it add only later duplicates.
+  SELECT unnest(f), game->>'id' AS history_game, game->'$.globalSidebets' AS game_sidebets
+  FROM (SELECT game, arg_min(struct_pack({_ENVELOPE}), (ts, session_id, seq)) AS f
+        FROM (SELECT {_ENVELOPE}, unnest(json_extract({FRAME}, '$[#-1].gameHistory[*]')) AS game
+              FROM ws WHERE frame_kind = 'event' AND direction = 'received' AND event_name = 'gameStateUpdate'
+                            AND history_games IS NOT NULL)
+        GROUP BY game)
 ), history_sidebets AS (
   SELECT {_ENVELOPE}, sb AS payload, 'gameHistory.globalSidebets' AS event_name,
          sb->>'id' AS trade_id, 'sidebet_' || coalesce(sb->>'type', 'placed') AS action_type,
@@ -137,12 +125,13 @@ ORDER BY ts, session_id, seq, trade_id, action_type
 _SERVER_STATE = f"""
 WITH frames AS MATERIALIZED (  -- one scan of the day's frame text for every part below
   SELECT {_ENVELOPE}, event_name,
-         -- rugged frames carry gameHistory too (~170 KB): only three fields of the few rugged ones
+         -- rugged frames carry gameHistory too (~170 KB): only two fields of the few rugged ones
          CASE WHEN event_name = 'gameStateUpdate'
-              THEN {_parsed_if(_RUGGED_TRUE, "['$[#-1].gameId', '$[#-1].rugged', '$[#-1].leaderboard']")} END AS v,
+              THEN json_extract({FRAME}, ['$[#-1].gameId', '$[#-1].leaderboard']) END AS v,
          CASE WHEN event_name <> 'gameStateUpdate' THEN {PAYLOAD} END AS payload
   FROM ws WHERE frame_kind = 'event' AND direction = 'received'
-                AND event_name IN ('playerUpdate', 'gameStatePlayerUpdate', 'gameStateUpdate')
+                AND (event_name IN ('playerUpdate', 'gameStatePlayerUpdate')
+                     OR event_name = 'gameStateUpdate' AND phase = 'rugged')
 ), player AS (
   SELECT {_ENVELOPE}, payload, event_name, NULL AS game_id,
          payload->>'id' AS player_id, payload->>'username' AS username,
@@ -161,8 +150,8 @@ WITH frames AS MATERIALIZED (  -- one scan of the day's frame text for every par
   FROM frames WHERE event_name = 'gameStatePlayerUpdate'
 ), final_frame AS (
   -- arg_max holds one frame per game, not all of them with their boards
-  SELECT v[1]->>'$' AS game_id, arg_max(struct_pack({_ENVELOPE}, leaderboard := v[3]), (ts, session_id, seq)) AS f
-  FROM frames WHERE event_name = 'gameStateUpdate' AND TRY_CAST(v[2]->>'$' AS BOOLEAN) AND v[3] IS NOT NULL
+  SELECT v[1]->>'$' AS game_id, arg_max(struct_pack({_ENVELOPE}, leaderboard := v[2]), (ts, session_id, seq)) AS f
+  FROM frames WHERE event_name = 'gameStateUpdate' AND v[2] IS NOT NULL
   GROUP BY game_id
 ), final_board AS (
   SELECT f.ts, f.source, f.session_id, f.seq, f.direction, entry AS payload, 'final_leaderboard' AS event_name, game_id,
@@ -257,11 +246,23 @@ class Frames:
     until: datetime | None = None
     filesystem: object = None
 
-    def sql(self) -> str:
-        parts = [read_parquet(self.files)] if self.files else []
+    def sql(self, typed: set[str]) -> str:
+        """SQL: the rows, with the typed columns computed for the files not in ``typed`` (landed before 1.2.0)."""
+        parts = [self._read(self.files, typed)] if self.files else []
         if self.head:
-            parts.append(f"{read_parquet(self.head)} WHERE ts < '{self.until.isoformat()}'::TIMESTAMPTZ")
-        return " UNION ALL ".join(parts) or "SELECT * FROM _no_frames"
+            parts.append(f"SELECT * FROM ({self._read(self.head, typed)}) "
+                         f"WHERE ts < '{self.until.isoformat()}'::TIMESTAMPTZ")
+        # by name with an empty table of every column: files of older versions lack the newer columns
+        return " UNION ALL BY NAME ".join([*parts, "SELECT * FROM _no_frames"])
+
+    @staticmethod
+    def _read(files: tuple[Path, ...], typed: set[str]) -> str:
+        new = [f for f in files if str(f) in typed]
+        old = [f for f in files if str(f) not in typed]
+        parts = [read_parquet(new)] if new else []
+        if old:
+            parts.append(typed_columns_sql(f"{read_parquet(old)} UNION ALL BY NAME SELECT * FROM _no_frames"))
+        return " UNION ALL BY NAME ".join(parts)
 
 
 def sql_literal(text: str) -> str:
@@ -289,15 +290,27 @@ def connection(ws_event: pa.Table | Frames) -> duckdb.DuckDBPyConnection:
     con.execute("SET enable_progress_bar = false")
     # a day's queries read the same files' footers again and again (thousands of files on a live day)
     con.execute("SET parquet_metadata_cache = true")
+    # rows landed before 1.2.0 (and rows built by hand) get their typed columns here, as landing computes them
     if isinstance(ws_event, Frames):
         if ws_event.filesystem is not None:
             con.register_filesystem(ws_event.filesystem)
         con.register("_no_frames", schema.empty_table().append_column("filename", pa.array([], pa.string())))
-        con.execute(f"CREATE VIEW ws AS {ws_event.sql()}")
+        typed = _typed_files(con, ws_event.files + ws_event.head)
+        con.execute(f"CREATE VIEW ws AS {ws_event.sql(typed)}")
     else:
         con.register("_ws_rows", schema.conform(ws_event))
-        con.execute("CREATE VIEW ws AS SELECT *, NULL::VARCHAR AS filename FROM _ws_rows")
+        con.execute("CREATE VIEW ws AS "
+                    + typed_columns_sql("SELECT *, NULL::VARCHAR AS filename FROM _ws_rows", refill=_UNTYPED))
     return con
+
+
+def _typed_files(con: duckdb.DuckDBPyConnection, files: tuple[Path, ...]) -> set[str]:
+    """The files that hold the typed columns (footers only; the connection caches them for the scans)."""
+    if not files:
+        return set()
+    listed = ", ".join(sql_literal(str(f)) for f in files)
+    return {name for (name,) in con.execute(
+        f"SELECT DISTINCT file_name FROM parquet_schema([{listed}]) WHERE name = 'event_args'").fetchall()}
 
 
 @contextmanager

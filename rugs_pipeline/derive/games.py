@@ -42,21 +42,6 @@ from rugs_pipeline.store import schema
 # ten games (~12 min typical): half an hour of the next day holds what a day's games left.
 NEXT_DAY_HEAD = timedelta(minutes=30)
 
-# The fields of a gameStateUpdate payload that games are built from, extracted in one parse of the frame.
-_STATE_FIELDS = {
-    "game_id": ("gameId", "->>'$'"), "tick_count": ("tickCount", "BIGINT"), "price": ("price", "DOUBLE"),
-    "active": ("active", "BOOLEAN"), "rugged": ("rugged", "BOOLEAN"), "cooldown_timer": ("cooldownTimer", "BIGINT"),
-    "window_end": ("partialPrices.endTick", "BIGINT"), "window_prices": ("partialPrices.values", "MAP(VARCHAR, DOUBLE)"),
-    "prices": ("prices", "DOUBLE[]"), "seed_hash": ("provablyFair.serverSeedHash", "->>'$'"),
-    "game_history": ("gameHistory", "JSON[]"),
-    "connected_players": ("connectedPlayers", "BIGINT"), "game_version": ("gameVersion", "->>'$'"),
-}
-# and the frame's third element: present only when a trace header comes before the payload
-_PATHS = "[" + ", ".join(f"'$[#-1].{path}'" for path, _ in _STATE_FIELDS.values()) + ", '$[2]']"
-_FIELDS = ", ".join(
-    f"v[{i}]{kind} AS {name}" if kind.startswith("->>") else f"TRY_CAST(v[{i}] AS {kind}) AS {name}"
-    for i, (name, (_, kind)) in enumerate(_STATE_FIELDS.items(), 1)
-)
 _HISTORY = json.dumps({
     "id": "VARCHAR", "timestamp": "BIGINT", "peakMultiplier": "DOUBLE", "prices": "DOUBLE[]", "gameVersion": "VARCHAR",
     "provablyFair": {"serverSeed": "VARCHAR", "serverSeedHash": "VARCHAR"},
@@ -65,15 +50,28 @@ _HISTORY = json.dumps({
 _ENV = "ts, source, session_id, seq, direction"
 _FIRST = "ts, session_id, seq"  # "first received": a total order over frames
 
-# Each received gameStateUpdate, parsed once. The payload text stays in ws (joined back for observed ticks).
+# Each received gameStateUpdate: its fields typed at landing (1.2.0), only its snapshot prices parsed (the
+# on-connect frames). The payload text stays in ws (joined back for observed ticks).
+_STATE = "frame_kind = 'event' AND event_name = 'gameStateUpdate' AND direction = 'received'"
 _PARSE = [
     f"""CREATE TEMP TABLE gsu AS
-    SELECT {_ENV}, filename, {_FIELDS}, v[{len(_STATE_FIELDS) + 1}] IS NULL AS two_elements
-    FROM (SELECT {_ENV}, filename, json_extract({FRAME}, {_PATHS}) AS v
-          FROM ws WHERE frame_kind = 'event' AND event_name = 'gameStateUpdate' AND direction = 'received')""",
+    SELECT {_ENV}, filename, game_id, tick AS tick_count, price, phase IN ('active', 'rugged') AS live,
+           phase = 'rugged' AS rugged, cooldown_timer,
+           TRY_CAST(json_extract(partial_prices, '$.endTick') AS BIGINT) AS window_end,
+           TRY_CAST(json_extract(partial_prices, '$.values') AS MAP(VARCHAR, DOUBLE)) AS window_prices,
+           CASE WHEN snapshot_ticks IS NOT NULL THEN TRY_CAST(json_extract({FRAME}, '$[#-1].prices') AS DOUBLE[]) END
+             AS prices,
+           server_seed_hash AS seed_hash, connected_players, game_version,
+           event_args <= 1 AS two_elements  -- no trace header before the payload
+    FROM ws WHERE {_STATE}""",
+    # Each finished game's record: a record is repeated by the ~20 state frames around the next ten rugs, so each
+    # distinct text is parsed once, with the first frame that carried it and the last time it was seen.
     f"""CREATE TEMP TABLE history AS
-    SELECT {_ENV}, entry::VARCHAR AS entry, json_transform(entry, '{_HISTORY}') AS h
-    FROM (SELECT *, unnest(game_history) AS entry FROM gsu WHERE game_history IS NOT NULL)""",
+    SELECT unnest(f), last_ts, entry, json_transform(entry, '{_HISTORY}') AS h
+    FROM (SELECT entry::VARCHAR AS entry, arg_min(struct_pack({_ENV}), ({_FIRST})) AS f, max(ts) AS last_ts
+          FROM (SELECT {_ENV}, unnest(json_extract({FRAME}, '$[#-1].gameHistory[*]')) AS entry
+                FROM ws WHERE {_STATE} AND history_games IS NOT NULL)
+          GROUP BY entry)""",
     # Every price any source gives for a (game, tick), ranked by source. Live sources count only from frames
     # of a running or rugged game: a presale frame's window {"0": 1} is the price tick 0 will have, not a tick.
     f"""CREATE TEMP TABLE cand AS
@@ -87,13 +85,13 @@ _PARSE = [
                   WHEN rugged AND len(prices) BETWEEN 1 AND tick_count + 1 THEN len(prices) - 1
                   ELSE tick_count END AS tick
       -- presale frames repeat tickCount 0 with active=false: not ticks
-      FROM gsu WHERE tick_count >= 0 AND (active OR rugged)
+      FROM gsu WHERE tick_count >= 0 AND live
     ), windows AS (
       SELECT {_ENV}, game_id, unnest(map_keys(window_prices)) AS k, unnest(map_values(window_prices)) AS price
-      FROM gsu WHERE window_prices IS NOT NULL AND (active OR rugged)
+      FROM gsu WHERE window_prices IS NOT NULL AND live
     ), snapshots AS (
       SELECT {_ENV}, game_id, generate_subscripts(prices, 1) - 1 AS tick, unnest(prices) AS price
-      FROM gsu WHERE prices IS NOT NULL AND (active OR rugged)
+      FROM gsu WHERE prices IS NOT NULL AND live
     ), histories AS (  -- each differing copy of a game's history once, from the first frame that sent it
       SELECT {_ENV}, h.id AS game_id, generate_subscripts(h.prices, 1) - 1 AS tick, unnest(h.prices) AS price,
              h.gameVersion AS game_version
@@ -116,7 +114,9 @@ _PARSE = [
     # Each game's rug tick and partition day; only the games of the day asked for are kept.
     f"""CREATE TEMP TABLE games AS
     WITH mentions AS (
-      SELECT game_id, ts FROM cand UNION ALL SELECT h.id, ts FROM history WHERE h.id IS NOT NULL
+      SELECT game_id, ts FROM cand
+      UNION ALL SELECT h.id, ts FROM history WHERE h.id IS NOT NULL
+      UNION ALL SELECT h.id, last_ts FROM history WHERE h.id IS NOT NULL
     ), live_rug AS (
       SELECT game_id, min(tick) AS rug_tick FROM cand WHERE rugged GROUP BY game_id
     ), history_rug AS (

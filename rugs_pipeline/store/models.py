@@ -20,7 +20,8 @@ _POLARS_TYPES = {
 
 def _base_columns(doc_type: str, columns_of: arrow.Schema) -> dict[str, pa.Column]:
     columns = {f.name: pa.Column(_POLARS_TYPES[f.type], nullable=f.nullable) for f in columns_of}
-    for name in ("connected_players", "level"):  # counts; absent before 1.1.0
+    # counts; absent before 1.1.0 / 1.2.0
+    for name in ("connected_players", "level", "history_games", "snapshot_ticks", "event_args"):
         if name in columns:
             columns[name] = pa.Column(pl.Int64, pa.Check.ge(0), nullable=True)
     columns["doc_type"] = pa.Column(pl.Utf8, pa.Check.eq(doc_type), nullable=False)

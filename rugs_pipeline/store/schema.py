@@ -1,4 +1,4 @@
-"""The current schema (1.1.0): one Arrow schema shared by every doc_type.
+"""The current schema (1.2.0): one Arrow schema shared by every doc_type.
 
 DuckDB binds a glob over several doc_types from the files' columns, so every
 doc_type carries every column (unused ones are null). The envelope comes first,
@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import pyarrow as pa
 
-SCHEMA_VERSION = "1.1.0"
+SCHEMA_VERSION = "1.2.0"
 SCHEMA_VERSION_KEY = b"rugs_schema_version"
 DOC_TYPE_KEY = b"rugs_doc_type"
 
@@ -83,7 +83,14 @@ COLUMNS_1_1_0 = COLUMNS_1_0_0 + [
     ("real_portion", pa.float64(), True, "newTrade realPortion: part of the amount paid in real SOL"),
     ("level", pa.int64(), True, "trader's level (newTrade, leaderboard entry)"),
 ]
-_COLUMNS = COLUMNS_1_1_0
+# 1.2.0: what the game derivations read of a gameStateUpdate, typed on ws_event rows at landing (appended, nullable)
+COLUMNS_1_2_0 = COLUMNS_1_1_0 + [
+    ("partial_prices", pa.string(), True, "ws_event gameStateUpdate partialPrices (the last <= 5 ticks' prices), as JSON"),
+    ("history_games", pa.int64(), True, "ws_event gameStateUpdate: entries in its gameHistory (null: none sent)"),
+    ("snapshot_ticks", pa.int64(), True, "ws_event gameStateUpdate: entries in its prices snapshot (null: none sent)"),
+    ("event_args", pa.int64(), True, "ws_event event frame: arguments after the event name (2: a trace header first)"),
+]
+_COLUMNS = COLUMNS_1_2_0
 
 
 def arrow_schema(columns: list[tuple[str, pa.DataType, bool, str]]) -> pa.Schema:

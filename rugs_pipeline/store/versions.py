@@ -51,44 +51,99 @@ class SchemaVersion:
 
 
 _FRAME = "substr(raw_json, strpos(raw_json, '['))"
-# 1.1.0's typed columns: (column, event whose payload holds it, payload key, SQL type)
+_GSU = "gameStateUpdate"
+
+
+@dataclass(frozen=True)
+class Typed:
+    """A ``ws_event`` column computed from its frame: ``sql`` over ``{0}, {1}, ...``, the payload's ``keys`` as JSON.
+
+    ``event``: the event whose frames carry it; None for every event frame (``sql`` then reads the frame itself).
+    """
+
+    column: str
+    event: str | None
+    keys: tuple[str, ...]
+    sql: str
+
+
+def _key(column: str, event: str, key: str, kind: str) -> Typed:
+    """One payload key as ``kind``; null when absent or not of that type."""
+    return Typed(column, event, (key,), "{0}->>'$'" if kind == "VARCHAR" else f"TRY_CAST({{0}} AS {kind})")
+
+
+_LENGTH = "CASE WHEN json_type({0}) = 'ARRAY' THEN json_array_length({0}) END"
+# rugged wins over active (the rug frame says both); a stopped game is presale once pre-round buys open
+_PHASE = ("CASE WHEN TRY_CAST({0} AS BOOLEAN) THEN 'rugged' WHEN TRY_CAST({1} AS BOOLEAN) THEN 'active' "
+          "WHEN TRY_CAST({2} AS BOOLEAN) THEN 'presale' WHEN {1} IS NOT NULL OR {3} IS NOT NULL THEN 'cooldown' END")
+
+# 1.1.0: fields of gameStateUpdate / newTrade payloads the derived datasets need
 TYPED_1_1_0 = (
-    ("connected_players", "gameStateUpdate", "connectedPlayers", "BIGINT"),
-    ("game_version", "gameStateUpdate", "gameVersion", "VARCHAR"),
-    ("bonus_portion", "standard/newTrade", "bonusPortion", "DOUBLE"),
-    ("real_portion", "standard/newTrade", "realPortion", "DOUBLE"),
-    ("level", "standard/newTrade", "level", "BIGINT"),
+    _key("connected_players", _GSU, "connectedPlayers", "BIGINT"),
+    _key("game_version", _GSU, "gameVersion", "VARCHAR"),
+    _key("bonus_portion", "standard/newTrade", "bonusPortion", "DOUBLE"),
+    _key("real_portion", "standard/newTrade", "realPortion", "DOUBLE"),
+    _key("level", "standard/newTrade", "level", "BIGINT"),
 )
+# 1.2.0: everything the game derivations read of a gameStateUpdate but its leaderboard, history and snapshot,
+# so that deriving a day parses those few frames, not the day's GBs of state (the 1.0.0 columns tick, price,
+# phase, cooldown_timer and server_seed_hash are filled on ws_event rows from 1.2.0 on)
+TYPED_1_2_0 = (
+    _key("tick", _GSU, "tickCount", "BIGINT"),
+    _key("price", _GSU, "price", "DOUBLE"),
+    Typed("phase", _GSU, ("rugged", "active", "allowPreRoundBuys", "cooldownTimer"), _PHASE),
+    _key("cooldown_timer", _GSU, "cooldownTimer", "BIGINT"),
+    _key("server_seed_hash", _GSU, "provablyFair.serverSeedHash", "VARCHAR"),
+    Typed("partial_prices", _GSU, ("partialPrices",), "{0}::VARCHAR"),
+    Typed("history_games", _GSU, ("gameHistory",), _LENGTH),
+    Typed("snapshot_ticks", _GSU, ("prices",), _LENGTH),
+    Typed("event_args", None, (), f"json_array_length({_FRAME}) - 1"),
+)
+TYPED = TYPED_1_1_0 + TYPED_1_2_0
 
 
-def _typed_columns_sql() -> str:
-    """SQL over view ``t`` filling 1.1.0's typed columns from each frame's payload (its last argument)."""
-    events = dict.fromkeys(event for _, event, _, _ in TYPED_1_1_0)
-    parsed, replaced = [], []
-    for n, event in enumerate(events):
-        fields = [(col, key, kind) for col, ev, key, kind in TYPED_1_1_0 if ev == event]
-        paths = ", ".join(f"'$[#-1].{key}'" for _, key, _ in fields)
-        # one parse per frame, and only of frames of that event; try(): a frame the feed garbled stays null
-        parsed.append(f"CASE WHEN frame_kind = 'event' AND event_name = '{event}' "
-                      f"THEN try(json_extract({_FRAME}, [{paths}])) END AS _v{n}")
-        replaced += [f"_v{n}[{i}]->>'$' AS {col}" if kind == "VARCHAR" else f"TRY_CAST(_v{n}[{i}] AS {kind}) AS {col}"
-                     for i, (col, _, kind) in enumerate(fields, 1)]
-    cols = ", ".join(col for col, _, _, _ in TYPED_1_1_0)
-    helpers = ", ".join(f"_v{n}" for n in range(len(events)))
-    return (f"SELECT * EXCLUDE ({cols}, {helpers}), {', '.join(replaced)} "
-            f"FROM (SELECT *, {', '.join(parsed)} FROM t)")
+def typed_columns_sql(source: str, typed: tuple[Typed, ...] = TYPED, refill: str | None = None) -> str:
+    """SQL over the ``ws_event`` rows of ``source`` computing the ``typed`` columns from each frame.
+
+    One parse per frame, and only of the frames of an event that has typed columns. ``refill``: a
+    condition; only rows meeting it are computed, the others keep their values.
+    """
+    guard = f" AND ({refill})" if refill else ""
+    parsed, replaced, helpers = [], [], []
+    for n, event in enumerate(dict.fromkeys(t.event for t in typed)):
+        fields = [t for t in typed if t.event == event]
+        if event is None:  # read from the frame itself, no payload keys
+            values = {}
+        else:
+            keys = list(dict.fromkeys(k for t in fields for k in t.keys))
+            paths = ", ".join(f"'$[#-1].{k}'" for k in keys)
+            # try(): a frame the feed garbled stays null
+            parsed.append(f"CASE WHEN frame_kind = 'event' AND event_name = '{event}'{guard} "
+                          f"THEN try(json_extract({_FRAME}, [{paths}])) END AS _v{n}")
+            helpers.append(f"_v{n}")
+            values = {k: f"_v{n}[{i}]" for i, k in enumerate(keys, 1)}
+        for t in fields:
+            expr = t.sql.format(*(values[k] for k in t.keys))
+            if event is None:
+                expr = f"CASE WHEN frame_kind = 'event' THEN try({expr}) END"
+            replaced.append(f"CASE WHEN {refill} THEN {expr} ELSE {t.column} END AS {t.column}" if refill
+                            else f"{expr} AS {t.column}")
+    cols = ", ".join(t.column for t in typed)
+    inner = f"SELECT *, {', '.join(parsed)} FROM ({source})" if parsed else f"SELECT * FROM ({source})"
+    return f"SELECT * EXCLUDE ({', '.join([cols, *helpers])}), {', '.join(replaced)} FROM ({inner})"
 
 
-_TYPED_SQL = _typed_columns_sql()
+_TYPED_SQL = {typed: typed_columns_sql("SELECT * FROM t", typed) for typed in (TYPED, TYPED_1_1_0, TYPED_1_2_0)}
 
 
 _local = threading.local()
 
 
-def fill_typed_columns(ws_event: pa.Table) -> pa.Table:
-    """``ws_event`` rows (of any 1.x version) with 1.1.0's typed columns computed from their ``raw_json``.
+def fill_typed_columns(ws_event: pa.Table, typed: tuple[Typed, ...] = TYPED) -> pa.Table:
+    """``ws_event`` rows (of any 1.x version) with the ``typed`` columns computed from their ``raw_json``.
 
-    Landing and the migration both use it, so new and migrated files hold the same values.
+    Landing (every typed column) and the migration (each version's) both use it, so new and
+    migrated files hold the same values.
     """
     # Called once per landed segment or migrated file: opening a DuckDB connection each time
     # cost twice the query. One per thread (a connection is not shared between threads).
@@ -98,7 +153,7 @@ def fill_typed_columns(ws_event: pa.Table) -> pa.Table:
         con.execute("SET enable_progress_bar = false")
     con.register("t", schema.conform(ws_event))
     try:
-        return schema.conform(con.sql(_TYPED_SQL).to_arrow_table())
+        return schema.conform(con.sql(_TYPED_SQL[typed]).to_arrow_table())
     finally:
         con.unregister("t")
 
@@ -106,8 +161,14 @@ def fill_typed_columns(ws_event: pa.Table) -> pa.Table:
 VERSIONS = (
     SchemaVersion("1.0.0", schema.arrow_schema(schema.COLUMNS_1_0_0), "initial", None,
                   "one shared schema for every doc_type"),
-    SchemaVersion("1.1.0", schema.arrow_schema(schema.COLUMNS_1_1_0), "minor", fill_typed_columns,
+    SchemaVersion("1.1.0", schema.arrow_schema(schema.COLUMNS_1_1_0), "minor",
+                  lambda rows: fill_typed_columns(rows, TYPED_1_1_0),
                   "connected_players, game_version, bonus_portion, real_portion, level: typed, not dug out of raw_json"),
+    SchemaVersion("1.2.0", schema.arrow_schema(schema.COLUMNS_1_2_0), "minor",
+                  lambda rows: fill_typed_columns(rows, TYPED_1_2_0),
+                  "ws_event gameStateUpdate rows typed (tick, price, phase, cooldown_timer, server_seed_hash, "
+                  "partial_prices, history_games, snapshot_ticks) and every event's event_args: deriving a day "
+                  "parses only its history and snapshot frames"),
 )
 CURRENT = VERSIONS[-1]
 BY_VERSION = {v.version: v for v in VERSIONS}
