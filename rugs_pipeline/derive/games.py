@@ -56,14 +56,13 @@ _STATE = "frame_kind = 'event' AND event_name = 'gameStateUpdate' AND direction 
 _PARSE = [
     f"""CREATE TEMP TABLE gsu AS
     SELECT {_ENV}, filename, game_id, tick AS tick_count, price, phase IN ('active', 'rugged') AS live,
-           phase = 'rugged' AS rugged, cooldown_timer,
-           TRY_CAST(json_extract(partial_prices, '$.endTick') AS BIGINT) AS window_end,
-           TRY_CAST(json_extract(partial_prices, '$.values') AS MAP(VARCHAR, DOUBLE)) AS window_prices,
-           CASE WHEN snapshot_ticks IS NOT NULL THEN TRY_CAST(json_extract({FRAME}, '$[#-1].prices') AS DOUBLE[]) END
-             AS prices,
-           server_seed_hash AS seed_hash, connected_players, game_version,
-           event_args <= 1 AS two_elements  -- no trace header before the payload
-    FROM ws WHERE {_STATE}""",
+           phase = 'rugged' AS rugged, cooldown_timer, TRY_CAST(w[1] AS BIGINT) AS window_end,
+           TRY_CAST(w[2] AS MAP(VARCHAR, DOUBLE)) AS window_prices, prices, server_seed_hash AS seed_hash,
+           connected_players, game_version, event_args <= 1 AS two_elements  -- no trace header before the payload
+    FROM (SELECT *, json_extract(partial_prices, ['$.endTick', '$.values']) AS w FROM ws WHERE {_STATE})
+    -- the frame text only of the few snapshots: a query that reads it for one row of a row group decompresses all
+    LEFT JOIN (SELECT session_id, seq, TRY_CAST(json_extract({FRAME}, '$[#-1].prices') AS DOUBLE[]) AS prices
+               FROM ws WHERE {_STATE} AND snapshot_ticks IS NOT NULL) USING (session_id, seq)""",
     # Each finished game's record: a record is repeated by the ~20 state frames around the next ten rugs, so each
     # distinct text is parsed once, with the first frame that carried it and the last time it was seen.
     f"""CREATE TEMP TABLE history AS
