@@ -32,7 +32,8 @@ import pyarrow as pa
 
 from rugs_pipeline import config
 from rugs_pipeline.store import schema
-from rugs_pipeline.store.versions import typed_columns_sql
+from rugs_pipeline.store.layout import parse_version
+from rugs_pipeline.store.versions import TYPED_SINCE, typed_columns_sql
 
 FRAME = "substr(raw_json, strpos(raw_json, '['))"  # an event frame's JSON array
 # An event frame's payload (its last argument) as JSON.
@@ -40,6 +41,15 @@ PAYLOAD = f"json_extract({FRAME}, '$[#-1]')"
 
 
 _ENVELOPE = "ts, source, session_id, seq, direction"
+
+
+def _payload_and(*keys: str) -> str:
+    """SQL: an event frame's payload and its ``keys`` (JSON paths) as one JSON[], the payload first: one parse
+    of the frame (``payload->>key`` would parse the payload again for every key)."""
+    paths = ", ".join(["'$[#-1]'", *(f"'$[#-1].{k}'" for k in keys)])
+    return f"json_extract({FRAME}, [{paths}])"
+
+
 _UNTYPED = "frame_kind = 'event' AND event_args IS NULL"  # an event frame without its typed columns
 # trades (dedup by trade id), sidebets (events and the finished games' history), and orders the client sent
 _SIDEBET_EVENTS = "('newSideBet', 'currentSidebet', 'currentSidebetResult')"
@@ -128,25 +138,25 @@ WITH frames AS MATERIALIZED (  -- one scan of the day's frame text for every par
          -- rugged frames carry gameHistory too (~170 KB): only two fields of the few rugged ones
          CASE WHEN event_name = 'gameStateUpdate'
               THEN json_extract({FRAME}, ['$[#-1].gameId', '$[#-1].leaderboard']) END AS v,
-         CASE WHEN event_name <> 'gameStateUpdate' THEN {PAYLOAD} END AS payload
+         CASE WHEN event_name = 'playerUpdate'
+              THEN {_payload_and("id", "username", "cash", "positionQty", "avgCost", "cumulativePnL", "level")}
+              WHEN event_name = 'gameStatePlayerUpdate'
+              THEN {_payload_and("gameId", *(f"leaderboardEntry.{k}" for k in ("id", "username", "positionQty", "avgCost", "pnl", "level")))}
+              END AS p
   FROM ws WHERE frame_kind = 'event' AND direction = 'received'
                 AND (event_name IN ('playerUpdate', 'gameStatePlayerUpdate')
                      OR event_name = 'gameStateUpdate' AND phase = 'rugged')
 ), player AS (
-  SELECT {_ENVELOPE}, payload, event_name, NULL AS game_id,
-         payload->>'id' AS player_id, payload->>'username' AS username,
-         TRY_CAST(payload->>'cash' AS DOUBLE) AS cash, TRY_CAST(payload->>'positionQty' AS DOUBLE) AS position_qty,
-         TRY_CAST(payload->>'avgCost' AS DOUBLE) AS avg_cost, TRY_CAST(payload->>'cumulativePnL' AS DOUBLE) AS pnl,
-         TRY_CAST(payload->>'level' AS BIGINT) AS level
+  SELECT {_ENVELOPE}, p[1] AS payload, event_name, NULL AS game_id, p[2]->>'$' AS player_id, p[3]->>'$' AS username,
+         TRY_CAST(p[4]->>'$' AS DOUBLE) AS cash, TRY_CAST(p[5]->>'$' AS DOUBLE) AS position_qty,
+         TRY_CAST(p[6]->>'$' AS DOUBLE) AS avg_cost, TRY_CAST(p[7]->>'$' AS DOUBLE) AS pnl,
+         TRY_CAST(p[8]->>'$' AS BIGINT) AS level
   FROM frames WHERE event_name = 'playerUpdate'
 ), game_player AS (
-  SELECT {_ENVELOPE}, payload, event_name, payload->>'gameId' AS game_id,
-         (payload->'$.leaderboardEntry')->>'id' AS player_id, (payload->'$.leaderboardEntry')->>'username' AS username,
-         NULL::DOUBLE AS cash,
-         TRY_CAST((payload->'$.leaderboardEntry')->>'positionQty' AS DOUBLE) AS position_qty,
-         TRY_CAST((payload->'$.leaderboardEntry')->>'avgCost' AS DOUBLE) AS avg_cost,
-         TRY_CAST((payload->'$.leaderboardEntry')->>'pnl' AS DOUBLE) AS pnl,
-         TRY_CAST((payload->'$.leaderboardEntry')->>'level' AS BIGINT) AS level
+  SELECT {_ENVELOPE}, p[1] AS payload, event_name, p[2]->>'$' AS game_id, p[3]->>'$' AS player_id,
+         p[4]->>'$' AS username, NULL::DOUBLE AS cash, TRY_CAST(p[5]->>'$' AS DOUBLE) AS position_qty,
+         TRY_CAST(p[6]->>'$' AS DOUBLE) AS avg_cost, TRY_CAST(p[7]->>'$' AS DOUBLE) AS pnl,
+         TRY_CAST(p[8]->>'$' AS BIGINT) AS level
   FROM frames WHERE event_name = 'gameStatePlayerUpdate'
 ), final_frame AS (
   -- arg_max holds one frame per game, not all of them with their boards
@@ -246,23 +256,27 @@ class Frames:
     until: datetime | None = None
     filesystem: object = None
 
-    def sql(self, typed: set[str]) -> str:
-        """SQL: the rows, with the typed columns computed for the files not in ``typed`` (landed before 1.2.0)."""
-        parts = [self._read(self.files, typed)] if self.files else []
+    def sql(self, versions: dict[str, str | None]) -> str:
+        """SQL: the rows, with the typed columns computed for files older than 1.2.0 (``versions``: each file's)."""
+        parts = [self._read(self.files, versions)] if self.files else []
         if self.head:
-            parts.append(f"SELECT * FROM ({self._read(self.head, typed)}) "
+            parts.append(f"SELECT * FROM ({self._read(self.head, versions)}) "
                          f"WHERE ts < '{self.until.isoformat()}'::TIMESTAMPTZ")
-        # by name with an empty table of every column: files of older versions lack the newer columns
-        return " UNION ALL BY NAME ".join([*parts, "SELECT * FROM _no_frames"])
+        return " UNION ALL BY NAME ".join(parts) or "SELECT * FROM _no_frames"
 
     @staticmethod
-    def _read(files: tuple[Path, ...], typed: set[str]) -> str:
-        new = [f for f in files if str(f) in typed]
-        old = [f for f in files if str(f) not in typed]
-        parts = [read_parquet(new)] if new else []
-        if old:
-            parts.append(typed_columns_sql(f"{read_parquet(old)} UNION ALL BY NAME SELECT * FROM _no_frames"))
-        return " UNION ALL BY NAME ".join(parts)
+    def _read(files: tuple[Path, ...], versions: dict[str, str | None]) -> str:
+        """SQL: the rows of ``files``, each with every column of this code's version."""
+        if {versions.get(str(f)) for f in files} == {schema.SCHEMA_VERSION}:
+            # the common case, every file at this code's version: no column to reconcile between them
+            return read_parquet(files, by_name=False)
+        typed = [f for f in files if (parse_version(versions.get(str(f))) or (0,)) >= TYPED_SINCE]
+        untyped = [f for f in files if f not in typed]
+        parts = [read_parquet(typed)] if typed else []
+        if untyped:
+            parts.append(typed_columns_sql(f"{read_parquet(untyped)} UNION ALL BY NAME SELECT * FROM _no_frames"))
+        # by name with an empty table of every column: files of older versions lack the newer columns
+        return " UNION ALL BY NAME ".join([*parts, "SELECT * FROM _no_frames"])
 
 
 def sql_literal(text: str) -> str:
@@ -270,11 +284,14 @@ def sql_literal(text: str) -> str:
     return "'" + text.replace("'", "''") + "'"
 
 
-def read_parquet(files: tuple[Path, ...] | list[str]) -> str:
-    """SQL: the rows of ``files``, with each row's file in column ``filename``."""
+def read_parquet(files: tuple[Path, ...] | list[str], by_name: bool = True) -> str:
+    """SQL: the rows of ``files``, with each row's file in column ``filename``.
+
+    ``by_name``: the files may differ in columns (a day part-way through a migration holds two schema versions).
+    """
     listed = ", ".join(sql_literal(str(f)) for f in files)
-    # by name: a day part-way through a migration holds files of two schema versions
-    return f"SELECT * FROM read_parquet([{listed}], hive_partitioning = false, union_by_name = true, filename = true)"
+    return (f"SELECT * FROM read_parquet([{listed}], hive_partitioning = false, union_by_name = {str(by_name).lower()}, "
+            "filename = true)")
 
 
 def connection(ws_event: pa.Table | Frames) -> duckdb.DuckDBPyConnection:
@@ -295,8 +312,7 @@ def connection(ws_event: pa.Table | Frames) -> duckdb.DuckDBPyConnection:
         if ws_event.filesystem is not None:
             con.register_filesystem(ws_event.filesystem)
         con.register("_no_frames", schema.empty_table().append_column("filename", pa.array([], pa.string())))
-        typed = _typed_files(con, ws_event.files + ws_event.head)
-        con.execute(f"CREATE VIEW ws AS {ws_event.sql(typed)}")
+        con.execute(f"CREATE VIEW ws AS {ws_event.sql(_file_versions(con, ws_event.files + ws_event.head))}")
     else:
         con.register("_ws_rows", schema.conform(ws_event))
         con.execute("CREATE VIEW ws AS "
@@ -304,13 +320,14 @@ def connection(ws_event: pa.Table | Frames) -> duckdb.DuckDBPyConnection:
     return con
 
 
-def _typed_files(con: duckdb.DuckDBPyConnection, files: tuple[Path, ...]) -> set[str]:
-    """The files that hold the typed columns (footers only; the connection caches them for the scans)."""
+def _file_versions(con: duckdb.DuckDBPyConnection, files: tuple[Path, ...]) -> dict[str, str | None]:
+    """Each file's schema version (footers only; the connection caches them for the scans)."""
     if not files:
-        return set()
+        return {}
     listed = ", ".join(sql_literal(str(f)) for f in files)
-    return {name for (name,) in con.execute(
-        f"SELECT DISTINCT file_name FROM parquet_schema([{listed}]) WHERE name = 'event_args'").fetchall()}
+    found = dict(con.execute(f"SELECT file_name, decode(value) FROM parquet_kv_metadata([{listed}]) "
+                             f"WHERE decode(key) = '{schema.SCHEMA_VERSION_KEY.decode()}'").fetchall())
+    return {str(f): found.get(str(f)) for f in files}
 
 
 @contextmanager

@@ -100,6 +100,7 @@ TYPED_1_2_0 = (
     Typed("event_args", None, (), f"json_array_length({_FRAME}) - 1"),
 )
 TYPED = TYPED_1_1_0 + TYPED_1_2_0
+TYPED_SINCE = (1, 2, 0)  # files of this version on hold every typed column
 
 
 def typed_columns_sql(source: str, typed: tuple[Typed, ...] = TYPED, refill: str | None = None) -> str:
