@@ -132,6 +132,7 @@ ORDER BY ts, session_id, seq, trade_id, action_type
 """
 
 # player snapshots, and each finished game's final leaderboard (from its last rugged frame)
+_ENTRY_KEYS = ("id", "username", "positionQty", "avgCost", "pnl", "level")  # of a gameStatePlayerUpdate's entry
 _SERVER_STATE = f"""
 WITH frames AS MATERIALIZED (  -- one scan of the day's frame text for every part below
   SELECT {_ENVELOPE}, event_name,
@@ -141,7 +142,7 @@ WITH frames AS MATERIALIZED (  -- one scan of the day's frame text for every par
          CASE WHEN event_name = 'playerUpdate'
               THEN {_payload_and("id", "username", "cash", "positionQty", "avgCost", "cumulativePnL", "level")}
               WHEN event_name = 'gameStatePlayerUpdate'
-              THEN {_payload_and("gameId", *(f"leaderboardEntry.{k}" for k in ("id", "username", "positionQty", "avgCost", "pnl", "level")))}
+              THEN {_payload_and("gameId", *(f"leaderboardEntry.{k}" for k in _ENTRY_KEYS))}
               END AS p
   FROM ws WHERE frame_kind = 'event' AND direction = 'received'
                 AND (event_name IN ('playerUpdate', 'gameStatePlayerUpdate')
