@@ -29,8 +29,13 @@ postgres-server:
 		|| { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends postgresql; } \
 		|| echo "postgresql could not be installed: the Postgres instance test will skip" >&2
 
+# Two workers, each taking one whole test file at a time (loadfile): a file's tests share its module
+# fixtures (the demo stack, the Postgres and S3 servers) and some run in file order. Most of the suite
+# waits on daemons and subprocesses rather than computing, so two files at once on two cores cuts the
+# wall time; conftest.py hands out the longest files first. `make test TEST_ARGS=` runs in one process.
+TEST_ARGS ?= -n 2 --dist loadfile --no-loadscope-reorder
 test: install browser postgres-server
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest $(TEST_ARGS)
 
 validate: install
 	$(BIN)/dagster definitions validate -w workspace.yaml

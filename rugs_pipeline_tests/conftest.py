@@ -35,3 +35,14 @@ def data_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     root = tmp_path / "rugs_data"
     monkeypatch.setenv("RUGS_DATA_DIR", str(root))
     return root
+
+
+# The longest files (each a minute or more of waiting on daemons, subprocesses and a browser) go
+# first, so that under `make test`'s two workers (pytest-xdist, --dist loadfile) none of them starts
+# last and runs on alone while the other worker idles. Other files keep their collected order.
+LONGEST_FIRST = ("test_ui_browser.py", "test_readme.py", "test_consumers.py", "test_s3.py")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    rank = {name: i for i, name in enumerate(LONGEST_FIRST)}
+    items.sort(key=lambda item: rank.get(item.path.name, len(LONGEST_FIRST)))  # stable: file order kept
