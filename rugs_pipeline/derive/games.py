@@ -133,14 +133,17 @@ _PARSE = [
            ELSE last_ts::DATE END""",
     # one row per (game, tick): the preferred candidate, and how many other prices were given for it
     # (an aggregate, not a window: a day has millions of candidates)
+    # (the chosen candidate's row id, not the whole candidate: carrying every column of ~3 M candidates
+    # through the aggregate was most of its cost)
     f"""CREATE TEMP TABLE ticks AS
-    SELECT chosen.*, rug_tick, price_conflicts
-    FROM (SELECT g.rug_tick, count(DISTINCT c.price) - 1 AS price_conflicts,
-                 -- for tick R the rug frame first (its price is the crash price)
-                 arg_min(c, (c.rank, NOT (c.rugged AND c.tick = g.rug_tick), {', '.join('c.' + k for k in _FIRST.split(', '))})) AS chosen
-          FROM cand c JOIN games g USING (game_id)
-          WHERE g.rug_tick IS NULL OR c.tick <= g.rug_tick
-          GROUP BY c.game_id, c.tick, g.rug_tick)""",
+    SELECT cand.*, rug_tick, price_conflicts
+    FROM cand JOIN (SELECT g.rug_tick, count(DISTINCT c.price) - 1 AS price_conflicts,
+                           -- for tick R the rug frame first (its price is the crash price)
+                           arg_min(c.rowid, (c.rank, NOT (c.rugged AND c.tick = g.rug_tick),
+                                             {', '.join('c.' + k for k in _FIRST.split(', '))})) AS chosen
+                    FROM cand c JOIN games g USING (game_id)
+                    WHERE g.rug_tick IS NULL OR c.tick <= g.rug_tick
+                    GROUP BY c.game_id, c.tick, g.rug_tick) t ON cand.rowid = t.chosen""",
 ]
 
 # An observed tick's payload: for the plain frame ``42["gameStateUpdate",{...}]`` it is cut from the
