@@ -13,7 +13,7 @@ import duckdb
 
 from rugs_pipeline import config
 from rugs_pipeline.store import schema
-from rugs_pipeline.store.layout import SchemaVersionError, Store, check_compatible, parse_version
+from rugs_pipeline.store.layout import SchemaVersionError, Store, check_compatible, parse_version, sql_literal
 
 MIGRATE_HINT = "run `rugs-pipeline migrate` (or the migrate_schema job in the Dagster UI)"
 
@@ -45,13 +45,10 @@ def connect(data_dir: Path | str | None = None, require: str | None = None) -> d
             # union_by_name: during a migration files of two versions (one with more columns) share a
             # glob; without it DuckDB binds the first file's columns or fails with "schema mismatch in glob".
             # A view cannot take parameters: quote the path as an SQL string literal.
-            con.execute(f"CREATE VIEW {doc_type} AS SELECT * FROM read_parquet('{_sql_str(glob)}', "
+            con.execute(f"CREATE VIEW {doc_type} AS SELECT * FROM read_parquet({sql_literal(glob)}, "
                         "hive_partitioning = true, union_by_name = true)")
         else:
             con.register(f"_{doc_type}_empty", schema.empty_table())
             con.execute(f"CREATE VIEW {doc_type} AS SELECT *, NULL::DATE AS date FROM _{doc_type}_empty")
     return con
 
-
-def _sql_str(text: str) -> str:
-    return text.replace("'", "''")

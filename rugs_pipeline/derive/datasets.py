@@ -32,10 +32,9 @@ import pyarrow as pa
 
 from rugs_pipeline import config
 from rugs_pipeline.store import schema
-from rugs_pipeline.store.layout import parse_version
-from rugs_pipeline.store.versions import TYPED_SINCE, typed_columns_sql
+from rugs_pipeline.store.layout import parse_version, sql_literal
+from rugs_pipeline.store.versions import FRAME, TYPED_SINCE, typed_columns_sql
 
-FRAME = "substr(raw_json, strpos(raw_json, '['))"  # an event frame's JSON array
 # An event frame's payload (its last argument) as JSON.
 PAYLOAD = f"json_extract({FRAME}, '$[#-1]')"
 
@@ -51,6 +50,8 @@ def _payload_and(*keys: str) -> str:
 
 
 _UNTYPED = "frame_kind = 'event' AND event_args IS NULL"  # an event frame without its typed columns
+# the state frames the server sent (gameStateUpdate)
+STATE_FRAMES = "frame_kind = 'event' AND event_name = 'gameStateUpdate' AND direction = 'received'"
 # trades (dedup by trade id), sidebets (events and the finished games' history), and orders the client sent
 _SIDEBET_EVENTS = "('newSideBet', 'currentSidebet', 'currentSidebetResult')"
 _PLAYER_ACTION = f"""
@@ -89,8 +90,7 @@ WITH frames AS MATERIALIZED (  -- one scan of the day's frames for every part be
   SELECT unnest(f), game->>'id' AS history_game, game->'$.globalSidebets' AS game_sidebets
   FROM (SELECT game, arg_min(struct_pack({_ENVELOPE}), (ts, session_id, seq)) AS f
         FROM (SELECT {_ENVELOPE}, unnest(json_extract({FRAME}, '$[#-1].gameHistory[*]')) AS game
-              FROM ws WHERE frame_kind = 'event' AND direction = 'received' AND event_name = 'gameStateUpdate'
-                            AND history_games IS NOT NULL)
+              FROM ws WHERE {STATE_FRAMES} AND history_games IS NOT NULL)
         GROUP BY game)
 ), history_sidebets AS (
   SELECT {_ENVELOPE}, sb AS payload, 'gameHistory.globalSidebets' AS event_name,
@@ -271,8 +271,9 @@ class Frames:
         if {versions.get(str(f)) for f in files} == {schema.SCHEMA_VERSION}:
             # the common case, every file at this code's version: no column to reconcile between them
             return read_parquet(files, by_name=False)
-        typed = [f for f in files if (parse_version(versions.get(str(f))) or (0,)) >= TYPED_SINCE]
-        untyped = [f for f in files if f not in typed]
+        typed, untyped = [], []
+        for f in files:
+            (typed if (parse_version(versions.get(str(f))) or (0,)) >= TYPED_SINCE else untyped).append(f)
         parts = [read_parquet(typed)] if typed else []
         if untyped:
             parts.append(typed_columns_sql(f"{read_parquet(untyped)} UNION ALL BY NAME SELECT * FROM _no_frames"))
@@ -280,18 +281,12 @@ class Frames:
         return " UNION ALL BY NAME ".join([*parts, "SELECT * FROM _no_frames"])
 
 
-def sql_literal(text: str) -> str:
-    """``text`` as an SQL string literal."""
-    return "'" + text.replace("'", "''") + "'"
-
-
 def read_parquet(files: tuple[Path, ...] | list[str], by_name: bool = True) -> str:
     """SQL: the rows of ``files``, with each row's file in column ``filename``.
 
     ``by_name``: the files may differ in columns (a day part-way through a migration holds two schema versions).
     """
-    listed = ", ".join(sql_literal(str(f)) for f in files)
-    return (f"SELECT * FROM read_parquet([{listed}], hive_partitioning = false, union_by_name = {str(by_name).lower()}, "
+    return (f"SELECT * FROM read_parquet({_sql_list(files)}, hive_partitioning = false, union_by_name = {str(by_name).lower()}, "
             "filename = true)")
 
 
@@ -321,12 +316,16 @@ def connection(ws_event: pa.Table | Frames) -> duckdb.DuckDBPyConnection:
     return con
 
 
+def _sql_list(files) -> str:
+    """SQL: a list literal of the files' paths."""
+    return "[" + ", ".join(sql_literal(str(f)) for f in files) + "]"
+
+
 def _file_versions(con: duckdb.DuckDBPyConnection, files: tuple[Path, ...]) -> dict[str, str | None]:
     """Each file's schema version (footers only; the connection caches them for the scans)."""
     if not files:
         return {}
-    listed = ", ".join(sql_literal(str(f)) for f in files)
-    found = dict(con.execute(f"SELECT file_name, decode(value) FROM parquet_kv_metadata([{listed}]) "
+    found = dict(con.execute(f"SELECT file_name, decode(value) FROM parquet_kv_metadata({_sql_list(files)}) "
                              f"WHERE decode(key) = '{schema.SCHEMA_VERSION_KEY.decode()}'").fetchall())
     return {str(f): found.get(str(f)) for f in files}
 

@@ -35,8 +35,11 @@ from datetime import timedelta
 import duckdb
 import pyarrow as pa
 
-from rugs_pipeline.derive.datasets import BATCH_ROWS, FRAME, PAYLOAD, Frames, connection, read_parquet, sql_literal
+from rugs_pipeline.derive.datasets import (
+    BATCH_ROWS, FRAME, PAYLOAD, STATE_FRAMES, Frames, connection, read_parquet,
+)
 from rugs_pipeline.store import schema
+from rugs_pipeline.store.layout import sql_literal
 
 # The longest game measured lasts 1,815 ticks (~8 min) and a history stays in the feed for
 # ten games (~12 min typical): half an hour of the next day holds what a day's games left.
@@ -52,24 +55,23 @@ _FIRST = "ts, session_id, seq"  # "first received": a total order over frames
 
 # Each received gameStateUpdate: its fields typed at landing (1.2.0), only its snapshot prices parsed (the
 # on-connect frames). The payload text stays in ws (joined back for observed ticks).
-_STATE = "frame_kind = 'event' AND event_name = 'gameStateUpdate' AND direction = 'received'"
 _PARSE = [
     f"""CREATE TEMP TABLE gsu AS
     SELECT {_ENV}, filename, game_id, tick AS tick_count, price, phase IN ('active', 'rugged') AS live,
            phase = 'rugged' AS rugged, cooldown_timer, TRY_CAST(w[1] AS BIGINT) AS window_end,
            TRY_CAST(w[2] AS MAP(VARCHAR, DOUBLE)) AS window_prices, prices, server_seed_hash AS seed_hash,
            connected_players, game_version, event_args <= 1 AS two_elements  -- no trace header before the payload
-    FROM (SELECT *, json_extract(partial_prices, ['$.endTick', '$.values']) AS w FROM ws WHERE {_STATE})
+    FROM (SELECT *, json_extract(partial_prices, ['$.endTick', '$.values']) AS w FROM ws WHERE {STATE_FRAMES})
     -- the frame text only of the few snapshots: a query that reads it for one row of a row group decompresses all
     LEFT JOIN (SELECT session_id, seq, TRY_CAST(json_extract({FRAME}, '$[#-1].prices') AS DOUBLE[]) AS prices
-               FROM ws WHERE {_STATE} AND snapshot_ticks IS NOT NULL) USING (session_id, seq)""",
+               FROM ws WHERE {STATE_FRAMES} AND snapshot_ticks IS NOT NULL) USING (session_id, seq)""",
     # Each finished game's record: a record is repeated by the ~20 state frames around the next ten rugs, so each
     # distinct text is parsed once, with the first frame that carried it and the last time it was seen.
     f"""CREATE TEMP TABLE history AS
     SELECT unnest(f), last_ts, entry, json_transform(entry, '{_HISTORY}') AS h
     FROM (SELECT entry::VARCHAR AS entry, arg_min(struct_pack({_ENV}), ({_FIRST})) AS f, max(ts) AS last_ts
           FROM (SELECT {_ENV}, unnest(json_extract({FRAME}, '$[#-1].gameHistory[*]')) AS entry
-                FROM ws WHERE {_STATE} AND history_games IS NOT NULL)
+                FROM ws WHERE {STATE_FRAMES} AND history_games IS NOT NULL)
           GROUP BY entry)""",
     # Every price any source gives for a (game, tick), ranked by source. Live sources count only from frames
     # of a running or rugged game: a presale frame's window {"0": 1} is the price tick 0 will have, not a tick.

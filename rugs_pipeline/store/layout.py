@@ -218,6 +218,11 @@ def check_compatible(version: object, where: object) -> None:
         )
 
 
+def sql_literal(text: str) -> str:
+    """``text`` as an SQL string literal."""
+    return "'" + text.replace("'", "''") + "'"
+
+
 def parse_version(version: object) -> tuple[int, ...] | None:
     """``"1.1.0"`` -> ``(1, 1, 0)``; None for anything that is not a version."""
     if not isinstance(version, str):

@@ -50,7 +50,7 @@ class SchemaVersion:
         return pandera_schema(doc_type, self.schema)
 
 
-_FRAME = "substr(raw_json, strpos(raw_json, '['))"
+FRAME = "substr(raw_json, strpos(raw_json, '['))"  # an event frame's JSON array
 _GSU = "gameStateUpdate"
 
 
@@ -72,7 +72,8 @@ def _key(column: str, event: str, key: str, kind: str) -> Typed:
     return Typed(column, event, (key,), "{0}->>'$'" if kind == "VARCHAR" else f"TRY_CAST({{0}} AS {kind})")
 
 
-_LENGTH = "CASE WHEN json_type({0}) = 'ARRAY' THEN json_array_length({0}) END"
+# json_extract writes its values minified: an array's text starts with "[" (json_type would parse it again)
+_LENGTH = "CASE WHEN starts_with({0}::VARCHAR, '[') THEN json_array_length({0}) END"
 # rugged wins over active (the rug frame says both); a stopped game is presale once pre-round buys open
 _PHASE = ("CASE WHEN TRY_CAST({0} AS BOOLEAN) THEN 'rugged' WHEN TRY_CAST({1} AS BOOLEAN) THEN 'active' "
           "WHEN TRY_CAST({2} AS BOOLEAN) THEN 'presale' WHEN {1} IS NOT NULL OR {3} IS NOT NULL THEN 'cooldown' END")
@@ -97,7 +98,7 @@ TYPED_1_2_0 = (
     Typed("partial_prices", _GSU, ("partialPrices",), "{0}::VARCHAR"),
     Typed("history_games", _GSU, ("gameHistory",), _LENGTH),
     Typed("snapshot_ticks", _GSU, ("prices",), _LENGTH),
-    Typed("event_args", None, (), f"json_array_length({_FRAME}) - 1"),
+    Typed("event_args", None, (), f"json_array_length({FRAME}) - 1"),
 )
 TYPED = TYPED_1_1_0 + TYPED_1_2_0
 TYPED_SINCE = (1, 2, 0)  # files of this version on hold every typed column
@@ -120,7 +121,7 @@ def typed_columns_sql(source: str, typed: tuple[Typed, ...] = TYPED, refill: str
             paths = ", ".join(f"'$[#-1].{k}'" for k in keys)
             # try(): a frame the feed garbled stays null
             parsed.append(f"CASE WHEN frame_kind = 'event' AND event_name = '{event}'{guard} "
-                          f"THEN try(json_extract({_FRAME}, [{paths}])) END AS _v{n}")
+                          f"THEN try(json_extract({FRAME}, [{paths}])) END AS _v{n}")
             helpers.append(f"_v{n}")
             values = {k: f"_v{n}[{i}]" for i, k in enumerate(keys, 1)}
         for t in fields:
