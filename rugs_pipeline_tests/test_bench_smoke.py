@@ -14,7 +14,7 @@ from rugs_pipeline.bench import capture, derivation, query, reference, synth
 from rugs_pipeline.capture.importer import import_recordings
 from rugs_pipeline.derive.datasets import Frames, derive_all
 from rugs_pipeline.derive.games import NEXT_DAY_HEAD, rebuild_games, summarize_games
-from rugs_pipeline.store import landing
+from rugs_pipeline.store import compaction, landing
 from rugs_pipeline.store.layout import Store
 
 from .test_derive import FIXTURES
@@ -56,7 +56,8 @@ def test_pipeline_and_row_at_a_time_deriver_agree_on_the_synthetic_day(day, tmp_
 
 @pytest.mark.parametrize("name", sorted(FIXTURES))
 def test_row_at_a_time_deriver_agrees_with_the_sql_on_real_recordings(real_dir, tmp_path, name) -> None:
-    """Every optimisation of the SQL derivations (reading Parquet in place, pre-filters) is checked here."""
+    """Every optimisation of the SQL derivations (reading Parquet in place, pre-filters, the scans of a
+    compacted day) is checked here: on each day as landed, then on the same days compacted."""
     pattern, tz = FIXTURES[name]
     store = Store(tmp_path)
     reports = import_recordings(sorted(real_dir.glob(pattern)), store.spool_dir, tz=tz)
@@ -64,19 +65,30 @@ def test_row_at_a_time_deriver_agrees_with_the_sql_on_real_recordings(real_dir, 
     for d in days:
         landing.land_day(store, d)
     con = duckdb.connect()
-    for d in days:
-        next_day = (date.fromisoformat(d) + timedelta(days=1)).isoformat()
-        until = datetime.combine(date.fromisoformat(next_day), time(), timezone.utc) + NEXT_DAY_HEAD
-        files, head = store.partition_files("ws_event", d), store.partition_files("ws_event", next_day)
-        ours = {**derive_all(Frames(tuple(files))), **rebuild_games(Frames(tuple(files), tuple(head), until), d)}
-        ours["games"] = summarize_games(ours["game_tick"], ours["complete_game"], ours["player_action"])
-        for doc_type, table in reference.derive(files, d, head, until).items():
-            con.register("a", ours[doc_type])
-            con.register("b", table)
-            differ = [con.execute(f"SELECT count(*) FROM (SELECT {derivation._NORMAL} FROM {x} EXCEPT ALL "
-                                  f"SELECT {derivation._NORMAL} FROM {y})").fetchall()[0][0] for x, y in ("ab", "ba")]
-            assert differ == [0, 0], (name, d, doc_type)
-            assert ours[doc_type]["seq"].to_pylist() == table["seq"].to_pylist(), (name, d, doc_type, "order")
+    expected = {d: reference.derive(*_day_frames(store, d)) for d in days}
+    for layout in ("landed", "compacted"):
+        if layout == "compacted":
+            for d in days:
+                compaction.compact_day(store, d)
+        for d in days:
+            files, d, head, until = _day_frames(store, d)
+            assert Frames(tuple(files)).clustered == (layout == "compacted")
+            ours = {**derive_all(Frames(tuple(files))), **rebuild_games(Frames(tuple(files), tuple(head), until), d)}
+            ours["games"] = summarize_games(ours["game_tick"], ours["complete_game"], ours["player_action"])
+            for doc_type, table in expected[d].items():
+                con.register("a", ours[doc_type])
+                con.register("b", table)
+                differ = [con.execute(f"SELECT count(*) FROM (SELECT {derivation._NORMAL} FROM {x} EXCEPT ALL "
+                                      f"SELECT {derivation._NORMAL} FROM {y})").fetchall()[0][0] for x, y in ("ab", "ba")]
+                assert differ == [0, 0], (name, layout, d, doc_type)
+                assert ours[doc_type]["seq"].to_pylist() == table["seq"].to_pylist(), (name, layout, d, doc_type, "order")
+
+
+def _day_frames(store: Store, day: str) -> tuple[list[Path], str, list[Path], datetime]:
+    """A day's files, the day, the next day's files and the end of the next day's head: a games rebuild's input."""
+    next_day = (date.fromisoformat(day) + timedelta(days=1)).isoformat()
+    until = datetime.combine(date.fromisoformat(next_day), time(), timezone.utc) + NEXT_DAY_HEAD
+    return store.partition_files("ws_event", day), day, store.partition_files("ws_event", next_day), until
 
 
 def test_capture_machinery_loses_nothing(day, tmp_path) -> None:

@@ -30,7 +30,10 @@ def _frames(n: int, salt: int) -> list[str]:
     out = []
     for i in range(n):
         name = NAMES[(i * 7 + salt) % len(NAMES)]
-        out.append(PING if i % 11 == 0 else encode_event(name, {"gameId": f"20251207-{salt:016x}", "i": i}))
+        payload = {"gameId": f"20251207-{salt:016x}", "i": i}
+        if name == "gameStateUpdate" and i % 3 == 0:  # a state frame that carries more than its tick
+            payload["gameHistory"] = [{"id": f"20251207-{salt - 1:016x}", "prices": [1.0, 0.5]}]
+        out.append(PING if i % 11 == 0 else encode_event(name, payload))
     return out
 
 
@@ -62,15 +65,19 @@ def test_a_day_becomes_few_files_clustered_by_event_with_the_same_rows(data_dir:
     assert all(compaction.merged_version(f) == 1 for f in files)
     assert _rows(store) == before
     assert validate_partition(store, "ws_event", DAY).passed
-    names = []
-    for f in files:  # each row group holds one event, in event order
+    clusters = []
+    for f in files:  # each row group holds one event, in event order; state frames with a history apart
         meta = pq.read_metadata(f)
-        column = meta.schema.names.index("event_name")
+        column, history = meta.schema.names.index("event_name"), meta.schema.names.index("history_games")
         for g in range(meta.num_row_groups):
             stats = meta.row_group(g).column(column).statistics
-            names.append(stats.min if stats.has_min_max else None)
             assert not stats.has_min_max or stats.min == stats.max
-    assert names == sorted(names, key=lambda n: (n is None, n or ""))
+            name = stats.min if stats.has_min_max else None
+            with_history = meta.row_group(g).column(history).statistics.null_count < meta.row_group(g).num_rows
+            assert not with_history or meta.row_group(g).column(history).statistics.null_count == 0
+            clusters.append((name is None, name or "", with_history))
+    assert clusters == sorted(clusters)
+    assert (False, "gameStateUpdate", True) in clusters and (False, "gameStateUpdate", False) in clusters
     assert compaction.compact_day(store, DAY).version is None, "nothing new: nothing to do"
     assert [f.name for f in store.partition_files("ws_event", DAY)] == [f.name for f in files]
 

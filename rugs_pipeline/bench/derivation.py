@@ -5,7 +5,8 @@
   Python strings is not timed.
 - ``reference_derive`` (``bench.reference``): the row-at-a-time deriver.
 - ``pipeline_derive``: every derived doc_type of the day, as the derived assets compute and
-  write them, from the day's ws_event files.
+  write them, from the day's ws_event files: a finalised day's (compacted after midnight, what
+  re-deriving months reads: ``finalised_files``) or a day's as landed.
 
 Each runs in a fresh process (``measure.isolated``), which also gives its peak memory; the
 modules the steps need are imported before the clock starts (this module imports them).
@@ -27,12 +28,13 @@ import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 
 from rugs_pipeline.bench import reference
-from rugs_pipeline.bench.synth import DAY
+from rugs_pipeline.bench.synth import DAY, SyntheticDay
 from rugs_pipeline.defs.assets import derived_assets
 from rugs_pipeline.defs.games import game_assets
 from rugs_pipeline.defs.resources import StoreResource
 from rugs_pipeline.derive.datasets import Frames
 from rugs_pipeline.derive.games import rebuild_games
+from rugs_pipeline.store import compaction
 from rugs_pipeline.store.layout import Store
 
 BATCH_ROWS = 20_000
@@ -67,6 +69,13 @@ def pipeline_derive(files: list[Path], root: Path) -> int:
     if not result.success:
         raise RuntimeError(f"deriving the synthetic day failed under {root}")
     return sum(pq.read_metadata(f).num_rows for f in files)
+
+
+def finalised_files(day: SyntheticDay, frames: int, root: Path) -> list[Path]:
+    """The day's first ``frames`` frames as a closed day ends up: landed, then compacted (the compaction asset)."""
+    store = day.landed_copy(root, frames)
+    compaction.compact_day(store, DAY)
+    return store.partition_files("ws_event", DAY)
 
 
 def reference_derive(files: list[Path], out: Path) -> int:

@@ -23,7 +23,6 @@ import duckdb
 import pyarrow.parquet as pq
 
 from rugs_pipeline.bench.synth import DAY, SyntheticDay
-from rugs_pipeline.capture import spool
 from rugs_pipeline.store import compaction, landing
 from rugs_pipeline.store.layout import Store
 
@@ -88,21 +87,8 @@ def _time(sql: str) -> float:
 
 def _one_day(day: SyntheticDay, frames: int, root: Path, derive_game_tick) -> Store:
     """A store holding the day's first segments (at least ``frames`` frames), landed and derived."""
-    files = day.prefix(frames)
-    shutil.rmtree(root, ignore_errors=True)
-    store = Store(root)
-    store.ensure_manifest()
-    folder = store.partition_dir(landing.DOC_TYPE, DAY)
-    folder.mkdir(parents=True)
-    for f in files:
-        os.link(f, folder / f.name)
-    names = {f.name for f in files}
-    ledger = store.manifests_dir / "landed" / DAY
-    ledger.mkdir(parents=True)
-    for entry in (day.store.manifests_dir / "landed" / DAY).glob("*.json"):
-        if landing.landed_file_name(spool.Segment(Path(f"{entry.stem}.seg"))) in names:
-            os.link(entry, ledger / entry.name)
-    store.replace_partition("game_tick", DAY, derive_game_tick(files))
+    store = day.landed_copy(root, frames)
+    store.replace_partition("game_tick", DAY, derive_game_tick(store.partition_files(landing.DOC_TYPE, DAY)))
     return store
 
 

@@ -24,7 +24,7 @@ from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import closing, contextmanager
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import datetime
 from pathlib import Path
 from unittest import mock
 
@@ -71,6 +71,25 @@ class SyntheticDay:
     def files(self) -> list[Path]:
         """The day's ws_event files, oldest segment first."""
         return self.store.partition_files(landing.DOC_TYPE, DAY)
+
+    def landed_copy(self, root: Path, frames: int | None = None) -> Store:
+        """A store at ``root`` holding the day's first files (``prefix``; all without ``frames``) as landing left
+        them: hard links, with their ledger entries (compaction merges only what the ledger records), nothing derived."""
+        files = self.files() if frames is None else self.prefix(frames)
+        shutil.rmtree(root, ignore_errors=True)
+        store = Store(root)
+        store.ensure_manifest()
+        folder = store.partition_dir(landing.DOC_TYPE, DAY)
+        folder.mkdir(parents=True)
+        for f in files:
+            os.link(f, folder / f.name)
+        names = {f.name for f in files}
+        ledger = store.manifests_dir / "landed" / DAY
+        ledger.mkdir(parents=True)
+        for entry in (self.store.manifests_dir / "landed" / DAY).glob("*.json"):
+            if landing.landed_file_name(spool.Segment(Path(f"{entry.stem}.seg"))) in names:
+                os.link(entry, ledger / entry.name)
+        return store
 
     def prefix(self, frames: int) -> list[Path]:
         """The first files holding at least ``frames`` records (all of them if the day holds fewer)."""

@@ -32,6 +32,7 @@ import pyarrow as pa
 
 from rugs_pipeline import config
 from rugs_pipeline.store import schema
+from rugs_pipeline.store.compaction import merged_version
 from rugs_pipeline.store.layout import parse_version, sql_literal
 from rugs_pipeline.store.versions import FRAME, TYPED_SINCE, typed_columns_sql
 
@@ -49,16 +50,35 @@ def _payload_and(*keys: str) -> str:
     return f"json_extract({FRAME}, [{paths}])"
 
 
+def _scan(columns: str, *conditions: str, clustered: bool) -> str:
+    """SQL: ``columns`` of the ws rows that meet one of ``conditions`` (disjoint conjunctions).
+
+    ``clustered``: the files are a compacted day's, whose row groups each hold one event
+    (store.compaction). There it is a UNION ALL of one scan per condition: DuckDB pushes a
+    conjunction's column filters into the Parquet reader, whose row-group statistics then skip the
+    other events without decompressing their text (most of it the state frames'), which an OR across
+    columns cannot. A landed file's one row group mixes every event: there each scan would decompress
+    every file's text, so it is one scan with the conditions OR'ed.
+    """
+    if clustered:
+        return "\n  UNION ALL\n  ".join(f"SELECT {columns} FROM ws WHERE {c}" for c in conditions)
+    return f"SELECT {columns} FROM ws WHERE " + " OR ".join(f"({c})" for c in conditions)
+
+
 _UNTYPED = "frame_kind = 'event' AND event_args IS NULL"  # an event frame without its typed columns
 # the state frames the server sent (gameStateUpdate)
 STATE_FRAMES = "frame_kind = 'event' AND event_name = 'gameStateUpdate' AND direction = 'received'"
-# trades (dedup by trade id), sidebets (events and the finished games' history), and orders the client sent
 _SIDEBET_EVENTS = "('newSideBet', 'currentSidebet', 'currentSidebetResult')"
-_PLAYER_ACTION = f"""
-WITH frames AS MATERIALIZED (  -- one scan of the day's frames for every part below
-  SELECT {_ENVELOPE}, event_name, {PAYLOAD} AS payload
-  FROM ws WHERE frame_kind = 'event' AND (direction = 'sent' OR direction = 'received'
-                AND event_name IN ('standard/newTrade', {_SIDEBET_EVENTS[1:-1]}))
+
+
+def _player_action(clustered: bool) -> str:
+    """Trades (dedup by trade id), sidebets (events and the finished games' history), and orders the client sent."""
+    frames = _scan(f"{_ENVELOPE}, event_name, {PAYLOAD} AS payload", "frame_kind = 'event' AND direction = 'sent'",
+                   "frame_kind = 'event' AND direction = 'received' "
+                   f"AND event_name IN ('standard/newTrade', {_SIDEBET_EVENTS[1:-1]})", clustered=clustered)
+    return f"""
+WITH frames AS MATERIALIZED (  -- the day's frames for every part below
+  {frames}
 ), trades AS (
   SELECT {_ENVELOPE}, payload, event_name,
          payload->>'id' AS trade_id, payload->>'type' AS action_type,
@@ -131,11 +151,9 @@ FROM deduped
 ORDER BY ts, session_id, seq, trade_id, action_type
 """
 
-# player snapshots, and each finished game's final leaderboard (from its last rugged frame)
+
 _ENTRY_KEYS = ("id", "username", "positionQty", "avgCost", "pnl", "level")  # of a gameStatePlayerUpdate's entry
-_SERVER_STATE = f"""
-WITH frames AS MATERIALIZED (  -- one scan of the day's frame text for every part below
-  SELECT {_ENVELOPE}, event_name,
+_SERVER_STATE_COLUMNS = f"""{_ENVELOPE}, event_name,
          -- rugged frames carry gameHistory too (~170 KB): only two fields of the few rugged ones
          CASE WHEN event_name = 'gameStateUpdate'
               THEN json_extract({FRAME}, ['$[#-1].gameId', '$[#-1].leaderboard']) END AS v,
@@ -143,10 +161,17 @@ WITH frames AS MATERIALIZED (  -- one scan of the day's frame text for every par
               THEN {_payload_and("id", "username", "cash", "positionQty", "avgCost", "cumulativePnL", "level")}
               WHEN event_name = 'gameStatePlayerUpdate'
               THEN {_payload_and("gameId", *(f"leaderboardEntry.{k}" for k in _ENTRY_KEYS))}
-              END AS p
-  FROM ws WHERE frame_kind = 'event' AND direction = 'received'
-                AND (event_name IN ('playerUpdate', 'gameStatePlayerUpdate')
-                     OR event_name = 'gameStateUpdate' AND phase = 'rugged')
+              END AS p"""
+
+
+def _server_state(clustered: bool) -> str:
+    """Player snapshots, and each finished game's final leaderboard (from its last rugged frame)."""
+    frames = _scan(_SERVER_STATE_COLUMNS, "frame_kind = 'event' AND direction = 'received' "
+                   "AND event_name IN ('playerUpdate', 'gameStatePlayerUpdate')",
+                   f"{STATE_FRAMES} AND phase = 'rugged'", clustered=clustered)
+    return f"""
+WITH frames AS MATERIALIZED (  -- the day's frames for every part below
+  {frames}
 ), player AS (
   SELECT {_ENVELOPE}, p[1] AS payload, event_name, NULL AS game_id, p[2]->>'$' AS player_id, p[3]->>'$' AS username,
          TRY_CAST(p[4]->>'$' AS DOUBLE) AS cash, TRY_CAST(p[5]->>'$' AS DOUBLE) AS position_qty,
@@ -178,16 +203,19 @@ WHERE player_id IS NOT NULL
 ORDER BY ts, session_id, seq, player_id
 """
 
+
 # recorder lifecycle, outages, parse errors, server notices. Since lifecycle version 2 the recorder
 # writes one 'outage' record per outage when it ends, with its start and end (across reconnect
 # attempts, crashes and midnight); older records (no "v") pair disconnect -> next handshake and
 # crash -> restart here.
-_SYSTEM_EVENT = f"""
-WITH frames AS MATERIALIZED (  -- one scan of the day's files for every part below: the few rows they need
-  SELECT {_ENVELOPE}, raw_json, event_name, frame_kind, parse_error,
-         CASE WHEN frame_kind = 'event' THEN {PAYLOAD} END AS payload
-  FROM ws WHERE frame_kind IN ('lifecycle', 'malformed', 'close', 'disconnect', 'connect_error')
-                OR frame_kind = 'event' AND event_name = 'maintenanceUpdate'
+def _system_event(clustered: bool) -> str:
+    frames = _scan(f"{_ENVELOPE}, raw_json, event_name, frame_kind, parse_error, "
+                   f"CASE WHEN frame_kind = 'event' THEN {PAYLOAD} END AS payload",
+                   "frame_kind IN ('lifecycle', 'malformed', 'close', 'disconnect', 'connect_error')",
+                   "frame_kind = 'event' AND event_name = 'maintenanceUpdate'", clustered=clustered)
+    return f"""
+WITH frames AS MATERIALIZED (  -- the few rows every part below needs
+  {frames}
 ), life AS (
   SELECT {_ENVELOPE}, raw_json, event_name, raw_json::JSON AS info
   FROM frames WHERE frame_kind = 'lifecycle'
@@ -235,10 +263,11 @@ FROM unioned
 ORDER BY ts, session_id, seq, event_name
 """
 
-DERIVATIONS: dict[str, str] = {
-    "player_action": _PLAYER_ACTION,
-    "server_state": _SERVER_STATE,
-    "system_event": _SYSTEM_EVENT,
+# each doc_type's SQL, by whether its input is a compacted day's (see _scan)
+DERIVATIONS: dict[str, dict[bool, str]] = {
+    name: {clustered: sql(clustered) for clustered in (False, True)}
+    for name, sql in (("player_action", _player_action), ("server_state", _server_state),
+                      ("system_event", _system_event))
 }
 
 
@@ -256,6 +285,11 @@ class Frames:
     head: tuple[Path, ...] = ()
     until: datetime | None = None
     filesystem: object = None
+
+    @property
+    def clustered(self) -> bool:
+        """Whether every file is one compaction wrote (row groups of one event each)."""
+        return all(merged_version(f) is not None for f in self.files + self.head)
 
     def sql(self, versions: dict[str, str | None]) -> str:
         """SQL: the rows, with the typed columns computed for files older than 1.2.0 (``versions``: each file's)."""
@@ -321,6 +355,10 @@ def _sql_list(files) -> str:
     return "[" + ", ".join(sql_literal(str(f)) for f in files) + "]"
 
 
+def _clustered(ws_event: pa.Table | Frames) -> bool:
+    return isinstance(ws_event, Frames) and ws_event.clustered
+
+
 def _file_versions(con: duckdb.DuckDBPyConnection, files: tuple[Path, ...]) -> dict[str, str | None]:
     """Each file's schema version (footers only; the connection caches them for the scans)."""
     if not files:
@@ -335,7 +373,7 @@ def derived(doc_type: str, ws_event: pa.Table | Frames) -> Iterator[pa.RecordBat
     """One doc_type derived from ``ws_event``, as a stream of batches (valid inside the ``with``)."""
     con = connection(ws_event)
     try:
-        yield con.sql(DERIVATIONS[doc_type]).to_arrow_reader(BATCH_ROWS)
+        yield con.sql(DERIVATIONS[doc_type][_clustered(ws_event)]).to_arrow_reader(BATCH_ROWS)
     finally:
         con.close()
 
@@ -349,7 +387,8 @@ def derive(doc_type: str, ws_event: pa.Table | Frames) -> pa.Table:
 def derive_all(ws_event: pa.Table | Frames) -> dict[str, pa.Table]:
     con = connection(ws_event)
     try:
-        return {name: schema.conform(con.sql(sql).to_arrow_table()) for name, sql in DERIVATIONS.items()}
+        return {name: schema.conform(con.sql(sql[_clustered(ws_event)]).to_arrow_table())
+                for name, sql in DERIVATIONS.items()}
     finally:
         con.close()
 

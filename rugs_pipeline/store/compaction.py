@@ -3,7 +3,10 @@
 Landing writes one small file per 30 s spool segment (~2,900 a day) and every query pays
 per file. Compaction rewrites a day's rows into at most ``MAX_FILES`` files clustered by
 ``event_name`` (in landing order within each), so a filter on ``event_name`` reads only its
-row groups:
+row groups. The few state frames that carry more than their tick (a ``gameHistory``, an
+on-connect snapshot's prices, the rug's leaderboard: the only ones whose text a derivation
+reads) get row groups of their own, so reading them does not decompress the other state
+frames' text (~95% of the day's bytes):
 
 1. Under the partition's exclusive lock (landing and readers of a file list hold it shared),
    list the day's files. Merge the files the ledger records and earlier merged files; carry
@@ -52,9 +55,11 @@ from rugs_pipeline.store.versions import fill_typed_columns
 DOC_TYPE = landing.DOC_TYPE
 MAX_FILES = 4
 FILE_BYTES = 256 * 2**20  # compressed input bytes per merged file, up to MAX_FILES
-# A row group holds at most this many rows or bytes: fine-grained pruning, bounded memory.
+# A row group holds at most this many rows or bytes: fine-grained pruning, bounded memory. A reader
+# works through a row group a vector (<= 2,048 rows) at a time, and DuckDB's JSON functions take several
+# times a vector's text: 16 MiB of state frames with a history (~100 of them) parse well within 1 GiB.
 ROW_GROUP_ROWS = 16_384
-GROUP_BYTES = 64 * 2**20
+GROUP_BYTES = 16 * 2**20
 READ_BATCH_ROWS = 16_384
 _MERGED = re.compile(r"^\d{8}_c(\d{4})-\d+\.parquet$")
 
@@ -112,9 +117,9 @@ def compact_day(store: Store, day: str) -> CompactionReport:
 def _write_merged(inputs: list[Path], out: Path, day: str, version: int) -> int:
     """Write ``inputs``' rows to <= MAX_FILES files in ``out``, clustered by event_name, landing order within.
 
-    Two streaming passes with bounded memory: rows go to one temporary file per event_name
-    (in input order), then the buckets are copied out in event_name order. A row group never
-    mixes two event names, so its min/max statistics let a reader skip every other event.
+    Two streaming passes with bounded memory: rows go to one temporary file per cluster
+    (in input order), then the clusters are copied out in event_name order. A row group never
+    mixes two clusters, so its min/max statistics let a reader skip every other event.
     """
     rows = sum(pq.read_metadata(f).num_rows for f in inputs)
     count = min(MAX_FILES, max(1, math.ceil(sum(f.stat().st_size for f in inputs) / FILE_BYTES)))
@@ -124,8 +129,9 @@ def _write_merged(inputs: list[Path], out: Path, day: str, version: int) -> int:
     try:
         buckets = _bucket_by_event(inputs, spill)
         sink = _RollingWriter(out, f"{day.replace('-', '')}_c{version:04d}", math.ceil(rows / count))
-        for name in sorted(buckets, key=lambda n: (n is None, n or "")):
-            for batch in pq.ParquetFile(buckets[name]).iter_batches(ROW_GROUP_ROWS):
+        for name, carries_more in sorted(buckets, key=lambda k: (k[0] is None, k[0] or "", k[1])):
+            bucket = pq.ParquetFile(buckets[name, carries_more])
+            for batch in bucket.iter_batches(_batch_rows(bucket.metadata)):
                 sink.write(batch)
             sink.end_group()
         sink.close()
@@ -134,15 +140,24 @@ def _write_merged(inputs: list[Path], out: Path, day: str, version: int) -> int:
     return rows
 
 
-def _bucket_by_event(inputs: list[Path], spill: Path) -> dict[str | None, Path]:
-    """One temporary file per event_name holding its rows in input order."""
-    writers: dict[str | None, pq.ParquetWriter] = {}
-    held: dict[str | None, _Group] = defaultdict(_Group)
+def _batch_rows(meta: pq.FileMetaData) -> int:
+    """Rows per batch so that a batch, like a row group, stays within ROW_GROUP_ROWS and GROUP_BYTES."""
+    size = sum(meta.row_group(g).total_byte_size for g in range(meta.num_row_groups))
+    return max(1, min(ROW_GROUP_ROWS, GROUP_BYTES * max(1, meta.num_rows) // max(1, size)))
 
-    def flush(name: str | None) -> None:
-        if name not in writers:
-            writers[name] = pq.ParquetWriter(spill / f"{len(writers)}.parquet", file_schema(DOC_TYPE), compression="lz4")
-        writers[name].write_table(held[name].take())
+
+Cluster = tuple[str | None, bool]  # (event_name, a state frame that carries more than its tick)
+
+
+def _bucket_by_event(inputs: list[Path], spill: Path) -> dict[Cluster, Path]:
+    """One temporary file per cluster holding its rows in input order."""
+    writers: dict[Cluster, pq.ParquetWriter] = {}
+    held: dict[Cluster, _Group] = defaultdict(_Group)
+
+    def flush(key: Cluster) -> None:
+        if key not in writers:
+            writers[key] = pq.ParquetWriter(spill / f"{len(writers)}.parquet", file_schema(DOC_TYPE), compression="lz4")
+        writers[key].write_table(held[key].take())
 
     con = duckdb.connect(config={"memory_limit": "512MB"})
     con.execute("SET enable_progress_bar = false")
@@ -155,16 +170,26 @@ def _bucket_by_event(inputs: list[Path], spill: Path) -> dict[str | None, Path]:
         table = pa.Table.from_batches([batch])
         # rows of older files get this version's typed columns, as the migration would give them
         table = fill_typed_columns(table) if older else schema.conform(table)
+        more = _carries_more(table)
         for name in pc.unique(table["event_name"]).to_pylist():
-            if held[name].add(table.filter(pc.is_null(table["event_name"]) if name is None
-                                           else pc.equal(table["event_name"], name))):
-                flush(name)
-    for name in [n for n, group in held.items() if group.parts]:
-        flush(name)
+            named = pc.is_null(table["event_name"]) if name is None else pc.equal(table["event_name"], name)
+            for flag in (False, True):
+                rows = table.filter(pc.and_(named, more if flag else pc.invert(more)))
+                if rows.num_rows and held[name, flag].add(rows):
+                    flush((name, flag))
+    for key in [k for k, group in held.items() if group.parts]:
+        flush(key)
     con.close()
     for writer in writers.values():
         writer.close()
-    return {name: Path(writer.where) for name, writer in writers.items()}
+    return {key: Path(writer.where) for key, writer in writers.items()}
+
+
+def _carries_more(table: pa.Table) -> pa.ChunkedArray:
+    """Per row: a state frame with a gameHistory, a snapshot's prices or the rug (typed at landing, 1.2.0)."""
+    more = pc.or_kleene(pc.or_kleene(pc.is_valid(table["history_games"]), pc.is_valid(table["snapshot_ticks"])),
+                        pc.equal(table["phase"], "rugged"))
+    return pc.fill_null(pc.and_kleene(pc.equal(table["event_name"], "gameStateUpdate"), more), False)
 
 
 class _Group:
@@ -197,8 +222,11 @@ class _RollingWriter:
         self.group = _Group()
 
     def write(self, batch: pa.RecordBatch) -> None:
-        if self.group.add(pa.Table.from_batches([batch])):
+        # a group ends before it would pass a bound: a reader holds a whole row group's text (~150 KB a row
+        # for the state frames with a history)
+        if self.group.rows + batch.num_rows > ROW_GROUP_ROWS or self.group.bytes + batch.nbytes > GROUP_BYTES:
             self.end_group()
+        self.group.add(pa.Table.from_batches([batch]))
 
     def end_group(self) -> None:
         if not self.group.parts:
