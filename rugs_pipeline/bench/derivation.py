@@ -9,7 +9,9 @@
   re-deriving months reads: ``finalised_files``) or a day's as landed.
 
 Each runs in a fresh process (``measure.isolated``), which also gives its peak memory; the
-modules the steps need are imported before the clock starts (this module imports them).
+modules the steps need are imported before the clock starts (this module imports them), and
+``pipeline_derive`` first derives one segment untimed, as a process re-deriving months pays its
+first-use setup (lazy imports, caches) once, not per day.
 """
 
 from __future__ import annotations

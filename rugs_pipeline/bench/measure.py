@@ -21,13 +21,19 @@ class Measured:
     peak_rss: int  # bytes: the process's high-water mark, imports included
 
 
-def isolated(fn: Callable[..., Any], *args: Any) -> Measured:
-    """Run ``fn(*args)`` in a new process (spawned: nothing inherited but the arguments)."""
+def isolated(fn: Callable[..., Any], *args: Any, warmup: tuple | None = None) -> Measured:
+    """Run ``fn(*args)`` in a new process (spawned: nothing inherited but the arguments).
+
+    ``warmup``: ``(fn, *args)`` run first in the same process, untimed: what the process pays once
+    (first-use setup, caches), not per call.
+    """
     with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
-        return pool.submit(_timed, fn, *args).result()
+        return pool.submit(_timed, fn, args, warmup).result()
 
 
-def _timed(fn: Callable[..., Any], *args: Any) -> Measured:
+def _timed(fn: Callable[..., Any], args: tuple, warmup: tuple | None) -> Measured:
+    if warmup:
+        warmup[0](*warmup[1:])
     start = time.perf_counter()
     value = fn(*args)
     seconds = time.perf_counter() - start

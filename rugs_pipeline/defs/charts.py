@@ -21,7 +21,10 @@ def price_paths_png(game_tick: pa.Table) -> bytes | None:
 
     table = game_tick.select(["game_id", "tick", "price", "is_rug_tick", "ts"]).sort_by([("ts", "ascending")])
     games = pc.unique(table["game_id"]).to_pylist()[-MAX_GAMES:]
+    table = table.filter(pc.is_in(table["game_id"], pa.array(games, table["game_id"].type)))
     fig, ax = plt.subplots(figsize=(7, 3), dpi=80)
+    # fixed margins: fitting them to the labels (tight_layout) took longer than drawing the lines
+    fig.subplots_adjust(left=0.09, right=0.98, bottom=0.16, top=0.9)
     for game in games:
         rows = table.filter(pc.equal(table["game_id"], game)).sort_by("tick")
         ticks, prices = rows["tick"].to_pylist(), rows["price"].to_pylist()
@@ -33,7 +36,6 @@ def price_paths_png(game_tick: pa.Table) -> bytes | None:
     ax.set_xlabel("tick")
     ax.set_ylabel("price (x)")
     ax.set_title(f"{len(games)} games (rug ticks marked at each game's peak)", fontsize=9)
-    fig.tight_layout()
     buf = io.BytesIO()
     fig.savefig(buf, format="png")
     plt.close(fig)
