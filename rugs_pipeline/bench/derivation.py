@@ -16,8 +16,6 @@ first-use setup (lazy imports, caches) once, not per day.
 
 from __future__ import annotations
 
-import os
-import shutil
 import time
 from pathlib import Path
 
@@ -30,7 +28,7 @@ import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 
 from rugs_pipeline.bench import reference
-from rugs_pipeline.bench.synth import DAY, SyntheticDay
+from rugs_pipeline.bench.synth import DAY, SyntheticDay, store_holding
 from rugs_pipeline.defs.assets import derived_assets
 from rugs_pipeline.defs.games import game_assets
 from rugs_pipeline.defs.resources import StoreResource
@@ -63,9 +61,9 @@ def orjson_loop(files: list[Path]) -> tuple[float, int, int]:
 def pipeline_derive(files: list[Path], root: Path) -> int:
     """Materialise every derived asset of the day in a store holding ``files``; returns the frames read.
 
-    The assets run in process, one after the other, as one Dagster run would run them.
+    The assets run in process, one after the other, as ``rugs-pipeline backfill`` runs a day.
     """
-    store = _store_of(files, root)
+    store = store_holding(files, root)
     result = dg.materialize([*derived_assets, *game_assets], partition_key=DAY, instance=dg.DagsterInstance.ephemeral(),
                             resources={"store": StoreResource(data_dir=str(store.root))}, run_config=QUIET)
     if not result.success:
@@ -118,15 +116,3 @@ _NORMAL = ("* REPLACE (CASE WHEN json_valid(raw_json) THEN json(raw_json)::VARCH
 def game_tick_of(files: list[Path]) -> pa.Table:
     """The day's game_tick as the pipeline derives it (for the query figure)."""
     return rebuild_games(Frames(tuple(files)), DAY)["game_tick"]
-
-
-def _store_of(files: list[Path], root: Path) -> Store:
-    """A store whose day is ``files`` (hard links), with nothing derived yet."""
-    shutil.rmtree(root, ignore_errors=True)
-    store = Store(root)
-    folder = store.partition_dir("ws_event", DAY)
-    folder.mkdir(parents=True)
-    for f in files:
-        os.link(f, folder / f.name)
-    store.ensure_manifest()
-    return store

@@ -76,13 +76,7 @@ class SyntheticDay:
         """A store at ``root`` holding the day's first files (``prefix``; all without ``frames``) as landing left
         them: hard links, with their ledger entries (compaction merges only what the ledger records), nothing derived."""
         files = self.files() if frames is None else self.prefix(frames)
-        shutil.rmtree(root, ignore_errors=True)
-        store = Store(root)
-        store.ensure_manifest()
-        folder = store.partition_dir(landing.DOC_TYPE, DAY)
-        folder.mkdir(parents=True)
-        for f in files:
-            os.link(f, folder / f.name)
+        store = store_holding(files, root)
         names = {f.name for f in files}
         ledger = store.manifests_dir / "landed" / DAY
         ledger.mkdir(parents=True)
@@ -100,6 +94,18 @@ class SyntheticDay:
             out.append(f)
             rows += pq.read_metadata(f).num_rows
         return out
+
+
+def store_holding(files: list[Path], root: Path) -> Store:
+    """A store at ``root`` whose day is ``files`` (hard links), with nothing derived."""
+    shutil.rmtree(root, ignore_errors=True)
+    store = Store(root)
+    store.ensure_manifest()
+    folder = store.partition_dir(landing.DOC_TYPE, DAY)
+    folder.mkdir(parents=True)
+    for f in files:
+        os.link(f, folder / f.name)
+    return store
 
 
 def synthetic_day(frames: int, seed: int = 1, progress: Callable[[int], None] | None = None) -> SyntheticDay:
