@@ -170,13 +170,12 @@ def _bucket_by_event(inputs: list[Path], spill: Path) -> dict[Cluster, Path]:
         table = pa.Table.from_batches([batch])
         # rows of older files get this version's typed columns, as the migration would give them
         table = fill_typed_columns(table) if older else schema.conform(table)
-        more = _carries_more(table)
         for name in pc.unique(table["event_name"]).to_pylist():
-            named = pc.is_null(table["event_name"]) if name is None else pc.equal(table["event_name"], name)
-            for flag in (False, True):
-                rows = table.filter(pc.and_(named, more if flag else pc.invert(more)))
-                if rows.num_rows and held[name, flag].add(rows):
-                    flush((name, flag))
+            named = table.filter(pc.is_null(table["event_name"]) if name is None
+                                 else pc.equal(table["event_name"], name))
+            for carries_more, rows in _split(named):
+                if held[name, carries_more].add(rows):
+                    flush((name, carries_more))
     for key in [k for k, group in held.items() if group.parts]:
         flush(key)
     con.close()
@@ -185,11 +184,16 @@ def _bucket_by_event(inputs: list[Path], spill: Path) -> dict[Cluster, Path]:
     return {key: Path(writer.where) for key, writer in writers.items()}
 
 
-def _carries_more(table: pa.Table) -> pa.ChunkedArray:
-    """Per row: a state frame with a gameHistory, a snapshot's prices or the rug (typed at landing, 1.2.0)."""
-    more = pc.or_kleene(pc.or_kleene(pc.is_valid(table["history_games"]), pc.is_valid(table["snapshot_ticks"])),
-                        pc.equal(table["phase"], "rugged"))
-    return pc.fill_null(pc.and_kleene(pc.equal(table["event_name"], "gameStateUpdate"), more), False)
+def _split(rows: pa.Table) -> list[tuple[bool, pa.Table]]:
+    """One event's rows by cluster: (False, those that carry only their tick), (True, the state frames with a
+    gameHistory, a snapshot's prices or the rug: typed at landing, 1.2.0). Only non-empty parts."""
+    more = pc.or_kleene(pc.or_kleene(pc.is_valid(rows["history_games"]), pc.is_valid(rows["snapshot_ticks"])),
+                        pc.equal(rows["phase"], "rugged"))
+    more = pc.fill_null(pc.and_kleene(pc.equal(rows["event_name"], "gameStateUpdate"), more), False)
+    if not pc.any(more).as_py():
+        return [(False, rows)]
+    parts = [(False, rows.filter(pc.invert(more))), (True, rows.filter(more))]
+    return [(flag, part) for flag, part in parts if part.num_rows]
 
 
 class _Group:
