@@ -12,6 +12,7 @@ from pathlib import Path
 import duckdb
 
 from rugs_pipeline import config
+from rugs_pipeline.consumers.episodes import episodes  # noqa: F401 (re-exported: consumers.episodes(...))
 from rugs_pipeline.store import schema
 from rugs_pipeline.store.layout import SchemaVersionError, Store, check_compatible, parse_version, sql_literal
 
