@@ -8,6 +8,10 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
+import re
+import subprocess
+import sys
 import warnings
 from datetime import date
 from pathlib import Path
@@ -22,6 +26,7 @@ from rugs_pipeline.consumers import episodes
 from rugs_pipeline.rl import OBSERVATION, SIDEBET, WAIT, SidebetEnv, split_by_date
 from rugs_pipeline.store.layout import SchemaVersionError, Store
 
+from .conftest import REPO_ROOT
 from .test_derive import real  # noqa: F401 (a fixture)
 from .test_games import recorded_games
 
@@ -278,3 +283,29 @@ def test_the_env_refuses_episodes_it_cannot_play() -> None:
     env.step(WAIT), env.step(WAIT)
     with pytest.raises(RuntimeError, match="call reset"):
         env.step(WAIT)
+
+
+def _readme_example() -> str:
+    text = (REPO_ROOT / "README.md").read_text()
+    section = re.split(r"\n##+ ", text.split("\n### Episodes for training\n", 1)[1], maxsplit=1)[0]
+    (block,) = re.findall(r"```python\n(.*?)```", section, flags=re.S)
+    return block
+
+
+def test_the_readme_example_runs_as_written(real, tmp_path) -> None:  # noqa: F811
+    """On the two public recordings' days (2025-12-06 trains, 2025-12-12 tests), derived into a store."""
+    store = Store(tmp_path / "rugs_data")
+    store.ensure_manifest()
+    counts = []
+    for name in ("sandbox", "raw"):
+        run = real(name)
+        for day in run.days:
+            for doc_type in ("game_tick", "games"):
+                store.replace_partition(doc_type, day, run.derived[day][doc_type])
+        counts.append(len(expected_episodes(run.events)))
+    env = {**os.environ, "RUGS_DATA_DIR": str(store.root)}
+    out = subprocess.run([sys.executable, "-c", _readme_example()], env=env, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    lines = out.stdout.splitlines()
+    assert lines[0] == f"{counts[0]} training games, {counts[1]} test games"
+    assert re.fullmatch(rf"[+-]\d+ stakes over {counts[1]} test games", lines[1])

@@ -1,4 +1,4 @@
-"""``rugs-pipeline bench`` / ``make bench``: six figures about one synthetic day, each beside its goal.
+"""``rugs-pipeline bench`` / ``make bench``: seven figures about one synthetic day, each beside its goal.
 
 Every figure is measured in this one run, baselines next to what they are compared with,
 so that the machine's noise falls on both sides of each ratio.
@@ -16,7 +16,7 @@ from pathlib import Path
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
-from rugs_pipeline.bench import capture, derivation, landing, query, synth
+from rugs_pipeline.bench import capture, derivation, landing, query, sidebet_env, synth
 from rugs_pipeline.bench.measure import GIB, MIB, Measured, isolated
 
 SCALES = (0.25, 0.5, 1.0)
@@ -45,7 +45,7 @@ class Options:
     query_frames: int = 250_000
     work: Path | None = None  # scratch space (default: beside the cache)
     keep: bool = False
-    only: set[int] = field(default_factory=lambda: {1, 2, 3, 4, 5, 6})
+    only: set[int] = field(default_factory=lambda: {1, 2, 3, 4, 5, 6, 7})
 
 
 def run(options: Options, console: Console | None = None) -> list[Figure]:
@@ -99,6 +99,8 @@ def _measure(day: synth.SyntheticDay, options: Options, work: Path, progress: Pr
         figures[3] = _landing(day, work, progress, figures.get(5))
     if 4 in options.only:
         figures[4] = _query(day, options, work, progress)
+    if 7 in options.only:
+        figures[7] = _sidebet_env(day, work, progress)
     return [figures[n] for n in sorted(options.only)]
 
 
@@ -147,6 +149,18 @@ def _query(day: synth.SyntheticDay, options: Options, work: Path, progress: Prog
         f"one file (as landed, {q.files['landed']:,} files: {q.ratio('landed', 'game_tick'):.2f}x and "
         f"{q.ratio('landed', 'ws_event'):.2f}x; medians of {query.ROUNDS}); compacting a day took {q.compaction_s:.1f} s",
         "<= 1.5x one file", worst <= 1.5)
+
+
+def _sidebet_env(day: synth.SyntheticDay, work: Path, progress: Progress) -> Figure:
+    t = _step(progress, "sidebet env: derive, episodes, steps")
+    env = sidebet_env.measure_env(day, work / "sidebet_env")
+    progress.advance(t)
+    return Figure(
+        7, "sidebet env",
+        f"SidebetEnv {env.rate:,.0f} steps/s on {env.cpus} core ({env.games:,} games, {env.ticks:,} ticks from the "
+        f"day's first {sidebet_env.ENV_FRAMES:,} frames via consumers.episodes; {env.steps:,} steps of a random "
+        f"policy with the {env.resets:,} resets between games; best of {sidebet_env.ROUNDS})",
+        ">= 50,000 steps/s on one core", env.rate >= 50_000 and env.cpus == 1)
 
 
 def _derivation(day: synth.SyntheticDay, work: Path, progress: Progress) -> dict[int, Figure]:
