@@ -17,6 +17,7 @@ from datetime import date
 from pathlib import Path
 
 import numpy as np
+import polars as pl
 import pyarrow as pa
 import pytest
 from gymnasium.utils.env_checker import check_env
@@ -241,7 +242,7 @@ def test_reset_is_deterministic(sim) -> None:
         obs, info = env.reset(seed=seed, options={"game_id": game_id} if game_id else None)
         return [info["game_id"], obs.tobytes()] + [(t, o.tobytes(), r) for t, o, r, _ in play(env, info["game_id"], bets)]
 
-    one, two = SidebetEnv(table), SidebetEnv(table)
+    one, two = SidebetEnv(table), SidebetEnv(pl.from_arrow(table))  # polars works as well
     assert trajectory(one, 11) == trajectory(two, 11)
     assert len({trajectory(one, s)[0] for s in range(20)}) > 5, "seeds draw different games"
     gid = table["game_id"][7].as_py()
