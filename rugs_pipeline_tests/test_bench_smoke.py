@@ -115,6 +115,7 @@ def test_sidebet_env_figure_steps_the_days_episodes(day, tmp_path) -> None:
     from rugs_pipeline.bench import sidebet_env
 
     result = sidebet_env.measure_env(day, tmp_path / "env", steps=2_000, rounds=1)
-    games = sum(1 for r in Store(tmp_path / "env").read_partition("games", synth.DAY).to_pylist() if r["message"] == "complete")
+    summaries = Store(tmp_path / "env").read_partition("games", synth.DAY)["message"].to_pylist()
+    games = summaries.count("complete")
     assert (result.games, result.steps, result.cpus) == (games, 2_000, 1) and result.games > 0
     assert result.resets >= 2_000 // result.ticks and result.rate > 0

@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 import pyarrow as pa
+import pyarrow.compute as pc
 import pytest
 from gymnasium.utils.env_checker import check_env
 
@@ -129,6 +130,13 @@ def test_episodes_refuse_bad_ranges_and_stores(sim, tmp_path) -> None:
     store.ensure_manifest()
     with pytest.raises(ValueError, match="no games derived in .*backfill --from 2025-06-01 --to 2025-06-01 --land"):
         episodes("2025-06-01", data_dir=tmp_path)
+    # games there, but none with every tick known (the simulator day's unfinished last game only)
+    games = Store(root).read_partition("games", synth.DAY)
+    unfinished = games.filter(pc.not_equal(games["message"], "complete"))
+    assert unfinished.num_rows >= 1
+    store.replace_partition("games", synth.DAY, unfinished)
+    with pytest.raises(ValueError, match="no complete games in .* for 2025-06-01 .every game there lacks some tick"):
+        episodes("2025-06-01", data_dir=tmp_path)
     manifest = json.loads(store.manifest_path.read_text())
     store.manifest_path.write_text(json.dumps({**manifest, "version": "2.0.0"}))
     with pytest.raises(SchemaVersionError, match="'2.0.0' is not readable"):
@@ -190,7 +198,8 @@ def test_the_sidebet_rule_on_hand_built_games(case) -> None:
     assert ignored == ([10] if case == "one at a time, then the next" else [])
     assert steps[-1][3]["rug_tick"] == rug
     # the observation tells a running sidebet and the share of its window left
-    running = {t: obs[OBSERVATION.index("sidebet_left")] for t, obs, _, _ in steps if obs[OBSERVATION.index("sidebet_active")]}
+    active, left = OBSERVATION.index("sidebet_active"), OBSERVATION.index("sidebet_left")
+    running = {t: obs[left] for t, obs, _, _ in steps if obs[active]}
     if case == "placed late, rug far away":
         assert running == {t: np.float32((340 - t) / 40) for t in range(301, 340)}
 
@@ -240,7 +249,8 @@ def test_reset_is_deterministic(sim) -> None:
 
     def trajectory(env: SidebetEnv, seed: int, game_id: str | None = None) -> list:
         obs, info = env.reset(seed=seed, options={"game_id": game_id} if game_id else None)
-        return [info["game_id"], obs.tobytes()] + [(t, o.tobytes(), r) for t, o, r, _ in play(env, info["game_id"], bets)]
+        steps = play(env, info["game_id"], bets)
+        return [info["game_id"], obs.tobytes()] + [(t, o.tobytes(), r) for t, o, r, _ in steps]
 
     one, two = SidebetEnv(table), SidebetEnv(pl.from_arrow(table))  # polars works as well
     assert trajectory(one, 11) == trajectory(two, 11)
@@ -305,7 +315,8 @@ def test_the_readme_example_runs_as_written(real, tmp_path) -> None:  # noqa: F8
                 store.replace_partition(doc_type, day, run.derived[day][doc_type])
         counts.append(len(expected_episodes(run.events)))
     env = {**os.environ, "RUGS_DATA_DIR": str(store.root)}
-    out = subprocess.run([sys.executable, "-c", _readme_example()], env=env, capture_output=True, text=True, timeout=120)
+    out = subprocess.run([sys.executable, "-c", _readme_example()], env=env, capture_output=True, text=True,
+                         timeout=120)
     assert out.returncode == 0, out.stderr
     lines = out.stdout.splitlines()
     assert lines[0] == f"{counts[0]} training games, {counts[1]} test games"

@@ -89,6 +89,7 @@ def _nothing_in_range(store: Store, first: date, last: date) -> str:
                 f"e.g. `rugs-pipeline backfill --from {first} --to {last} --land`")
     inside = [d for d in days if first.isoformat() <= d <= last.isoformat()]
     if not inside:
-        return f"no games derived in {store.root} for {span}: it holds games of {days[0]} to {days[-1]} ({len(days)} days)"
+        return (f"no games derived in {store.root} for {span}: it holds games of {days[0]} to {days[-1]} "
+                f"({len(days)} days)")
     return (f"no complete games in {store.root} for {span} (every game there lacks some tick: see "
             "`SELECT game_id, message FROM games`)")
