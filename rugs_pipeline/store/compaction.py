@@ -89,6 +89,7 @@ def compact_day(store: Store, day: str) -> CompactionReport:
                           "object storage, whose days stay as landed")
     report = CompactionReport(day)
     with store.partition_lock(DOC_TYPE, day):
+        store.remove_stale_temps(DOC_TYPE, day)
         folder = store.partition_dir(DOC_TYPE, day)
         files = store.partition_files(DOC_TYPE, day)
         ledgered = {landing.landed_file_name(spool.Segment(Path(f"{stem}.seg"))) for stem in landing.landed_names(store, day)}
@@ -99,7 +100,8 @@ def compact_day(store: Store, day: str) -> CompactionReport:
             return report  # no landed file to fold in
         report.version = 1 + max((merged_version(f) or 0 for f in merge), default=0)
         staging = store.root / "compaction" / DOC_TYPE / f"date={day}.v{report.version}"
-        for stale in staging.parent.glob(f"date={day}.v*"):  # left by a crashed run, before or after its swap
+        # left by a crashed run, before or after its swap, and its spill folder
+        for stale in [*staging.parent.glob(f"date={day}.v*"), *staging.parent.glob(f".date={day}.v*.buckets")]:
             shutil.rmtree(stale)
         staging.mkdir(parents=True)
         report.rows = _write_merged(merge, staging, day, report.version)

@@ -98,6 +98,10 @@ class Store:
     def partition_files(self, doc_type: str, day: date | str) -> list[Path]:
         return self.files.files(self.partition_dir(doc_type, day), "*.parquet")
 
+    def remove_stale_temps(self, doc_type: str, day: date | str) -> list[Path]:
+        """Remove the partition's temp files left by writers killed mid-write (a live writer's stay)."""
+        return self.files.remove_stale_temps(self.partition_dir(doc_type, day))
+
     def partition_days(self, doc_type: str) -> list[str]:
         return self.files.days(self.events_dir / f"doc_type={doc_type}")
 
@@ -183,6 +187,7 @@ class Store:
         rename (on S3, PUT) over the previous file: readers never see both or neither.
         """
         name = f"{_day(day).replace('-', '')}_000000_{short_hash(doc_type, _day(day))}.parquet"
+        self.remove_stale_temps(doc_type, day)
         path = self.write_partition_file(doc_type, day, table, name)
         for stale in self.partition_files(doc_type, day):
             if stale != path:
