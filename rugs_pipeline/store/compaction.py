@@ -49,7 +49,7 @@ from rugs_pipeline.capture import spool
 from rugs_pipeline.store import landing, schema
 from rugs_pipeline.config import ConfigError
 from rugs_pipeline.store.lake import PARQUET_COMPRESSION, fsync_dir
-from rugs_pipeline.store.layout import Store, file_schema, file_schema_version
+from rugs_pipeline.store.layout import Store, file_schema, file_schema_version, naming_unreadable
 from rugs_pipeline.store.versions import fill_typed_columns
 
 DOC_TYPE = landing.DOC_TYPE
@@ -104,7 +104,8 @@ def compact_day(store: Store, day: str) -> CompactionReport:
         for stale in [*staging.parent.glob(f"date={day}.v*"), *staging.parent.glob(f".date={day}.v*.buckets")]:
             shutil.rmtree(stale)
         staging.mkdir(parents=True)
-        report.rows = _write_merged(merge, staging, day, report.version)
+        with naming_unreadable(merge):
+            report.rows = _write_merged(merge, staging, day, report.version)
         for f in carry:
             os.link(f, staging / f.name)
         fsync_dir(staging)
