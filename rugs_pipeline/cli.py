@@ -350,5 +350,39 @@ def migrate(dry_run: bool) -> None:
         sys.exit(1)
 
 
+@main.command()
+@click.option("--repair", is_flag=True, help="Apply the fixes: quarantine corrupt files and re-land their segments "
+              "from the spool, remove stale temp files, land past days' leftovers.")
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+def doctor(repair: bool, as_json: bool) -> None:
+    """Check the store of $RUGS_DATA_DIR: every file's footer, the landed ledger against the files and the spool,
+    stale temp files and locks, the manifest. Each problem comes with its fix; exits 1 while any is left."""
+    import json
+
+    from rugs_pipeline.store import doctor as checks
+    from rugs_pipeline.store.layout import Store
+
+    store = Store.from_env()
+    report = checks.check(store)
+    if repair:
+        checks.repair(store, report)
+    if as_json:
+        click.echo(json.dumps(report.to_dict(), indent=1))
+    else:
+        if report.problems:
+            table = Table("problem", "where", "detail", "fix", *(["repaired"] if repair else []),
+                          title=f"doctor: {report.root}")
+            for column in table.columns:
+                column.overflow = "fold"  # a path is cut nowhere
+            for p in report.problems:
+                table.add_row(p.kind, p.path, p.detail, p.fix, *([p.repaired or "-"] if repair else []))
+            console.print(table)
+        left = len(report.unresolved)
+        click.echo(f"{report.files_checked} Parquet file(s) checked, {len(report.problems)} problem(s)"
+                   + (f", {left} left" if repair else "") + ("" if report.problems else ": OK"))
+    if report.unresolved:
+        sys.exit(1)
+
+
 if __name__ == "__main__":
     main()
