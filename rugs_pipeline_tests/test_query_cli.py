@@ -52,6 +52,7 @@ def test_a_wide_result_keeps_every_column_name_and_value(store: Store) -> None:
         assert f" {column} " in result.stdout
     assert "query-test" in result.stdout and "gameStateUpdate" in result.stdout
     assert "row 2" in result.stdout
+    assert max(map(len, result.stdout.splitlines())) <= 200  # the console's width when not a terminal: no line cut
     # a narrow result stays one table
     narrow = run("SELECT seq, event_name FROM ws_event ORDER BY seq LIMIT 2")
     assert "row 1" not in narrow.stdout and "gameStateUpdate" in narrow.stdout

@@ -1,7 +1,7 @@
 """A query's result for a person or a program: a table readable at any width, or every row as CSV, JSON, Parquet.
 
 The table never drops a column: a result too wide for the screen is printed one record at a time
-(column, value), and only cell text is cut (with "…"). The files stream in batches, so a result
+(column, value), where only cell text is cut (with "…"); in a table that fits, long text wraps. The files stream in batches, so a result
 need not fit in memory; they are written beside their final name and renamed into place.
 """
 
@@ -30,8 +30,8 @@ def render(console: Console, columns: list[str], rows: list[tuple]) -> None:
                for i, c in enumerate(columns)) + 1
     if need <= console.width:
         table = Table(*columns)
-        for column in table.columns:
-            column.no_wrap, column.overflow, column.min_width = True, "ellipsis", len(str(column.header))
+        for column in table.columns:  # long text wraps within its column; a header is never cut
+            column.min_width = len(str(column.header))
         for row in cells:
             table.add_row(*row)
         console.print(table)
@@ -40,7 +40,8 @@ def render(console: Console, columns: list[str], rows: list[tuple]) -> None:
     for number, row in enumerate(cells, 1):
         record = Table(title=f"row {number}", title_justify="left", show_header=False)
         record.add_column(no_wrap=True, min_width=name_width, style="bold")
-        record.add_column(no_wrap=True, overflow="ellipsis")
+        # borders and padding take 7 characters
+        record.add_column(no_wrap=True, overflow="ellipsis", max_width=max(8, console.width - name_width - 7))
         for name, value in zip(columns, row):
             record.add_row(name, value)
         console.print(record)
