@@ -5,8 +5,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import subprocess
-import sys
 from pathlib import Path
 
 import pyarrow.compute as pc
@@ -87,7 +85,7 @@ def test_rows_no_longer_in_the_spool_are_recorded_lost(data_dir: Path) -> None:
 
     code, report = doctor("--repair")
     assert code == 0
-    assert f"lost: recorded as a rows_lost system_event" in report["problems"][0]["repaired"]
+    assert "lost: recorded as a rows_lost system_event" in report["problems"][0]["repaired"]
     events = derive("system_event", Frames(tuple(store.partition_files("ws_event", DAY))))
     lost = events.filter(pc.equal(events["event_name"], "rows_lost")).to_pylist()
     assert len(lost) == 1
@@ -116,7 +114,8 @@ def test_a_ledger_entry_whose_file_is_gone_is_relanded(data_dir: Path) -> None:
     gone.unlink()
     code, report = doctor()
     assert code == 1 and kinds(report) == ["ledger"]
-    assert report["problems"][0]["detail"] == f"segment landed as {gone.name}, which is missing: its rows are not in ws_event"
+    assert report["problems"][0]["detail"] == \
+        f"segment landed as {gone.name}, which is missing: its rows are not in ws_event"
     assert doctor("--repair")[0] == 0
     assert_day_whole(store)
 

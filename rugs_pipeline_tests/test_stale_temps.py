@@ -12,7 +12,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
 
 from rugs_pipeline.capture import spool
 from rugs_pipeline.feed.protocol import encode_event

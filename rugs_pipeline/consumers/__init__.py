@@ -15,7 +15,8 @@ import duckdb
 from rugs_pipeline import config
 from rugs_pipeline.store import schema
 from rugs_pipeline.store.layout import (
-    DOCTOR_HINT, SchemaVersionError, Store, UnreadableFileError, check_compatible, footer_problem, parse_version, sql_literal,
+    DOCTOR_HINT, SchemaVersionError, Store, UnreadableFileError, check_compatible, footer_problem, parse_version,
+    sql_literal,
 )
 
 MIGRATE_HINT = "run `rugs-pipeline migrate` (or the migrate_schema job in the Dagster UI)"

@@ -1,4 +1,5 @@
-"""A query's result for a person or a program: a table readable at any width, or every row as CSV, JSON, Parquet.
+"""A query's result for a person or a program: a table readable at any width, or every row as CSV, JSON or
+Parquet.
 
 The table never drops a column: a result too wide for the screen is printed one record at a time
 (column, value), where only cell text is cut (with "…"); in a table that fits, long text wraps. The files stream in batches, so a result

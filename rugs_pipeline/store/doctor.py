@@ -1,4 +1,5 @@
-"""`rugs-pipeline doctor`: what in a store would stop or mislead the pipeline, each with its fix; ``repair`` applies them.
+"""`rugs-pipeline doctor`: what in a store would stop or mislead the pipeline, each with its fix; ``repair`` applies
+them.
 
 Checked:
 - the manifest: present, readable, at a version this code writes (an older minor: migrate);
