@@ -74,3 +74,19 @@ def test_query_answers_with_the_views_it_can_build(broken: tuple[Store, Path]) -
     # the other views still answer
     rows = CliRunner().invoke(main, ["query", "SELECT count(*) AS n FROM game_tick"], catch_exceptions=False)
     assert rows.exit_code == 0 and "0" in rows.stdout
+
+
+def test_dagster_runs_name_the_file(broken: tuple[Store, Path]) -> None:
+    import dagster as dg
+
+    from rugs_pipeline.defs.assets import derived_assets, ws_event
+    from rugs_pipeline.defs.resources import StoreResource
+
+    store, bad = broken
+    system_event = next(a for a in derived_assets if a.key.to_user_string() == "system_event")
+    for asset in (ws_event, system_event):  # a landing run (its row count) and a derivation (DuckDB)
+        result = dg.materialize([asset], partition_key=DAY, instance=dg.DagsterInstance.ephemeral(),
+                                resources={"store": StoreResource()}, raise_on_error=False)
+        assert not result.success
+        [failure] = [e for e in result.all_events if e.is_step_failure]
+        assert f"UnreadableFileError: {bad}: not a readable Parquet file" in failure.step_failure_data.error.to_string()

@@ -122,3 +122,17 @@ def test_ledger_temp_of_a_killed_landing_is_removed(tmp_path: Path) -> None:
     land_one_segment(store)
     landing.land_day(store, DAY)
     assert not left.exists()
+
+
+def test_a_write_that_fails_leaves_no_temp(tmp_path: Path) -> None:
+    store = Store(tmp_path / "data")
+
+    def rows():
+        yield schema.empty_table()
+        raise RuntimeError("the derivation failed mid-file")
+
+    try:
+        store.write_partition_file("game_tick", DAY, rows(), "x.parquet")
+    except RuntimeError:
+        pass
+    assert list(store.partition_dir("game_tick", DAY).iterdir()) == []

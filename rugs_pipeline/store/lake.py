@@ -87,6 +87,9 @@ def writer_temp(path: Path) -> Iterator[int]:
         os.close(fd)  # a sweep removed the name between our open and our lock: create it again
     try:
         yield fd
+    except BaseException:
+        tmp.unlink(missing_ok=True)  # still ours (locked): a failed write leaves nothing behind
+        raise
     finally:
         os.close(fd)
 
