@@ -132,3 +132,13 @@ def test_table_output_names_the_file_whole(data_dir: Path, monkeypatch) -> None:
     monkeypatch.setenv("RUGS_DATA_DIR", str(healthy.root))
     result = CliRunner().invoke(main, ["doctor"], catch_exceptions=False)
     assert result.exit_code == 0 and "3 Parquet file(s) checked, 0 problem(s): OK" in result.stdout
+
+
+def test_compaction_leftovers_are_found_and_removed(data_dir: Path) -> None:
+    store = landed_store(data_dir)
+    spill = store.root / "compaction" / "ws_event" / f".date={DAY}.v1.buckets"  # a compaction killed mid-merge
+    spill.mkdir(parents=True)
+    code, report = doctor()
+    assert code == 1 and [(p["kind"], p["path"]) for p in report["problems"]] == [("compaction leftover", str(spill))]
+    assert doctor("--repair")[0] == 0
+    assert not spill.exists()

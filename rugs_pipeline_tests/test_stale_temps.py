@@ -136,3 +136,16 @@ def test_a_write_that_fails_leaves_no_temp(tmp_path: Path) -> None:
     except RuntimeError:
         pass
     assert list(store.partition_dir("game_tick", DAY).iterdir()) == []
+
+
+def test_compaction_leftovers_of_a_compacted_day_are_removed(tmp_path: Path) -> None:
+    store = Store(tmp_path / "data")
+    land_one_segment(store)
+    landing.land_day(store, DAY)
+    compaction.compact_day(store, DAY)
+    # killed after its swap: the day's old folder is still at the staging path
+    old = store.root / "compaction" / "ws_event" / f"date={DAY}.v1"
+    old.mkdir(parents=True)
+    (old / "20251207_000001_0badf00d.parquet").write_bytes(b"old landed file")
+    assert compaction.compact_day(store, DAY).version is None  # nothing new to merge
+    assert not old.exists()

@@ -6,7 +6,8 @@ Checked:
 - every Parquet file's footer: one truncated or corrupt file fails every read of its day;
 - the landed ledger against the files and the spool: an entry whose ``ws_event`` file is gone (its rows are
   missing), sealed segments of a past day never landed;
-- temp files no live writer holds (a writer killed mid-write; see ``lake.stale_temp``);
+- temp files no live writer holds (a writer killed mid-write; see ``lake.stale_temp``), and the folders of a
+  compaction killed mid-run;
 - spool session locks no recorder holds (a recorder killed before it sealed its open segment).
 
 Repaired:
@@ -18,7 +19,7 @@ Repaired:
   ``system_event`` row (message naming the file) when the day is derived again. A derived file is rebuilt by
   re-deriving its day, which doctor names but leaves to ``backfill`` (a Dagster run, with its checks).
 - a ledger entry whose file is gone is removed, and its segment lands again (or its rows are recorded lost);
-- past days' pending segments are landed; stale temp files are removed.
+- past days' pending segments are landed; stale temp files and compaction leftovers are removed.
 A dead recorder session is left to the next ``rugs-pipeline record``, whose start seals it and records the outage.
 All changes to a ``ws_event`` day happen under its partition lock, taken alone, as compaction takes it.
 """
@@ -26,6 +27,7 @@ All changes to a ``ws_event`` day happen under its partition lock, taken alone, 
 from __future__ import annotations
 
 import os
+import shutil
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -34,7 +36,7 @@ import orjson
 
 from rugs_pipeline.capture import spool
 from rugs_pipeline.config import ConfigError
-from rugs_pipeline.store import landing, lake, schema
+from rugs_pipeline.store import compaction, landing, lake, schema
 from rugs_pipeline.store.compaction import merged_version
 from rugs_pipeline.store.layout import SchemaVersionError, Store, footer_problem, parse_version
 
@@ -44,7 +46,7 @@ LOST_EVENT = "rows_lost"
 
 @dataclass
 class Problem:
-    kind: str  # manifest | corrupt file | ledger | not landed | stale temp | dead session
+    kind: str  # manifest | corrupt file | ledger | not landed | stale temp | compaction leftover | dead session
     path: str
     detail: str
     fix: str
@@ -79,6 +81,7 @@ def check(store: Store) -> Report:
     _check_files(store, report)
     _check_ledger(store, report)
     _check_temps(store, report)
+    _check_compaction(store, report)
     _check_sessions(store, report)
     return report
 
@@ -170,6 +173,17 @@ def _check_temps(store: Store, report: Report) -> None:
                                                "derivation or compaction)"))
 
 
+def _check_compaction(store: Store, report: Report) -> None:
+    work = store.root / "compaction" / DOC_TYPE
+    days = {p.name.lstrip(".").removeprefix("date=").split(".v")[0] for p in work.iterdir()} if work.is_dir() else set()
+    for day in sorted(days):
+        for path in compaction.leftovers(store, day):
+            report.problems.append(Problem(
+                "compaction leftover", str(path), "left by a compaction killed mid-run (or one running now)",
+                "--repair removes it once no compaction of the day runs (so does the day's next compaction)",
+                day=day))
+
+
 def _check_sessions(store: Store, report: Report) -> None:
     folder = store.spool_dir
     for lock in sorted(folder.glob(f"*{spool.LOCK_SUFFIX}")) if folder.is_dir() else []:
@@ -191,6 +205,10 @@ def repair(store: Store, report: Report) -> Report:
         elif problem.kind == "not landed":
             landed = landing.land_day(store, problem.day)
             problem.repaired = f"landed {len(landed.segments)} segment(s), {landed.rows} rows"
+        elif problem.kind == "compaction leftover":
+            with store.partition_lock(DOC_TYPE, problem.day):  # as compaction holds it: none runs meanwhile
+                shutil.rmtree(problem.path, ignore_errors=True)
+            problem.repaired = "removed"
         elif problem.kind == "stale temp":  # a landing above may have removed it already
             removed = lake.stale_temp(Path(problem.path), remove=True) or not Path(problem.path).exists()
             problem.repaired = "removed" if removed else ""
