@@ -75,7 +75,9 @@ TEMP_GLOB = ".*.tmp"
 def writer_temp(path: Path) -> Iterator[int]:
     """A new temp file beside ``path``, created and flocked; yields its descriptor.
 
-    The lock is released only when the ``with`` ends (after the caller's rename) or the process dies.
+    The lock is released only when the ``with`` ends (after the caller's rename) or the process dies. Write
+    through this descriptor (``open(fd, closefd=False)``), never another: on NFS a flock is a POSIX lock,
+    which closing any descriptor of the file releases.
     """
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = temp_path(path)
@@ -133,10 +135,9 @@ def stale_temp(tmp: Path, *, remove: bool = False) -> bool:
 def atomic_write_bytes(path: Path, data: bytes) -> None:
     """Write ``data`` to ``path`` so readers see the old file or the new one, never a part."""
     with writer_temp(path) as fd:
-        with os.fdopen(os.dup(fd), "wb") as fh:
+        with open(fd, "wb", closefd=False) as fh:
             fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
+        os.fsync(fd)
         os.replace(temp_path(path), path)
     fsync_dir(path.parent)
 
@@ -178,10 +179,10 @@ class Posix:
 
     def write_parquet(self, path: Path, file_schema: pa.Schema, rows) -> None:
         with writer_temp(path) as fd:
-            tmp = temp_path(path)
-            _write_batches(tmp, file_schema, rows)
+            with open(fd, "wb", closefd=False) as sink:
+                _write_batches(sink, file_schema, rows)
             os.fsync(fd)
-            os.replace(tmp, path)
+            os.replace(temp_path(path), path)
         fsync_dir(path.parent)
 
     def remove_stale_temps(self, folder: Path) -> list[Path]:
