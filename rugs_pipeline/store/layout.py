@@ -5,6 +5,7 @@
       manifests/schema_version.json
       manifests/landed/<YYYY-MM-DD>/<segment>.json   (ledger of landed spool segments)
       spool/...                                      (see capture.spool)
+      quarantine/<path in the store>                 (unreadable files `doctor --repair` moved aside)
 
 File names are deterministic (derived from what the file holds), so writing the
 same content twice replaces a file instead of adding a duplicate.
