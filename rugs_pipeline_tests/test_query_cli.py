@@ -90,3 +90,12 @@ def test_errors_keep_duckdbs_hints(store: Store) -> None:
     assert column.exit_code == 1
     assert 'Referenced column "ticc" not found' in column.stderr
     assert "Candidate bindings:" in column.stderr and '"tick' in column.stderr
+
+
+def test_table_to_a_file(store: Store, tmp_path: Path) -> None:
+    out = tmp_path / "out.txt"
+    result = run("SELECT seq, event_name FROM ws_event ORDER BY seq", "--output", str(out), "--max-rows", "3")
+    assert result.exit_code == 0 and result.stdout == ""
+    assert "(more than 3 rows; showing 3)" in result.stderr
+    text = out.read_text()
+    assert "seq" in text and "event_name" in text and text.count("gameStateUpdate") == 3
