@@ -227,25 +227,42 @@ def bench(frames: int, seed: int, capture_frames: int, query_frames: int, only: 
 
 @main.command()
 @click.argument("sql")
-@click.option("--max-rows", default=50, show_default=True, type=int, help="Rows to print.")
-def query(sql: str, max_rows: int) -> None:
+@click.option("--max-rows", default=50, show_default=True, type=int, help="Rows to print (--format table).")
+@click.option("--format", "fmt", default="table", show_default=True,
+              type=click.Choice(["table", "csv", "json", "parquet"]),
+              help="table: for reading (a result too wide for the screen prints one record per row); csv, json "
+              "(one object per line), parquet: every row, for programs.")
+@click.option("--output", type=click.Path(dir_okay=False, path_type=Path), help="Write the result to FILE, not stdout.")
+def query(sql: str, max_rows: int, fmt: str, output: Path | None) -> None:
     """Run DuckDB SQL over the store: one view per doc_type (ws_event, game_tick, ...)."""
     import duckdb
 
-    from rugs_pipeline.consumers import connect
+    from rugs_pipeline.consumers import connect_views, results
 
-    con = connect()
+    con, skipped = connect_views()
+    if skipped:
+        click.echo(f"note: {results.skipped_note(skipped)}", err=True)
+    if fmt == "parquet" and output is None and sys.stdout.isatty():
+        raise click.UsageError("--format parquet is binary: give --output FILE (or pipe it)")
     try:
-        result = con.execute(sql)
+        rel = con.sql(sql)
+        if rel is None:  # a statement without a result
+            return
+        if fmt != "table":
+            if output is None:
+                results.write(rel, fmt, sys.stdout.buffer)
+            else:
+                click.echo(f"{results.write_file(rel, fmt, output)} rows written to {output}", err=True)
+            return
+        rows = rel.limit(max_rows + 1).fetchall()
     except duckdb.Error as exc:
-        click.echo(f"error: {str(exc).splitlines()[0]}", err=True)
+        click.echo(f"error: {results.error_text(exc)}", err=True)
         sys.exit(1)
-    columns = [d[0] for d in result.description or []]
-    rows = result.fetchmany(max_rows + 1)
-    table = Table(*columns)
-    for row in rows[:max_rows]:
-        table.add_row(*("" if v is None else str(v) for v in row))
-    console.print(table)
+    if output is None:
+        results.render(console, rel.columns, rows[:max_rows])
+    else:
+        with open(output, "w") as fh:
+            results.render(Console(file=fh, width=console.width), rel.columns, rows[:max_rows])
     if len(rows) > max_rows:
         click.echo(f"(more than {max_rows} rows; showing {max_rows})", err=True)
 
@@ -330,6 +347,40 @@ def migrate(dry_run: bool) -> None:
     click.echo(f"{len(results)} day(s) in {time.monotonic() - started:.1f} s; store at schema "
                f"{store.read_manifest()['version']}" + (f", {len(left)} day(s) left: {' '.join(left)}" if left else ""))
     if not done or not all(r.success for r in results):
+        sys.exit(1)
+
+
+@main.command()
+@click.option("--repair", is_flag=True, help="Apply the fixes: quarantine corrupt files and re-land their segments "
+              "from the spool, remove stale temp files, land past days' leftovers.")
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+def doctor(repair: bool, as_json: bool) -> None:
+    """Check the store of $RUGS_DATA_DIR: every file's footer, the landed ledger against the files and the spool,
+    stale temp files and locks, the manifest. Each problem comes with its fix; exits 1 while any is left."""
+    import json
+
+    from rugs_pipeline.store import doctor as checks
+    from rugs_pipeline.store.layout import Store
+
+    store = Store.from_env()
+    report = checks.check(store)
+    if repair:
+        checks.repair(store, report)
+    if as_json:
+        click.echo(json.dumps(report.to_dict(), indent=1))
+    else:
+        if report.problems:
+            table = Table("problem", "where", "detail", "fix", *(["repaired"] if repair else []),
+                          title=f"doctor: {report.root}")
+            for column in table.columns:
+                column.overflow = "fold"  # a path is cut nowhere
+            for p in report.problems:
+                table.add_row(p.kind, p.path, p.detail, p.fix, *([p.repaired or "-"] if repair else []))
+            console.print(table)
+        left = len(report.unresolved)
+        click.echo(f"{report.files_checked} Parquet file(s) checked, {len(report.problems)} problem(s)"
+                   + (f", {left} left" if repair else "") + ("" if report.problems else ": OK"))
+    if report.unresolved:
         sys.exit(1)
 
 

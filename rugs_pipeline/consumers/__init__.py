@@ -2,7 +2,8 @@
 
 It refuses a store whose schema major version is not the one this code
 understands, so a consumer never silently misreads a changed layout, and, with
-``require``, a store older than the minor version a consumer needs.
+``require``, a store older than the minor version a consumer needs. A view over a file that
+cannot be read is refused too, naming the file (``connect_views`` builds the others and says why not that one).
 """
 
 from __future__ import annotations
@@ -14,7 +15,10 @@ import duckdb
 from rugs_pipeline import config
 from rugs_pipeline.consumers.episodes import episodes  # noqa: F401 (re-exported: consumers.episodes(...))
 from rugs_pipeline.store import schema
-from rugs_pipeline.store.layout import SchemaVersionError, Store, check_compatible, parse_version, sql_literal
+from rugs_pipeline.store.layout import (
+    DOCTOR_HINT, SchemaVersionError, Store, UnreadableFileError, check_compatible, footer_problem, parse_version,
+    sql_literal,
+)
 
 MIGRATE_HINT = "run `rugs-pipeline migrate` (or the migrate_schema job in the Dagster UI)"
 
@@ -27,6 +31,21 @@ def connect(data_dir: Path | str | None = None, require: str | None = None) -> d
 
     ``require`` (e.g. ``"1.1.0"``): refuse a store whose manifest is at an older version, for a
     consumer that reads columns added since.
+
+    A doc_type with a file DuckDB cannot read (truncated, corrupt footer) raises ``UnreadableFileError`` naming it.
+    """
+    con, skipped = connect_views(data_dir, require)
+    if skipped:
+        con.close()
+        raise UnreadableFileError("; ".join(skipped.values()) + f"; {DOCTOR_HINT}")
+    return con
+
+
+def connect_views(data_dir: Path | str | None = None,
+                  require: str | None = None) -> tuple[duckdb.DuckDBPyConnection, dict[str, str]]:
+    """``connect``, leaving out the view of a doc_type with an unreadable file: (connection, {view: why not}).
+
+    Why not names the file (found from the footers, as DuckDB's error may not name it).
     """
     store = Store.at(data_dir or config.data_root())
     manifest = store.read_manifest()
@@ -40,16 +59,31 @@ def connect(data_dir: Path | str | None = None, require: str | None = None) -> d
                                  f"requires {require}: {MIGRATE_HINT}")
     con = store.duckdb()
     con.execute("SET TimeZone = 'UTC'")
+    skipped = {}
     for doc_type in schema.DOC_TYPES:
         if store.partition_days(doc_type):
             glob = str(store.events_dir / f"doc_type={doc_type}" / "**" / "*.parquet")
             # union_by_name: during a migration files of two versions (one with more columns) share a
             # glob; without it DuckDB binds the first file's columns or fails with "schema mismatch in glob".
+            # It also reads every file's footer now, so an unreadable file is found here, not mid-query.
             # A view cannot take parameters: quote the path as an SQL string literal.
-            con.execute(f"CREATE VIEW {doc_type} AS SELECT * FROM read_parquet({sql_literal(glob)}, "
-                        "hive_partitioning = true, union_by_name = true)")
+            try:
+                con.execute(f"CREATE VIEW {doc_type} AS SELECT * FROM read_parquet({sql_literal(glob)}, "
+                            "hive_partitioning = true, union_by_name = true)")
+            except duckdb.Error as exc:
+                skipped[doc_type] = _why_unreadable(store, doc_type, exc)
         else:
             con.register(f"_{doc_type}_empty", schema.empty_table())
             con.execute(f"CREATE VIEW {doc_type} AS SELECT *, NULL::DATE AS date FROM _{doc_type}_empty")
-    return con
+    return con, skipped
+
+
+def _why_unreadable(store: Store, doc_type: str, exc: duckdb.Error) -> str:
+    """The first unreadable file of ``doc_type`` and its footer's problem, else DuckDB's own first line."""
+    for day in store.partition_days(doc_type):
+        for path in store.partition_files(doc_type, day):
+            problem = footer_problem(path, store.filesystem)
+            if problem is not None:
+                return f"{path}: {problem}"
+    return str(exc).splitlines()[0]
 

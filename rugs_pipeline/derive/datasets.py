@@ -33,7 +33,7 @@ import pyarrow as pa
 from rugs_pipeline import config
 from rugs_pipeline.store import schema
 from rugs_pipeline.store.compaction import merged_version
-from rugs_pipeline.store.layout import parse_version, sql_literal
+from rugs_pipeline.store.layout import naming_unreadable, parse_version, sql_literal
 from rugs_pipeline.store.versions import FRAME, TYPED_SINCE, typed_columns_sql
 
 # An event frame's payload (its last argument) as JSON.
@@ -368,14 +368,22 @@ def _file_versions(con: duckdb.DuckDBPyConnection, files: tuple[Path, ...]) -> d
     return {str(f): found.get(str(f)) for f in files}
 
 
+def naming_unreadable_frames(ws_event: pa.Table | Frames):
+    """Inside: an error reading ``ws_event``'s files names the unreadable one (DuckDB's errors may not)."""
+    if isinstance(ws_event, Frames):
+        return naming_unreadable(ws_event.files + ws_event.head, ws_event.filesystem)
+    return naming_unreadable(())
+
+
 @contextmanager
 def derived(doc_type: str, ws_event: pa.Table | Frames) -> Iterator[pa.RecordBatchReader]:
     """One doc_type derived from ``ws_event``, as a stream of batches (valid inside the ``with``)."""
-    con = connection(ws_event)
-    try:
-        yield con.sql(DERIVATIONS[doc_type][_clustered(ws_event)]).to_arrow_reader(BATCH_ROWS)
-    finally:
-        con.close()
+    with naming_unreadable_frames(ws_event):
+        con = connection(ws_event)
+        try:
+            yield con.sql(DERIVATIONS[doc_type][_clustered(ws_event)]).to_arrow_reader(BATCH_ROWS)
+        finally:
+            con.close()
 
 
 def derive(doc_type: str, ws_event: pa.Table | Frames) -> pa.Table:
@@ -385,11 +393,12 @@ def derive(doc_type: str, ws_event: pa.Table | Frames) -> pa.Table:
 
 
 def derive_all(ws_event: pa.Table | Frames) -> dict[str, pa.Table]:
-    con = connection(ws_event)
-    try:
-        return {name: schema.conform(con.sql(sql[_clustered(ws_event)]).to_arrow_table())
-                for name, sql in DERIVATIONS.items()}
-    finally:
-        con.close()
+    with naming_unreadable_frames(ws_event):
+        con = connection(ws_event)
+        try:
+            return {name: schema.conform(con.sql(sql[_clustered(ws_event)]).to_arrow_table())
+                    for name, sql in DERIVATIONS.items()}
+        finally:
+            con.close()
 
 

@@ -36,7 +36,7 @@ import duckdb
 import pyarrow as pa
 
 from rugs_pipeline.derive.datasets import (
-    BATCH_ROWS, FRAME, PAYLOAD, STATE_FRAMES, Frames, connection, read_parquet,
+    BATCH_ROWS, FRAME, PAYLOAD, STATE_FRAMES, Frames, connection, naming_unreadable_frames, read_parquet,
 )
 from rugs_pipeline.store import schema
 from rugs_pipeline.store.layout import sql_literal
@@ -265,22 +265,23 @@ def games_rebuilt(ws_event: pa.Table | Frames, day: str | None = None) -> Iterat
     For ``day`` D, ``ws_event`` should hold D's rows and the next day's first ``NEXT_DAY_HEAD``.
     A day's ticks keep their frames' payloads (~5 KB each, GBs a day): streamed, they never have to fit in memory.
     """
-    con = connection(ws_event)
-    try:
-        con.execute("SET VARIABLE day = ?::DATE", [day])
-        con.execute("SET VARIABLE head = ?::INTERVAL", [NEXT_DAY_HEAD])
-        # each join here is written with its small side on the right, the side DuckDB hashes; its optimizer
-        # would swap game_tick's on a wrong estimate and hash a day of frame text (GBs) instead of the ticks
-        con.execute("SET disabled_optimizers = 'build_side_probe_side'")
-        for statement in _PARSE:
-            con.execute(statement)
-        def results() -> Iterator[tuple[str, pa.RecordBatchReader]]:  # a query starts once the one before is read
-            yield "game_tick", _game_tick(con)
-            yield "complete_game", con.sql(_COMPLETE_GAME).to_arrow_reader(BATCH_ROWS)
+    with naming_unreadable_frames(ws_event):
+        con = connection(ws_event)
+        try:
+            con.execute("SET VARIABLE day = ?::DATE", [day])
+            con.execute("SET VARIABLE head = ?::INTERVAL", [NEXT_DAY_HEAD])
+            # each join here is written with its small side on the right, the side DuckDB hashes; its optimizer
+            # would swap game_tick's on a wrong estimate and hash a day of frame text (GBs) instead of the ticks
+            con.execute("SET disabled_optimizers = 'build_side_probe_side'")
+            for statement in _PARSE:
+                con.execute(statement)
+            def results() -> Iterator[tuple[str, pa.RecordBatchReader]]:  # a query starts once the one before is read
+                yield "game_tick", _game_tick(con)
+                yield "complete_game", con.sql(_COMPLETE_GAME).to_arrow_reader(BATCH_ROWS)
 
-        yield results()
-    finally:
-        con.close()
+            yield results()
+        finally:
+            con.close()
 
 
 def rebuild_games(ws_event: pa.Table | Frames, day: str | None = None) -> dict[str, pa.Table]:

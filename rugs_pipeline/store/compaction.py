@@ -49,7 +49,7 @@ from rugs_pipeline.capture import spool
 from rugs_pipeline.store import landing, schema
 from rugs_pipeline.config import ConfigError
 from rugs_pipeline.store.lake import PARQUET_COMPRESSION, fsync_dir
-from rugs_pipeline.store.layout import Store, file_schema, file_schema_version
+from rugs_pipeline.store.layout import Store, file_schema, file_schema_version, naming_unreadable
 from rugs_pipeline.store.versions import fill_typed_columns
 
 DOC_TYPE = landing.DOC_TYPE
@@ -89,6 +89,9 @@ def compact_day(store: Store, day: str) -> CompactionReport:
                           "object storage, whose days stay as landed")
     report = CompactionReport(day)
     with store.partition_lock(DOC_TYPE, day):
+        store.remove_stale_temps(DOC_TYPE, day)
+        for stale in leftovers(store, day):  # a day with nothing new to merge must not keep them forever
+            shutil.rmtree(stale)
         folder = store.partition_dir(DOC_TYPE, day)
         files = store.partition_files(DOC_TYPE, day)
         ledgered = {landing.landed_file_name(spool.Segment(Path(f"{stem}.seg"))) for stem in landing.landed_names(store, day)}
@@ -99,10 +102,9 @@ def compact_day(store: Store, day: str) -> CompactionReport:
             return report  # no landed file to fold in
         report.version = 1 + max((merged_version(f) or 0 for f in merge), default=0)
         staging = store.root / "compaction" / DOC_TYPE / f"date={day}.v{report.version}"
-        for stale in staging.parent.glob(f"date={day}.v*"):  # left by a crashed run, before or after its swap
-            shutil.rmtree(stale)
         staging.mkdir(parents=True)
-        report.rows = _write_merged(merge, staging, day, report.version)
+        with naming_unreadable(merge):
+            report.rows = _write_merged(merge, staging, day, report.version)
         for f in carry:
             os.link(f, staging / f.name)
         fsync_dir(staging)
@@ -112,6 +114,13 @@ def compact_day(store: Store, day: str) -> CompactionReport:
         report.merged, report.carried = len(merge), [f.name for f in carry]
         report.files = [f.name for f in store.partition_files(DOC_TYPE, day)]
     return report
+
+
+def leftovers(store: Store, day: str) -> list[Path]:
+    """What a compaction of ``day`` killed mid-run left: its staging folder (before or after its swap) and its spill
+    folder. Only a compaction of the day, holding its lock alone, may remove them: a live one is using them."""
+    work = store.root / "compaction" / DOC_TYPE
+    return sorted([*work.glob(f"date={day}.v*"), *work.glob(f".date={day}.v*.buckets")])
 
 
 def _write_merged(inputs: list[Path], out: Path, day: str, version: int) -> int:

@@ -5,14 +5,21 @@ helpers for every listing, read, write and delete, so the layout and the callers
 which it is. Locally nothing changed: temp file, fsync, rename. On S3 a write is one PUT (or a
 multipart upload completed in one call) of a file finished beforehand, which S3 makes visible
 whole or not at all; see ``Objects.write_parquet``.
+
+A local temp file (``.<name>.<pid>.tmp``) is flocked by its writer from its creation until after
+its rename, so ``remove_stale_temps`` tells a live writer's temp from one left by a writer that
+was killed mid-write: the kernel drops the lock when a process dies, however it dies. (A pid or
+an age cannot tell: pids are reused, and writers on other machines share an NFS lake.)
 """
 
 from __future__ import annotations
 
+import fcntl
 import fnmatch
 import os
 import tempfile
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from pathlib import Path, PurePosixPath
 
 import pyarrow as pa
@@ -61,15 +68,77 @@ def fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
+TEMP_GLOB = ".*.tmp"
+
+
+@contextmanager
+def writer_temp(path: Path) -> Iterator[int]:
+    """A new temp file beside ``path``, created and flocked; yields its descriptor.
+
+    The lock is released only when the ``with`` ends (after the caller's rename) or the process dies. Write
+    through this descriptor (``open(fd, closefd=False)``), never another: on NFS a flock is a POSIX lock,
+    which closing any descriptor of the file releases.
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = temp_path(path)
+    while True:
+        fd = os.open(tmp, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o644)
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        if os.fstat(fd).st_nlink:
+            break
+        os.close(fd)  # a sweep removed the name between our open and our lock: create it again
+    try:
+        yield fd
+    except BaseException:
+        tmp.unlink(missing_ok=True)  # still ours (locked): a failed write leaves nothing behind
+        raise
+    finally:
+        os.close(fd)
+
+
+def temp_path(path: Path) -> Path:
+    return path.with_name(f".{path.name}.{os.getpid()}.tmp")
+
+
+def remove_stale_temps(folder: Path) -> list[Path]:
+    """Remove the temp files in ``folder`` that no live writer holds (see the module docstring)."""
+    removed = []
+    for tmp in sorted(folder.glob(TEMP_GLOB)) if folder.is_dir() else []:
+        if stale_temp(tmp, remove=True):
+            removed.append(tmp)
+    return removed
+
+
+def stale_temp(tmp: Path, *, remove: bool = False) -> bool:
+    """Whether no live writer holds ``tmp`` (and, with ``remove``, remove it while that is certain)."""
+    try:
+        fd = os.open(tmp, os.O_RDONLY)
+    except FileNotFoundError:
+        return False  # renamed into place meanwhile
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return False
+        # its writer may have renamed it into place and let go between our open and our lock
+        try:
+            same = os.stat(tmp).st_ino == os.fstat(fd).st_ino
+        except FileNotFoundError:
+            return False
+        if same and remove:
+            tmp.unlink()
+        return same
+    finally:
+        os.close(fd)
+
+
 def atomic_write_bytes(path: Path, data: bytes) -> None:
     """Write ``data`` to ``path`` so readers see the old file or the new one, never a part."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(tmp, "wb") as fh:
-        fh.write(data)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
+    with writer_temp(path) as fd:
+        with open(fd, "wb", closefd=False) as fh:
+            fh.write(data)
+        os.fsync(fd)
+        os.replace(temp_path(path), path)
     fsync_dir(path.parent)
 
 
@@ -109,13 +178,15 @@ class Posix:
         atomic_write_bytes(path, data)
 
     def write_parquet(self, path: Path, file_schema: pa.Schema, rows) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        _write_batches(tmp, file_schema, rows)
-        with open(tmp, "rb+") as fh:
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
+        with writer_temp(path) as fd:
+            with open(fd, "wb", closefd=False) as sink:
+                _write_batches(sink, file_schema, rows)
+            os.fsync(fd)
+            os.replace(temp_path(path), path)
         fsync_dir(path.parent)
+
+    def remove_stale_temps(self, folder: Path) -> list[Path]:
+        return remove_stale_temps(folder)
 
     def delete(self, path: Path) -> None:
         path.unlink(missing_ok=True)
@@ -175,6 +246,9 @@ class Objects:
             local = os.path.join(folder, path.name)
             _write_batches(local, file_schema, rows)
             self.filesystem.put_file(local, path.key)
+
+    def remove_stale_temps(self, folder: S3Path) -> list:
+        return []  # nothing is written under a temp key (see write_parquet)
 
     def delete(self, path: S3Path) -> None:
         try:

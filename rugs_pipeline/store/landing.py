@@ -156,6 +156,8 @@ def land_day(store: Store, day: str) -> LandingReport:
     # The ledger is read under the lock: a segment that compaction merged while this run
     # waited is landed, and landing it again would duplicate its rows.
     with store.partition_lock(DOC_TYPE, day, shared=True):
+        store.remove_stale_temps(DOC_TYPE, day)
+        store.files.remove_stale_temps(store.manifests_dir / "landed" / day)
         for segment in pending_segments(store, day):
             path, table = land_segment(store, segment)
             report.add(segment, path, table, store.files.size(path))

@@ -5,6 +5,7 @@
       manifests/schema_version.json
       manifests/landed/<YYYY-MM-DD>/<segment>.json   (ledger of landed spool segments)
       spool/...                                      (see capture.spool)
+      quarantine/<path in the store>                 (unreadable files `doctor --repair` moved aside)
 
 File names are deterministic (derived from what the file holds), so writing the
 same content twice replaces a file instead of adding a duplicate.
@@ -32,6 +33,44 @@ from rugs_pipeline.store.lake import S3Path
 
 class SchemaVersionError(RuntimeError):
     """The store holds a schema version this code does not understand."""
+
+
+# An OSError, as pyarrow's own for an unreadable footer: the CLI prints it as one line.
+class UnreadableFileError(OSError):
+    """A Parquet file of the store cannot be read (truncated, corrupt footer); the message names it and the fix."""
+
+
+DOCTOR_HINT = "run `rugs-pipeline doctor` (`--repair` quarantines it and re-lands its rows from the spool)"
+
+
+def footer_problem(path: Path | S3Path, filesystem=None) -> str | None:
+    """Why a Parquet file's footer cannot be read, or None when it can."""
+    try:
+        pq.read_metadata(str(path), filesystem=filesystem)
+    except (pa.ArrowInvalid, OSError) as exc:
+        text = "".join(c if c.isprintable() else " " for c in str(exc))  # thrift quotes the bad byte
+        return " ".join(text.split()) or type(exc).__name__
+    return None
+
+
+def unreadable(path: Path | S3Path, problem: str) -> UnreadableFileError:
+    return UnreadableFileError(f"{path}: not a readable Parquet file ({problem}); {DOCTOR_HINT}")
+
+
+@contextmanager
+def naming_unreadable(files, filesystem=None):
+    """Inside: a failed read of ``files`` (pyarrow's or DuckDB's error, which may not name the file) becomes an
+    ``UnreadableFileError`` naming the first file whose footer cannot be read; other errors pass unchanged."""
+    try:
+        yield
+    except UnreadableFileError:
+        raise
+    except (duckdb.Error, pa.ArrowInvalid, OSError) as exc:
+        for path in files:
+            problem = footer_problem(path, filesystem)
+            if problem is not None:
+                raise unreadable(path, problem) from exc
+        raise
 
 
 @dataclass(frozen=True)
@@ -97,6 +136,10 @@ class Store:
 
     def partition_files(self, doc_type: str, day: date | str) -> list[Path]:
         return self.files.files(self.partition_dir(doc_type, day), "*.parquet")
+
+    def remove_stale_temps(self, doc_type: str, day: date | str) -> list[Path]:
+        """Remove the partition's temp files left by writers killed mid-write (a live writer's stay)."""
+        return self.files.remove_stale_temps(self.partition_dir(doc_type, day))
 
     def partition_days(self, doc_type: str) -> list[str]:
         return self.files.days(self.events_dir / f"doc_type={doc_type}")
@@ -183,6 +226,7 @@ class Store:
         rename (on S3, PUT) over the previous file: readers never see both or neither.
         """
         name = f"{_day(day).replace('-', '')}_000000_{short_hash(doc_type, _day(day))}.parquet"
+        self.remove_stale_temps(doc_type, day)
         path = self.write_partition_file(doc_type, day, table, name)
         for stale in self.partition_files(doc_type, day):
             if stale != path:
@@ -197,15 +241,17 @@ class Store:
     def _read_file(self, path: Path | S3Path, columns: list[str] | None) -> pa.Table:
         # A file at an older minor version lacks the newer columns (a day whose next day is not migrated
         # yet reads it): read those it has, and conform makes the others null.
-        source = pq.ParquetFile(str(path), filesystem=self.filesystem)
-        names = source.schema_arrow.names
-        return source.read(columns=None if columns is None else [c for c in columns if c in names])
+        with naming_unreadable([path], self.filesystem):
+            source = pq.ParquetFile(str(path), filesystem=self.filesystem)
+            names = source.schema_arrow.names
+            return source.read(columns=None if columns is None else [c for c in columns if c in names])
 
     def partition_rows(self, doc_type: str, day: date | str) -> int:
         """A partition's row count, from the files' footers (no rows read)."""
         with self.partition_lock(doc_type, day, shared=True):
-            return sum(pq.read_metadata(str(f), filesystem=self.filesystem).num_rows
-                       for f in self.partition_files(doc_type, day))
+            files = self.partition_files(doc_type, day)
+            with naming_unreadable(files, self.filesystem):
+                return sum(pq.read_metadata(str(f), filesystem=self.filesystem).num_rows for f in files)
 
 
 def check_compatible(version: object, where: object) -> None:
@@ -242,7 +288,8 @@ def file_schema(doc_type: str) -> pa.Schema:
 
 
 def file_schema_version(path: Path | S3Path, filesystem=None) -> str | None:
-    metadata = pq.read_schema(str(path), filesystem=filesystem).metadata or {}
+    with naming_unreadable([path], filesystem):
+        metadata = pq.read_schema(str(path), filesystem=filesystem).metadata or {}
     value = metadata.get(schema.SCHEMA_VERSION_KEY)
     return value.decode() if value is not None else None
 

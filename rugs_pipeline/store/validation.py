@@ -19,7 +19,9 @@ import pyarrow.parquet as pq
 from pandera.errors import SchemaErrors
 
 from rugs_pipeline.store import models, schema, versions
-from rugs_pipeline.store.layout import Store, SchemaVersionError, file_schema_version
+from rugs_pipeline.store.layout import (
+    Store, SchemaVersionError, UnreadableFileError, file_schema_version, naming_unreadable,
+)
 from rugs_pipeline.store.models import pandera_schema
 
 VALIDATION_BATCH_ROWS = 16_384  # a few tens of MB of frames at a time
@@ -79,7 +81,11 @@ def validate_partition(store: Store, doc_type: str, day: str) -> ValidationResul
         result.files = len(files)
         readable, version_of = [], {}
         for path in files:
-            found = file_schema_version(path, store.filesystem)
+            try:
+                found = file_schema_version(path, store.filesystem)
+            except UnreadableFileError as exc:
+                result.failures.append(str(exc))
+                continue
             version = versions.BY_VERSION.get(found)
             if version is None:
                 result.failures.append(f"{path.name}: file schema version {found!r} is not one of "
@@ -112,9 +118,11 @@ def _check_file(store: Store, doc_type: str, path: Path, checks: pa.DataFrameSch
     per_batch = copy.deepcopy(checks)
     per_batch.unique = None
     rows, failures = 0, []
-    for batch in pq.ParquetFile(str(path), filesystem=store.filesystem).iter_batches(VALIDATION_BATCH_ROWS):
-        rows += batch.num_rows
-        failures += [f for f in validate_table(doc_type, arrow.Table.from_batches([batch]), per_batch) if f not in failures]
+    with naming_unreadable([path], store.filesystem):
+        for batch in pq.ParquetFile(str(path), filesystem=store.filesystem).iter_batches(VALIDATION_BATCH_ROWS):
+            rows += batch.num_rows
+            failures += [f for f in validate_table(doc_type, arrow.Table.from_batches([batch]), per_batch)
+                         if f not in failures]
     return rows, failures
 
 
