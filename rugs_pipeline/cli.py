@@ -177,7 +177,9 @@ def _timezone(_ctx, _param, value: str):
 @click.argument("files", nargs=-1, required=True, type=click.Path(path_type=Path))
 @click.option("--tz", default="UTC", show_default=True, callback=_timezone,
               help="Time zone of timestamps that carry none (e.g. America/New_York).")
-def import_(files: tuple[Path, ...], tz) -> None:
+@click.option("--max-frame-mb", default=16.0, show_default=True, type=float,
+              help="Lines (array elements) longer than this (MiB) are stored as import_error, unread; bounds memory.")
+def import_(files: tuple[Path, ...], tz, max_frame_mb: float) -> None:
     """Bring existing recordings into the spool as source = replay (landed by the sensor)."""
     from rich.progress import Progress
 
@@ -188,7 +190,7 @@ def import_(files: tuple[Path, ...], tz) -> None:
     reports = []
     with Progress(console=console, transient=True) as progress:
         task = progress.add_task("import", total=len(files))
-        for rep in iter_import(list(files), store.spool_dir, tz=tz):
+        for rep in iter_import(list(files), store.spool_dir, tz=tz, max_bytes=int(max_frame_mb * 2**20)):
             reports.append(rep)
             progress.update(task, advance=1, description=rep.path.name)
     table = Table(title=f"imported into {store.spool_dir}")
