@@ -12,12 +12,14 @@ import os
 import shutil
 import threading
 import uuid
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 from pathlib import Path
 from typing import Callable, Iterator
 
 import dagster as dg
+from rich.console import Console
 from rich.table import Table
 
 from rugs_pipeline import config
@@ -165,6 +167,20 @@ def rederive(days: list[str], job_name: str = "rederive", on_step: OnStep | None
                     rows[event.asset_key.to_user_string()] = metadata["rows"].value
             failed = [c.asset_key.to_user_string() for c in result.get_asset_check_evaluations() if not c.passed]
             yield DayResult(day, result.success, result.run_id, rows, failed)
+
+
+@contextmanager
+def progress_console(console: Console) -> Iterator[Console]:
+    """A console that keeps drawing on ``console``'s terminal while a step runs.
+
+    Dagster captures each step's output by pointing the process's stdout descriptor at its
+    compute log; a copy of the descriptor taken before still reaches the terminal.
+    """
+    if not console.is_terminal:
+        yield console
+        return
+    with os.fdopen(os.dup(console.file.fileno()), "w") as terminal:
+        yield Console(file=terminal, width=console.width)
 
 
 def result_table(results: list[DayResult]) -> Table:

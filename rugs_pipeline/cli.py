@@ -275,7 +275,7 @@ def backfill(first, last, land: bool) -> None:
     """
     from rich.progress import Progress
 
-    from rugs_pipeline.backfill import days_between, plan, rederive, result_table
+    from rugs_pipeline.backfill import days_between, plan, progress_console, rederive, result_table
     from rugs_pipeline.store.layout import Store
 
     try:
@@ -288,7 +288,7 @@ def backfill(first, last, land: bool) -> None:
     if not days:
         sys.exit(1)
     results = []
-    with Progress(console=console, transient=True) as progress:
+    with progress_console(console) as terminal, Progress(console=terminal, transient=True) as progress:
         day_task = progress.add_task("backfill", total=len(days))
         step_task = progress.add_task("", total=None)
 

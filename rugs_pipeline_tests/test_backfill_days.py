@@ -9,6 +9,8 @@ from __future__ import annotations
 import io
 import json
 import os
+import pty
+import re
 import subprocess
 from pathlib import Path
 
@@ -29,6 +31,25 @@ def _run(args: list, env: dict, **kw) -> subprocess.CompletedProcess:
     return subprocess.run([str(a) for a in args], env=env, capture_output=True, text=True, cwd=REPO_ROOT, **kw)
 
 
+def _run_in_terminal(args: list, env: dict, stderr: Path) -> tuple[int, str]:
+    """(exit code, stdout as shown) of a command whose stdout is a terminal, as an operator runs it."""
+    leader, follower = pty.openpty()
+    with open(stderr, "w") as err:
+        proc = subprocess.Popen([str(a) for a in args], env=env, stdout=follower, stderr=err, cwd=REPO_ROOT)
+    os.close(follower)
+    shown = bytearray()
+    while True:
+        try:
+            data = os.read(leader, 65536)
+        except OSError:  # EIO: the command exited and closed the terminal
+            break
+        if not data:
+            break
+        shown += data
+    os.close(leader)
+    return proc.wait(timeout=60), re.sub(r"\x1b\[[0-9;?]*[a-zA-Z]", "", shown.decode(errors="replace"))
+
+
 def test_import_names_the_utc_day_and_backfill_of_the_local_day_says_no_data(real_dir: Path, tmp_path: Path) -> None:
     data = tmp_path / "rugs_data"
     env = {**os.environ, "RUGS_DATA_DIR": str(data), "DAGSTER_HOME": str(tmp_path / "dagster_home")}
@@ -47,13 +68,17 @@ def test_import_names_the_utc_day_and_backfill_of_the_local_day_says_no_data(rea
                                                "yet; add --land\n")
     assert not list(data.rglob("*.parquet")), "a day without data wrote files"
 
-    # The command import printed, as printed; the skipped day before it is named, the run succeeds.
-    out = _run([BIN / "rugs-pipeline", "backfill", "--from", "2025-12-06", "--to", "2025-12-07", "--land"], env,
-               timeout=600)
-    assert out.returncode == 0, out.stdout + out.stderr
-    assert out.stderr.startswith("no data for 2025-12-06 ")
-    (row,) = [line for line in out.stdout.splitlines() if line.startswith("│ 2025-12-")]
-    assert row.startswith("│ 2025-12-07 │") and "passed" in row
+    # Both days in an 80-column terminal: the day without data is named and skipped, the other runs,
+    # its progress names the steps as they run, and its table is cut nowhere.
+    returncode, shown = _run_in_terminal([BIN / "rugs-pipeline", "backfill", "--from", "2025-12-06", "--to", "2025-12-07",
+                                          "--land"], {**env, "COLUMNS": "80"}, tmp_path / "stderr")
+    stderr = (tmp_path / "stderr").read_text()
+    assert returncode == 0, shown + stderr
+    assert stderr.startswith("no data for 2025-12-06 ")
+    assert len(set(re.findall(r"2025-12-07 ([a-z_]+) ", shown))) >= 3, f"progress named too few steps:\n{shown}"
+    table = [line for line in shown.splitlines() if line.startswith(("┃", "│"))]
+    assert table[1].startswith("│ 2025-12-07 │") and "passed" in table[1] and len(table) >= 3
+    assert all(len(line) <= 80 and "…" not in line for line in table), "\n".join(table)
     assert not list(data.glob("events_parquet/*/date=2025-12-06"))
 
 
