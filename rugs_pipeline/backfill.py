@@ -96,8 +96,8 @@ QUIET_CONSOLE = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
 REPO_INSTANCE_CONFIG = Path(__file__).resolve().parent.parent / "dagster.yaml"
 
 
-def instance() -> dg.DagsterInstance:
-    """The instance of ``$DAGSTER_HOME``, default ``$RUGS_DATA_DIR/dagster_home`` like ``make run``."""
+def dagster_home() -> Path:
+    """``$DAGSTER_HOME``, default ``$RUGS_DATA_DIR/dagster_home`` like ``make run``, ready for an instance."""
     root = parse_root(config.data_root())
     if isinstance(root, S3Path) and not os.environ.get("DAGSTER_HOME"):
         raise config.ConfigError(f"DAGSTER_HOME must be set when RUGS_DATA_DIR is {root}: the instance is local")
@@ -106,6 +106,12 @@ def instance() -> dg.DagsterInstance:
     if not (home / "dagster.yaml").exists():
         # the same instance settings as `make run` (telemetry off, run queue, retries)
         shutil.copyfile(REPO_INSTANCE_CONFIG, home / "dagster.yaml")
+    return home
+
+
+def instance() -> dg.DagsterInstance:
+    """The instance of ``dagster_home()``."""
+    dagster_home()
     return dg.DagsterInstance.get()
 
 

@@ -275,13 +275,14 @@ def backfill(first, last, land: bool) -> None:
     """
     from rich.progress import Progress
 
-    from rugs_pipeline.backfill import days_between, plan, progress_console, rederive, result_table
+    from rugs_pipeline.backfill import dagster_home, days_between, plan, progress_console, rederive, result_table
     from rugs_pipeline.store.layout import Store
 
     try:
         days = days_between(first.date(), last.date())
     except ValueError as exc:
         raise click.BadParameter(str(exc)) from exc
+    dagster_home()  # its settings are checked before the store is read
     days, skipped = plan(days, Store.from_env(), land)
     for line in skipped:
         click.echo(line, err=True)
