@@ -55,8 +55,8 @@ def test_import_names_the_utc_day_and_backfill_of_the_local_day_says_no_data(rea
     env = {**os.environ, "RUGS_DATA_DIR": str(data), "DAGSTER_HOME": str(tmp_path / "dagster_home")}
     out = _run([BIN / "rugs-pipeline", "import", real_dir / EVENING, "--tz", "America/New_York"], env)
     assert out.returncode == 0, out.stderr
-    assert ("wrote UTC day(s) 2025-12-07 (times without a zone read as America/New_York); "
-            "land and derive them with:\n  rugs-pipeline backfill --from 2025-12-07 --to 2025-12-07 --land\n") in out.stdout
+    assert ("wrote UTC day(s) 2025-12-07 (times without a zone read as America/New_York); land and derive them "
+            "with:\n  rugs-pipeline backfill --from 2025-12-07 --to 2025-12-07 --land\n") in out.stdout
     spool = data / "spool"
 
     out = _run([BIN / "rugs-pipeline", "backfill", "--from", "2025-12-06", "--to", "2025-12-06", "--land"], env)
@@ -70,8 +70,9 @@ def test_import_names_the_utc_day_and_backfill_of_the_local_day_says_no_data(rea
 
     # Both days in an 80-column terminal: the day without data is named and skipped, the other runs,
     # its progress names the steps as they run, and its table is cut nowhere.
-    returncode, shown = _run_in_terminal([BIN / "rugs-pipeline", "backfill", "--from", "2025-12-06", "--to", "2025-12-07",
-                                          "--land"], {**env, "COLUMNS": "80"}, tmp_path / "stderr")
+    returncode, shown = _run_in_terminal(
+        [BIN / "rugs-pipeline", "backfill", "--from", "2025-12-06", "--to", "2025-12-07", "--land"],
+        {**env, "COLUMNS": "80"}, tmp_path / "stderr")
     stderr = (tmp_path / "stderr").read_text()
     assert returncode == 0, shown + stderr
     assert stderr.startswith("no data for 2025-12-06 ")
@@ -88,8 +89,8 @@ def test_plan_runs_days_with_data_and_names_the_nearest_for_the_others(tmp_path:
         [], ["no data for 2025-12-10 in the spool ({}) or the store (ws_event), skipped; the spool and the store hold "
              "no day yet: record or import first".format(store.spool_dir)])
     recording = tmp_path / "two_days.jsonl"
-    recording.write_text("".join(json.dumps({"seq": n, "ts": f"2025-12-{day}T12:00:00", "event": "x", "data": {}}) + "\n"
-                                 for n, day in enumerate((10, 14))))
+    recording.write_text("".join(json.dumps({"seq": n, "ts": f"2025-12-{day}T12:00:00", "event": "x", "data": {}})
+                                 + "\n" for n, day in enumerate((10, 14))))
     import_recordings([recording], store.spool_dir)
     store.write_partition_file("ws_event", "2025-12-12", pa.Table.from_pylist([], schema=file_schema("ws_event")),
                                "20251212_120000_landed.parquet")

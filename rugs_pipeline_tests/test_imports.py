@@ -94,7 +94,8 @@ def test_a_line_over_the_frame_limit_becomes_an_import_error(tmp_path):
     assert (first.line, last.line) == (1, 4) and isinstance(first, RecordedEvent)
     for item, line in ((bad, 2), (bad_again, 5)):
         assert isinstance(item, BadLine) and item.line == line and item.text == huge[:500]
-        assert item.reason == f"{len(huge)} bytes, over the frame limit of {len(huge) - 1} bytes (--max-frame-mb): not read"
+        assert item.reason == (f"{len(huge)} bytes, over the frame limit of {len(huge) - 1} bytes "
+                               "(--max-frame-mb): not read")
     assert all(isinstance(i, RecordedEvent) for i in read_recording(path, max_bytes=len(huge)))
 
 
