@@ -83,6 +83,18 @@ def test_a_damaged_array_keeps_every_element_it_cannot_read(tmp_path):
     assert "over the frame limit" in errors[2]["reason"] and errors[2]["text"] == items[4].text
 
 
+def test_text_after_the_end_of_an_array_is_kept_as_an_error(tmp_path):
+    event = {"seq": 1, "ts": "2025-12-12T12:00:00", "event": "tick", "data": {}}
+    path = tmp_path / "two.json"
+    path.write_text(json.dumps([event]) + "\n" + " " * (3 * 2**20) + json.dumps([{**event, "seq": 2}]) + "\n")
+    first, after = read_recording(path)
+    assert isinstance(first, RecordedEvent)
+    assert (after.line, after.reason) == (2, "text after the end of the JSON array: not read")
+    assert after.text == json.dumps([{**event, "seq": 2}])
+    path.write_text(json.dumps([event]) + "\n" + " " * (3 * 2**20))
+    assert [type(i) for i in read_recording(path)] == [RecordedEvent]
+
+
 def test_a_line_over_the_frame_limit_becomes_an_import_error(tmp_path):
     before = {"seq": 1, "ts": "2025-12-12T12:00:00", "event": "tick", "data": {}}
     after = {**before, "seq": 3}

@@ -161,23 +161,26 @@ def _to_event(obj: Any, envelope: _Envelope, line: int, tz: tzinfo) -> RecordedE
 
 @dataclass(frozen=True)
 class _Item:
-    """A line or array element: its bytes, or None when over the limit (then its head and size)."""
+    """A line or array element: its bytes, or None and why it was not read (then its first bytes)."""
 
     number: int
     data: bytes | bytearray | None
     head: bytes = b""
-    size: int = 0
+    unread: str = ""
 
-    def parse(self, envelope: _Envelope, tz: tzinfo, max_bytes: int) -> RecordedEvent | BadLine:
+    def parse(self, envelope: _Envelope, tz: tzinfo) -> RecordedEvent | BadLine:
         if self.data is None:
-            return BadLine(self.number, f"{self.size} bytes, over the frame limit of {max_bytes} bytes "
-                           "(--max-frame-mb): not read", _clip(self.head))
+            return BadLine(self.number, self.unread, _clip(self.head))
         try:
             obj = orjson.loads(self.data)
         except orjson.JSONDecodeError as exc:
             return BadLine(self.number, f"not JSON: {exc}", _clip(self.data))
         result = _to_event(obj, envelope, self.number, tz)
         return result if isinstance(result, RecordedEvent) else BadLine(self.number, result, _clip(self.data))
+
+
+def _over_limit(size: int, max_bytes: int) -> str:
+    return f"{size} bytes, over the frame limit of {max_bytes} bytes (--max-frame-mb): not read"
 
 
 def _lines(fh: IO[bytes], max_bytes: int) -> Iterator[_Item]:
@@ -191,7 +194,7 @@ def _lines(fh: IO[bytes], max_bytes: int) -> Iterator[_Item]:
             del raw
             while (rest := fh.readline(_CHUNK)) and not rest.endswith(b"\n"):
                 size += len(rest)
-            yield _Item(number, None, head.lstrip(), size + len(rest.rstrip()))
+            yield _Item(number, None, head.lstrip(), _over_limit(size + len(rest.rstrip()), max_bytes))
         elif text := raw.strip():
             yield _Item(number, text)  # blank lines carry nothing to keep
 
@@ -219,7 +222,7 @@ class _Element:
 
     def item(self, number: int) -> _Item | None:
         if self.size > self.max_bytes:
-            return _Item(number, None, self.head, self.size)
+            return _Item(number, None, self.head, _over_limit(self.size, self.max_bytes))
         return _Item(number, self.data) if self.data else None
 
 
@@ -257,12 +260,21 @@ def _array_elements(fh: IO[bytes], max_bytes: int) -> Iterator[_Item]:
                     yield item
                 element, start = _Element(max_bytes), pos + 1
                 if byte != _COMMA:
+                    yield from _after_array(number + 1, chunk[pos + 1:], fh)
                     return
         if depth:
             element.add(chunk[start:])
         skip = 0 if skip == len(chunk) else -1
     if item := element.item(number + 1):
         yield item  # a truncated file: its partial last element
+
+
+def _after_array(number: int, rest: bytes, fh: IO[bytes]) -> Iterator[_Item]:
+    """What follows the array's end: nothing but whitespace, else one item saying so."""
+    while not (rest := rest.lstrip()) and (rest := fh.read(_CHUNK)):
+        pass
+    if rest:
+        yield _Item(number, None, rest[:_TEXT_LIMIT].rstrip(), "text after the end of the JSON array: not read")
 
 
 def _clip(text: str | bytes | bytearray) -> str:
@@ -354,7 +366,7 @@ def _stream(path: Path, split: Callable[[IO[bytes], int], Iterator[_Item]], enve
             max_bytes: int) -> Iterator[RecordedEvent | BadLine]:
     with open(path, "rb") as fh:
         for item in split(fh, max_bytes):
-            yield item.parse(envelope, tz, max_bytes)
+            yield item.parse(envelope, tz)
 
 
 def _keysamples(doc: dict, envelope: _Envelope, tz: tzinfo) -> Iterator[RecordedEvent | BadLine]:
