@@ -111,6 +111,21 @@ def test_a_line_over_the_frame_limit_becomes_an_import_error(tmp_path):
     assert all(isinstance(i, RecordedEvent) for i in read_recording(path, max_bytes=len(huge)))
 
 
+def test_a_single_document_is_parsed_whole_only_within_four_frame_limits(tmp_path):
+    event = {"seq": 1, "ts": "2025-12-17T21:35:05", "event": "playerUpdate", "data": {"pad": "z" * 3000}}
+    path = tmp_path / "single.json"
+    path.write_text(json.dumps(event, indent=2))
+    size = path.stat().st_size
+    (read,) = read_recording(path, max_bytes=-(-size // 4))  # 4 limits hold the file
+    assert isinstance(read, RecordedEvent) and read.args == (event["data"],)
+    with pytest.raises(RecordingError) as info:
+        read_recording(path, max_bytes=(size - 1) // 4)  # they do not
+    assert str(info.value) == (
+        f"{path}: unrecognised format: no {{seq, ts, event, data}} or {{timestamp, event_type, data}} line among "
+        f"the first 100, and at {size} bytes over 4 times the frame limit (--max-frame-mb) to be read as a single "
+        "JSON document")
+
+
 def test_a_json_array_of_anything_else_is_still_refused(tmp_path):
     for name, text in (("numbers.json", "[1, 2, 3]"), ("empty.json", " [ ] "), ("games.json", '[{"type": "tick"}]')):
         (tmp_path / name).write_text(text)

@@ -20,13 +20,15 @@ caller's decision, not the reader's.
 
 Memory is bounded by the frame limit (``max_bytes``, by default the recorder's
 ``MAX_FRAME_BYTES``): a line or array element longer than it is read past in chunks, never
-held whole, and comes out as a ``BadLine`` holding its first 500 characters. A ``line`` is
+held whole, and comes out as a ``BadLine`` holding its first 500 characters. A single-document
+file over four limits is refused rather than parsed whole. A ``line`` is
 the 1-based line number, or the index of the array element or key-sample.
 """
 
 from __future__ import annotations
 
 import itertools
+import os
 import re
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone, tzinfo
@@ -49,6 +51,8 @@ FORMAT_KEYSAMPLES = "keysamples-json"
 _SNIFF_LINES = 100
 _TEXT_LIMIT = 500
 _CHUNK = 2**20  # bytes read at a time of an array, and of a line past the frame limit
+# A single-document file (one event, key samples) is parsed whole: up to this many frame limits.
+_DOCUMENT_FRAMES = 4
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 
 
@@ -325,6 +329,12 @@ def _detect(path: Path, max_bytes: int) -> tuple[str, Any]:
         fmt = _sniff(_lines(fh, max_bytes))
         if fmt:
             return fmt, None
+        size = fh.seek(0, os.SEEK_END)
+        if size > _DOCUMENT_FRAMES * max_bytes:
+            raise RecordingError(
+                f"{path}: unrecognised format: no {{seq, ts, event, data}} or {{timestamp, event_type, data}} line "
+                f"among the first {_SNIFF_LINES}, and at {size} bytes over {_DOCUMENT_FRAMES} times the frame limit "
+                "(--max-frame-mb) to be read as a single JSON document")
         fh.seek(0)
         try:
             doc = orjson.loads(fh.read())
