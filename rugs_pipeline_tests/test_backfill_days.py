@@ -122,7 +122,6 @@ def test_backfill_reports_every_step_of_a_day_and_its_table_fits_80_columns(real
                                                                           monkeypatch) -> None:
     monkeypatch.setenv("RUGS_DATA_DIR", str(tmp_path / "rugs_data"))
     monkeypatch.setenv("DAGSTER_HOME", str(tmp_path / "dagster_home"))
-    monkeypatch.setenv("RUGS_EXECUTOR", "in_process")
     import_recordings([real_dir / EVENING], Store.from_env().spool_dir)
     calls = []
     (result,) = rederive(["2025-12-07"], "land_and_derive", lambda *call: calls.append(call))
