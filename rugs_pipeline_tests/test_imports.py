@@ -95,7 +95,9 @@ def test_text_after_the_end_of_an_array_is_kept_as_an_error(tmp_path):
     assert [type(i) for i in read_recording(path)] == [RecordedEvent]
 
 
-def test_a_line_over_the_frame_limit_becomes_an_import_error(tmp_path):
+@pytest.mark.parametrize("chunk", [recordings._CHUNK, 7], ids=["1MiB-reads", "7-byte-reads"])
+def test_a_line_over_the_frame_limit_becomes_an_import_error(tmp_path, monkeypatch, chunk):
+    monkeypatch.setattr(recordings, "_CHUNK", chunk)  # 7: the long lines are read past in many pieces
     before = {"seq": 1, "ts": "2025-12-12T12:00:00", "event": "tick", "data": {}}
     after = {**before, "seq": 3}
     huge = json.dumps({"seq": 2, "ts": "2025-12-12T12:00:01", "event": "tick", "data": ["y" * 100] * 100})
@@ -109,6 +111,8 @@ def test_a_line_over_the_frame_limit_becomes_an_import_error(tmp_path):
         assert item.reason == (f"{len(huge)} bytes, over the frame limit of {len(huge) - 1} bytes "
                                "(--max-frame-mb): not read")
     assert all(isinstance(i, RecordedEvent) for i in read_recording(path, max_bytes=len(huge)))
+    first, bad, last, bad_again = read_recording(path, max_bytes=100)
+    assert [i.line for i in (first, last)] == [1, 4] and bad.reason.startswith(f"{len(huge)} bytes, over")
 
 
 def test_a_single_document_is_parsed_whole_only_within_four_frame_limits(tmp_path):

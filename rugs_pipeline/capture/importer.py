@@ -11,7 +11,7 @@ line (or array element) over the frame limit, which is read past without being h
 
 Memory stays within about twice the frame limit whatever the file's size: records go to the
 spool in segments of one UTC day each, closed once a segment holds a quarter of the limit
-(4 MiB by default, a live segment's worth) besides the line being read.
+(4 MiB by default) besides the line being read.
 """
 
 from __future__ import annotations

@@ -50,7 +50,8 @@ FORMAT_KEYSAMPLES = "keysamples-json"
 # on multi-GB files; a file whose first 100 lines are all unreadable is not a recording.
 _SNIFF_LINES = 100
 _TEXT_LIMIT = 500
-_CHUNK = 2**20  # bytes read at a time of an array, and of a line past the frame limit
+_CHUNK = 2**20  # bytes read at a time of a line or an array
+_BLANK = frozenset(b" \t\r\n")
 # A single-document file (one event, key samples) is parsed whole: up to this many frame limits.
 _DOCUMENT_FRAMES = 4
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
@@ -188,19 +189,29 @@ def _over_limit(size: int, max_bytes: int) -> str:
 
 
 def _lines(fh: IO[bytes], max_bytes: int) -> Iterator[_Item]:
-    """Non-blank lines, stripped; one over ``max_bytes`` is read past in chunks, never held."""
+    """Non-blank lines, stripped; one over ``max_bytes`` is read past in chunks, never held whole."""
     for number in itertools.count(1):
-        raw = fh.readline(max_bytes + 1)
-        if not raw:
+        line, head, size = bytearray(), b"", 0
+        while piece := fh.readline(_CHUNK):
+            size += len(piece)
+            if size <= max_bytes + 2:  # room for the line's own "\r\n"
+                line += piece
+            elif line:  # past the limit: keep its head only
+                head, line = bytes(line[:_TEXT_LIMIT]), bytearray()
+            if piece.endswith(b"\n"):
+                break
+        if not size:
             return
-        if len(raw) > max_bytes and not raw.endswith(b"\n"):
-            head, size = raw[:_TEXT_LIMIT], len(raw)
-            del raw
-            while (rest := fh.readline(_CHUNK)) and not rest.endswith(b"\n"):
-                size += len(rest)
-            yield _Item(number, None, head.lstrip(), _over_limit(size + len(rest.rstrip()), max_bytes))
-        elif text := raw.strip():
-            yield _Item(number, text)  # blank lines carry nothing to keep
+        content = size - (len(piece) - len(piece.rstrip(b"\r\n")))
+        if content > max_bytes:
+            yield _Item(number, None, (head or bytes(line[:_TEXT_LIMIT])).lstrip(), _over_limit(content, max_bytes))
+            continue
+        while line and line[-1] in _BLANK:
+            line.pop()  # in place: a long line is not copied to strip its newline
+        if line[:1].isspace():
+            line = line.lstrip()
+        if line:
+            yield _Item(number, line)  # blank lines carry nothing to keep
 
 
 # The bytes that change JSON's nesting or quoting.
