@@ -155,7 +155,7 @@ def test_import_memory_stays_within_twice_the_frame_limit(real_dir, tmp_path):
     """An event over four times the limit, among 10 MB of ordinary ones, in both line and array form.
 
     The measure is the growth over importing a small file (the interpreter, pyarrow, rich, ...).
-    Before the limit, a 40 MB line cost ~470 MB and an array was refused.
+    Before the limit, this 35 MB line cost ~470 MB more and the array was refused.
     """
     limit_mib = 8
     ordinary = [json.loads(line) for line in (real_dir / RAW).read_text().splitlines()] * 3
