@@ -177,10 +177,13 @@ def _timezone(_ctx, _param, value: str):
 @click.argument("files", nargs=-1, required=True, type=click.Path(path_type=Path))
 @click.option("--tz", default="UTC", show_default=True, callback=_timezone,
               help="Time zone of timestamps that carry none (e.g. America/New_York).")
-def import_(files: tuple[Path, ...], tz) -> None:
+@click.option("--max-frame-mb", default=16.0, show_default=True, type=float,
+              help="Lines (array elements) longer than this (MiB) are stored as import_error, unread; bounds memory.")
+def import_(files: tuple[Path, ...], tz, max_frame_mb: float) -> None:
     """Bring existing recordings into the spool as source = replay (landed by the sensor)."""
     from rich.progress import Progress
 
+    from rugs_pipeline.backfill import backfill_commands
     from rugs_pipeline.capture.importer import iter_import
     from rugs_pipeline.store.layout import Store
 
@@ -188,7 +191,7 @@ def import_(files: tuple[Path, ...], tz) -> None:
     reports = []
     with Progress(console=console, transient=True) as progress:
         task = progress.add_task("import", total=len(files))
-        for rep in iter_import(list(files), store.spool_dir, tz=tz):
+        for rep in iter_import(list(files), store.spool_dir, tz=tz, max_bytes=int(max_frame_mb * 2**20)):
             reports.append(rep)
             progress.update(task, advance=1, description=rep.path.name)
     table = Table(title=f"imported into {store.spool_dir}")
@@ -200,6 +203,13 @@ def import_(files: tuple[Path, ...], tz) -> None:
     for rep in reports:
         for bad in rep.bad_lines:
             click.echo(f"{rep.path}:{bad.line}: {bad.reason}", err=True)
+    days = sorted({day for rep in reports for day in rep.days})
+    if days:
+        # The UTC day, not the recording's local one: an evening in New York is the next day in UTC.
+        click.echo(f"wrote UTC day(s) {' '.join(days)} (times without a zone read as {getattr(tz, 'key', 'UTC')}); "
+                   "land and derive them with:")
+        for command in backfill_commands(days):
+            click.echo(f"  {command}")
 
 
 @main.command()
@@ -277,31 +287,38 @@ def backfill(first, last, land: bool) -> None:
 
     Raw data is not re-landed: after a logic change this rebuilds game_tick, player_action, ...
     from the ws_event already stored. Runs appear in the UI ($DAGSTER_HOME, default
-    $RUGS_DATA_DIR/dagster_home).
+    $RUGS_DATA_DIR/dagster_home). Days without data are skipped (one line each, naming the
+    nearest days with data); it exits 1 when no day of the range has any.
     """
     from rich.progress import Progress
 
-    from rugs_pipeline.backfill import days_between, rederive
+    from rugs_pipeline.backfill import dagster_home, days_between, plan, progress_console, rederive, result_table
+    from rugs_pipeline.store.layout import Store
 
     try:
         days = days_between(first.date(), last.date())
     except ValueError as exc:
         raise click.BadParameter(str(exc)) from exc
+    dagster_home()  # its settings are checked before the store is read
+    days, skipped = plan(days, Store.from_env(), land)
+    for line in skipped:
+        click.echo(line, err=True)
+    if not days:
+        sys.exit(1)
     results = []
-    with Progress(console=console, transient=True) as progress:
-        task = progress.add_task("backfill", total=len(days))
-        for result in rederive(days, "land_and_derive" if land else "rederive"):
+    with progress_console(console) as terminal, Progress(console=terminal, transient=True) as progress:
+        day_task = progress.add_task("backfill", total=len(days))
+        step_task = progress.add_task("", total=None)
+
+        def on_step(day: str, step: str, finished: int, steps: int) -> None:
+            progress.update(step_task, description=f"{day} {step}", completed=finished, total=steps)
+
+        for result in rederive(days, "land_and_derive" if land else "rederive", on_step):
             results.append(result)
-            progress.update(task, advance=1, description=f"{result.day} {'ok' if result.success else 'FAILED'}")
-    doc_types = sorted({name for r in results for name in r.rows})
-    table = Table("day", "run", *doc_types, "checks", title="backfill")
-    for r in results:
-        checks = "passed" if r.success and not r.checks_failed else f"FAILED {', '.join(r.checks_failed)}".strip()
-        table.add_row(r.day, r.run_id[:8], *(str(r.rows.get(d, "-")) for d in doc_types), checks)
-    console.print(table)
+            progress.update(day_task, advance=1, description=f"{result.day} {'ok' if result.success else 'FAILED'}")
+    console.print(result_table(results))
     if not all(r.success for r in results):
         sys.exit(1)
-
 
 
 @main.command()

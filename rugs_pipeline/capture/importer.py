@@ -6,7 +6,12 @@ segments byte for byte instead of adding a duplicate session. Events become fram
 records holding the rebuilt wire text (``42["name",...]``, flagged ``rebuilt``); the
 client library's ``connect`` / ``disconnect`` pseudo-events become lifecycle records;
 every unreadable line becomes an ``import_error`` lifecycle record carrying its line
-number, reason and text, so nothing is dropped without a trace in the store.
+number, reason and text, so nothing is dropped without a trace in the store; so does a
+line (or array element) over the frame limit, which is read past without being held.
+
+Memory stays within about twice the frame limit whatever the file's size: records go to the
+spool in segments of one UTC day each, closed once a segment holds a quarter of the limit
+(4 MiB by default) besides the line being read.
 """
 
 from __future__ import annotations
@@ -24,6 +29,7 @@ from rugs_pipeline.capture.recordings import BadLine, RecordedEvent, detect_form
 from rugs_pipeline.capture.spool import (
     KIND_FRAME,
     KIND_LIFECYCLE,
+    MAX_FRAME_BYTES,
     Segment,
     SegmentHeader,
     SpoolRecord,
@@ -47,37 +53,59 @@ class FileReport:
     bad_lines: list[BadLine] = field(default_factory=list)
     segments: list[Segment] = field(default_factory=list)
 
+    @property
+    def days(self) -> list[str]:
+        """The UTC days (spool partitions) its records went to."""
+        return sorted({segment.day for segment in self.segments})
+
 
 def session_id_for(path: Path) -> str:
     with open(path, "rb") as fh:
         return "import-" + hashlib.file_digest(fh, "sha256").hexdigest()[:12]
 
 
-def import_recordings(paths: list[Path], spool_dir: Path, tz: tzinfo = timezone.utc) -> list[FileReport]:
+def import_recordings(paths: list[Path], spool_dir: Path, tz: tzinfo = timezone.utc,
+                      max_bytes: int = MAX_FRAME_BYTES) -> list[FileReport]:
     """Import each file as one spool session; see the module docstring."""
-    return list(iter_import(paths, spool_dir, tz))
+    return list(iter_import(paths, spool_dir, tz, max_bytes))
 
 
-def iter_import(paths: list[Path], spool_dir: Path, tz: tzinfo = timezone.utc) -> Iterator[FileReport]:
+def iter_import(paths: list[Path], spool_dir: Path, tz: tzinfo = timezone.utc,
+                max_bytes: int = MAX_FRAME_BYTES) -> Iterator[FileReport]:
     """Like ``import_recordings``, one report as each file is done (for progress display).
 
     Every file's format is checked before anything is written, so a mistyped path
     (RecordingError) does not leave a partial import behind.
     """
     paths = [Path(p) for p in paths]
-    formats = [detect_format(p) for p in paths]
+    formats = [detect_format(p, max_bytes) for p in paths]
     for path, fmt in zip(paths, formats):
-        yield _import_one(path, fmt, spool_dir, tz)
+        yield _import_one(path, fmt, spool_dir, tz, max_bytes)
 
 
-def _import_one(path: Path, fmt: str, spool_dir: Path, tz: tzinfo) -> FileReport:
+def _import_one(path: Path, fmt: str, spool_dir: Path, tz: tzinfo, max_bytes: int) -> FileReport:
     report = FileReport(path, fmt, session_id_for(path))
     header = SegmentHeader(report.session_id, SOURCE)
-    records = _spool_records(read_recording(path, tz), path.name, report)
-    # One segment per run of records on the same UTC day, as the live writer does at midnight.
-    for _, run in itertools.groupby(records, key=lambda r: utc_day(r.ts_ns)):
-        report.segments.append(write_sealed_segment(spool_dir, header, list(run)))
+    records = _spool_records(read_recording(path, tz, max_bytes), path.name, report)
+    for run in _segment_runs(records, max_bytes // 4):
+        report.segments.append(write_sealed_segment(spool_dir, header, run))
     return report
+
+
+def _segment_runs(records: Iterable[SpoolRecord], max_bytes: int) -> Iterator[list[SpoolRecord]]:
+    """Runs of records of one UTC day (a new segment at midnight, as the live writer seals),
+    each closed once it holds ``max_bytes`` of data, so a big file is never held whole."""
+    run: list[SpoolRecord] = []
+    day, size = None, 0
+    for record in records:
+        record_day = utc_day(record.ts_ns)
+        if run and (record_day != day or size >= max_bytes):
+            yield run
+            run, size = [], 0
+        run.append(record)
+        day, size = record_day, size + len(record.data)
+    if run:
+        yield run
 
 
 def _spool_records(items: Iterable[RecordedEvent | BadLine], file_name: str, report: FileReport) -> Iterator[SpoolRecord]:

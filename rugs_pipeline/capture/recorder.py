@@ -73,7 +73,7 @@ class RecorderConfig:
     stale_idle_s: float = 30.0  # ... at any other time (cooldown, before the first frame)
     # Before the OPEN packet tells us the heartbeat, assume Engine.IO's defaults.
     default_silence_s: float = 45.0
-    max_frame_bytes: int = 16 * 2**20  # bigger frames are refused (1009) and counted
+    max_frame_bytes: int = spool.MAX_FRAME_BYTES  # bigger frames are refused (1009) and counted
     legacy_dir: Path | None = None  # write the legacy JSONL capture here too
     resume_free_bytes: int = 16 * 2**20  # after a write failed, resume once this much is free
     storage_retry_s: float = 1.0

@@ -45,6 +45,9 @@ ACK_SUFFIX = ".ack"
 
 KIND_FRAME = "frame"
 KIND_LIFECYCLE = "lifecycle"
+# The largest frame a record may hold by default: the recorder refuses bigger ones (--max-frame-mb),
+# the importer turns longer lines into import_error records. It bounds both processes' memory.
+MAX_FRAME_BYTES = 16 * 2**20
 
 
 @dataclass(frozen=True)
@@ -175,7 +178,7 @@ def write_sealed_segment(spool_dir: Path, header: SegmentHeader, records: list[S
     tmp = final.with_name(f".{final.name}.tmp")
     with open(tmp, "wb") as fh:
         fh.write(header.to_line())
-        fh.write(b"".join(r.to_line() for r in records))
+        fh.writelines(r.to_line() for r in records)  # one line at a time: no copy of the whole segment
         fh.flush()
         os.fsync(fh.fileno())
     os.replace(tmp, final)
