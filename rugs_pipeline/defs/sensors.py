@@ -28,7 +28,8 @@ def spool_sensor(context: dg.SensorEvaluationContext, store: StoreResource):
     requests = []
     for day, names in sorted(by_day.items()):
         if day not in valid_days:
-            context.log.warning(f"{len(names)} segment(s) of {day} are outside the partitions ({daily.start:%Y-%m-%d}..today)")
+            context.log.warning(f"{len(names)} segment(s) of {day} are outside the partitions ({daily.start:%Y-%m-%d}..today): "
+                                "set RUGS_FIRST_DAY to that day or earlier and restart Dagster")
             continue
         digest = hashlib.sha256("\n".join(sorted(names)).encode()).hexdigest()[:16]
         requests.append(
