@@ -61,5 +61,12 @@ demo: install
 run: install
 	scripts/stack.sh live
 
+# Stop what `make demo` and `make run` started (this checkout's demo store, and $$RUGS_DATA_DIR's stack), the
+# recorder sealing first: for a stack running in another terminal or in the background.
+.PHONY: stop
+stop:
+	@RUGS_DATA_DIR=$(DEMO)/rugs_data DAGSTER_HOME=$(DEMO)/dagster_home scripts/stack.sh stop
+	@scripts/stack.sh stop
+
 clean:
 	rm -rf $(DEMO) .pytest_cache
