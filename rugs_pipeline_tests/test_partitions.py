@@ -10,6 +10,10 @@ import pytest
 
 from rugs_pipeline import config
 
+from .conftest import REPO_ROOT
+
+CLI = REPO_ROOT / ".venv" / "bin" / "rugs-pipeline"
+
 FIRST_KEY = "from rugs_pipeline.defs.partitions import daily; print(daily.get_first_partition_key())"
 
 
@@ -35,3 +39,12 @@ def test_a_first_day_that_is_not_a_day_is_named_with_the_fix(value: str, monkeyp
     assert str(err.value) == f"RUGS_FIRST_DAY={value!r} is not a day: give YYYY-MM-DD, e.g. 2025-10-29"
     out = _first_key(value)  # the code location refuses to load, saying the same
     assert out.returncode != 0 and str(err.value) in out.stderr
+
+
+def test_backfill_before_the_first_day_says_which_setting_moves_it(tmp_path) -> None:
+    env = {**{k: v for k, v in os.environ.items() if not k.startswith("RUGS_")}, "RUGS_DATA_DIR": str(tmp_path)}
+    out = subprocess.run([str(CLI), "backfill", "--from", "2025-10-01", "--to", "2025-10-30"], env=env,
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == 2 and "Traceback" not in out.stderr, out.stderr
+    assert ("--from 2025-10-01 is before the first daily partition, 2025-10-29 (RUGS_FIRST_DAY): set "
+            "RUGS_FIRST_DAY=2025-10-01 to derive earlier days (and restart Dagster for the UI)") in " ".join(out.stderr.split())
