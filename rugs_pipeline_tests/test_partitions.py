@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from datetime import datetime, timezone
 
 import pytest
 
@@ -48,3 +49,20 @@ def test_backfill_before_the_first_day_says_which_setting_moves_it(tmp_path) -> 
     assert out.returncode == 2 and "Traceback" not in out.stderr, out.stderr
     assert ("--from 2025-10-01 is before the first daily partition, 2025-10-29 (RUGS_FIRST_DAY): set "
             "RUGS_FIRST_DAY=2025-10-01 to derive earlier days (and restart Dagster for the UI)") in " ".join(out.stderr.split())
+
+
+def test_the_sensor_names_days_before_the_first_and_the_fix(data_dir) -> None:
+    import dagster as dg
+
+    from rugs_pipeline.capture import spool
+    from rugs_pipeline.defs.resources import StoreResource
+    from rugs_pipeline.defs.sensors import spool_sensor
+    from rugs_pipeline.store.layout import Store
+
+    ts = int(datetime(2025, 10, 1, 12, tzinfo=timezone.utc).timestamp()) * 10**9
+    spool.write_sealed_segment(Store(data_dir).spool_dir, spool.SegmentHeader("old", "replay"),
+                               [spool.SpoolRecord(1, ts, spool.KIND_FRAME, "2")])
+    skip = spool_sensor(dg.build_sensor_context(resources={"store": StoreResource()}))
+    assert isinstance(skip, dg.SkipReason)
+    assert skip.skip_message == ("pending segments of 2025-10-01 are outside the partitions (2025-10-29..today): set "
+                                 "RUGS_FIRST_DAY to the first of them or earlier and restart Dagster")

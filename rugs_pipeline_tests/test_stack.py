@@ -41,6 +41,14 @@ def test_a_port_in_use_is_one_line_before_anything_starts(variable: str, message
     assert not (tmp_path / "rugs_data" / "logs").exists() and not (tmp_path / "rugs_data" / "spool").exists()
 
 
+def test_a_read_only_setting_that_is_not_one_is_one_line(tmp_path: Path) -> None:
+    out = _make("demo", f"DEMO={tmp_path}", env={"RUGS_UI_READONLY": "maybe"})
+    assert out.returncode != 0
+    assert [line for line in out.stderr.splitlines() if not line.startswith("make:")] == [
+        "error: RUGS_UI_READONLY=maybe: give 1 (a read-only UI) or 0"]
+    assert not (tmp_path / "rugs_data" / "logs").exists()
+
+
 def _get(url: str, query: str) -> dict:
     """GraphQL over GET with a foreign Origin: what any web page the operator opens can send."""
     request = urllib.request.Request(f"{url}/graphql?{urllib.parse.urlencode({'query': query})}",
