@@ -153,14 +153,17 @@ def failing_checks(home: Path) -> tuple[list[FailingCheck], str | None]:
         return [], f"no Dagster instance at {home} (set DAGSTER_HOME to the one the UI uses)"
     import dagster as dg
 
+    try:
+        with dg.DagsterInstance.from_config(str(home)) as instance:
+            records = instance.get_event_records(
+                dg.EventRecordsFilter(event_type=dg.DagsterEventType.ASSET_CHECK_EVALUATION), limit=CHECK_EVALUATIONS)
+    except Exception as exc:  # e.g. a PostgreSQL instance that cannot be reached: the rest of the status still stands
+        return [], f"cannot read the Dagster instance at {home}: {(str(exc).splitlines() or [type(exc).__name__])[0]}"
     latest: dict[tuple, object] = {}
-    with dg.DagsterInstance.from_config(str(home)) as instance:
-        records = instance.get_event_records(
-            dg.EventRecordsFilter(event_type=dg.DagsterEventType.ASSET_CHECK_EVALUATION), limit=CHECK_EVALUATIONS)
-        for record in records:  # newest first: the first seen of each key is its latest
-            evaluation = record.event_log_entry.dagster_event.event_specific_data
-            key = (evaluation.asset_key.to_user_string(), evaluation.check_name, evaluation.partition)
-            latest.setdefault(key, evaluation)
+    for record in records:  # newest first: the first seen of each key is its latest
+        evaluation = record.event_log_entry.dagster_event.event_specific_data
+        key = (evaluation.asset_key.to_user_string(), evaluation.check_name, evaluation.partition)
+        latest.setdefault(key, evaluation)
     failing = [FailingCheck(asset, check, day, e.severity.value, e.description)
                for (asset, check, day), e in latest.items() if not e.passed]
     return sorted(failing, key=lambda f: (f.day or "", f.asset, f.check), reverse=True), None

@@ -87,3 +87,11 @@ def test_status_reports_sessions_landing_datasets_outages_and_failing_checks(rea
     assert f"failing checks: {len(failing)}" in text and f"{PAST_DAY}  ws_event.schema_valid [ERROR]" in text
     assert f"outages today: {len(outages)}, " in text and "manifest 1.2.0" in text
     assert f"ws_event      {today}" in text
+
+
+def test_an_instance_that_cannot_be_read_is_one_line(tmp_path: Path) -> None:
+    from rugs_pipeline.status import failing_checks
+
+    (tmp_path / "dagster.yaml").write_text("storage:\n  no_such_storage: {}\n")
+    failing, note = failing_checks(tmp_path)
+    assert failing == [] and note.startswith(f"cannot read the Dagster instance at {tmp_path}: ") and "\n" not in note
