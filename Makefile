@@ -12,7 +12,7 @@ install: $(STAMP)
 $(STAMP): pyproject.toml requirements.lock
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -c requirements.lock -e '.[test,rl]'
+	$(BIN)/python -m pip install --quiet -c requirements.lock -e '.[test,rl,consumers]'
 	touch $(STAMP)
 
 # Debian's Chromium for the browser test (rugs_pipeline_tests/test_ui_browser.py). Installing it
@@ -60,6 +60,13 @@ demo: install
 # Live: recorder on $$RUGS_FEED_URL (default the real server) -> Dagster, data in $$RUGS_DATA_DIR
 run: install
 	scripts/stack.sh live
+
+# Stop what `make demo` and `make run` started (this checkout's demo store, and $$RUGS_DATA_DIR's stack), the
+# recorder sealing first: for a stack running in another terminal or in the background.
+.PHONY: stop
+stop:
+	@RUGS_DATA_DIR=$(DEMO)/rugs_data DAGSTER_HOME=$(DEMO)/dagster_home scripts/stack.sh stop
+	@scripts/stack.sh stop
 
 clean:
 	rm -rf $(DEMO) .pytest_cache

@@ -40,6 +40,9 @@ class DayResult:
 def days_between(first: date, last: date) -> list[str]:
     if last < first:
         raise ValueError(f"--to {last} is before --from {first}")
+    if first.isoformat() < config.first_day():
+        raise ValueError(f"--from {first} is before the first daily partition, {config.first_day()} (RUGS_FIRST_DAY): "
+                         f"set RUGS_FIRST_DAY={first} to derive earlier days (and restart Dagster for the UI)")
     return [(first + timedelta(days=n)).isoformat() for n in range((last - first).days + 1)]
 
 

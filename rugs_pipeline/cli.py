@@ -401,5 +401,22 @@ def doctor(repair: bool, as_json: bool) -> None:
         sys.exit(1)
 
 
+@main.command()
+@click.option("--json", "as_json", is_flag=True, help="Print the status as JSON.")
+def status(as_json: bool) -> None:
+    """The store on one screen: recorder sessions, landing lag, last day per dataset, failing checks,
+    today's outages, sizes and the manifest version. What to run first."""
+    import json
+
+    from rugs_pipeline.status import collect, render
+    from rugs_pipeline.store.layout import Store
+
+    report = collect(Store.from_env())
+    if as_json:
+        click.echo(json.dumps(report.to_dict(), indent=1, default=str))
+    else:
+        click.echo("\n".join(render(report)))
+
+
 if __name__ == "__main__":
     main()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from datetime import date
 from pathlib import Path
 
 DEFAULT_FEED_URL = "wss://backend.rugs.fun/socket.io/?EIO=4&transport=websocket&frontend-version=1.0"
@@ -24,6 +25,25 @@ def spool_dir() -> Path | None:
     machines write; unset, ``<data dir>/spool``."""
     value = os.environ.get("RUGS_SPOOL_DIR")
     return Path(value).expanduser() if value else None
+
+
+# The first day the feed is known to have data: the oldest recordings of it (the REPLAYER games of
+# ../shared/fixtures/real, game ids 20251029-...; the public recordings follow in December 2025).
+# A replay of those games lands them on their own days, so partitions must reach back to it.
+DEFAULT_FIRST_DAY = "2025-10-29"
+
+
+def first_day() -> str:
+    """``$RUGS_FIRST_DAY`` (YYYY-MM-DD, default 2025-10-29): the first daily partition. Earlier days have no
+    partition (the UI counts every day from it as missing until filled): set it earlier before importing
+    older recordings."""
+    value = (os.environ.get("RUGS_FIRST_DAY") or DEFAULT_FIRST_DAY).strip()
+    try:
+        if date.fromisoformat(value).isoformat() == value:  # fromisoformat also takes 20251029
+            return value
+    except ValueError:
+        pass
+    raise ConfigError(f"RUGS_FIRST_DAY={value!r} is not a day: give YYYY-MM-DD, e.g. {DEFAULT_FIRST_DAY}")
 
 
 def feed_url() -> str:

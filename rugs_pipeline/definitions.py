@@ -25,5 +25,5 @@ defs = dg.Definitions(
     sensors=[spool_sensor, derive_automation_sensor],
     schedules=[nightly_rederive],
     resources={"store": StoreResource()},
-    executor=executor_from_env(),  # $RUGS_EXECUTOR, default multiprocess
+    executor=executor_from_env(),  # $RUGS_EXECUTOR, default in_process
 )

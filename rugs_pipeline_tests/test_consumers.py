@@ -23,9 +23,9 @@ def _run(args: list, env: dict, **kw) -> subprocess.CompletedProcess:
 
 def test_import_then_dagster_cli_materialize_then_query(real_dir: Path, tmp_path: Path) -> None:
     data = tmp_path / "rugs_data"
-    # in_process: the same run in one process instead of one Python process per step (on two cores
-    # ~7 s instead of ~55 s). The default multiprocess executor runs this very command in
-    # test_readme.py (the README as written) and a job in test_execution.py.
+    # in_process (the default, named here so an RUGS_EXECUTOR of the caller's does not change it): the
+    # run in one process instead of one Python process per step (on two cores ~7 s instead of ~55 s).
+    # The multiprocess executor runs a job in test_execution.py.
     env = {**os.environ, "RUGS_DATA_DIR": str(data), "DAGSTER_HOME": str(tmp_path / "dagster_home"),
            "RUGS_EXECUTOR": "in_process"}
     (tmp_path / "dagster_home").mkdir()

@@ -23,7 +23,7 @@ DAGSTER = str(REPO_ROOT / ".venv" / "bin" / "dagster")
 ENGINE_MESSAGE = {"multiprocess": "Executing steps using multiprocess executor", "in_process": "Executing steps in process"}
 
 
-@pytest.mark.parametrize("value, name", [(None, "multiprocess"), ("", "multiprocess"), ("multiprocess", "multiprocess"),
+@pytest.mark.parametrize("value, name", [(None, "in_process"), ("", "in_process"), ("multiprocess", "multiprocess"),
                                          ("In_Process", "in_process")])
 def test_executor_follows_the_environment(value: str | None, name: str) -> None:
     env = {} if value is None else {"RUGS_EXECUTOR": value}

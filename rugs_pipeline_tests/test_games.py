@@ -17,6 +17,7 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import dagster as dg
+import duckdb
 import pyarrow as pa
 import pytest
 
@@ -501,6 +502,18 @@ def test_dagster_materializes_the_games_with_their_checks(real_dir, data_dir):
     recorded = recorded_games(read_events(real_dir / FIXTURES["raw"][0], EASTERN))
     assert ids["games"] == ids["game_tick"] | ids["complete_game"] == {
         gid for gid, g in recorded.items() if g.expected_ticks() or g.history}
+
+    # the games' summary numbers and chart in the asset's metadata, as the UI shows them
+    [games_event] = [e for e in result.get_asset_materialization_events() if e.asset_key == dg.AssetKey("games")]
+    meta = {k: v.value for k, v in games_event.materialization.metadata.items()}
+    expected = duckdb.connect().execute(
+        "SELECT count(*) FILTER (message = 'complete'), count(*) FILTER (message <> 'complete'), max(tick), "
+        "round(max(peak_multiplier), 3), sum(trade_count), sum(sidebets_placed), sum(sidebets_won) FROM read_parquet(?)",
+        [[str(f) for f in store.partition_files("games", day)]]).fetchone()
+    assert (meta["games_complete"], meta["games_incomplete"], meta["rug_tick_max"], meta["peak_multiplier_max"],
+            meta["trades"], meta["sidebets_placed"], meta["sidebets_won"]) == expected
+    assert meta["games_complete"] >= 2 and meta["rug_tick_median"] is not None
+    assert meta["rug_ticks_and_peaks"].startswith("![rug ticks and peak multipliers](data:image/png;base64,")
 
 
 def test_a_failing_blocking_check_stops_the_summary(real_dir, data_dir):

@@ -134,7 +134,8 @@ def test_sensor_landing_and_derivation_on_a_postgres_instance(postgres: dict[str
     # automation would derive the day as well, racing the backfill below: this test launches that itself
     settings = {**yaml.safe_load(VARIANT.read_text()), "auto_materialize": {"enabled": False, "use_sensors": False}}
     (home / "dagster.yaml").write_text(yaml.safe_dump(settings))
-    env = {**os.environ, **postgres, "DAGSTER_HOME": str(home), "RUGS_DATA_DIR": str(data)}
+    # multiprocess (not the default): step processes of their own must write to Postgres too
+    env = {**os.environ, **postgres, "DAGSTER_HOME": str(home), "RUGS_DATA_DIR": str(data), "RUGS_EXECUTOR": "multiprocess"}
     for key, value in env.items():
         monkeypatch.setenv(key, value)
     store = Store(data)

@@ -19,7 +19,7 @@ import time
 import urllib.request
 from collections import defaultdict
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timezone
 from pathlib import Path
 
 import dagster as dg
@@ -115,8 +115,8 @@ class DemoStack:
         return "\n".join(f"--- {p.name}\n{p.read_text(errors='replace')[-3000:]}" for p in logs if p.exists())
 
     def start(self) -> None:
-        # in_process: one process per run instead of one per step; on two cores the default
-        # multiprocess executor takes minutes for what this does in seconds
+        # in_process (the default, named so that a caller's RUGS_EXECUTOR does not change it): one process
+        # per run instead of one per step; on two cores multiprocess takes minutes for what this does in seconds
         env = {**os.environ, "RUGS_UI_PORT": str(self.ui_port), "RUGS_SIM_PORT": str(free_port()),
                "RUGS_EXECUTOR": "in_process"}
         # setsid: a process group of its own, as in a terminal; env: SIGINT handled although
@@ -352,6 +352,38 @@ def test_materialise_a_partition_from_the_ui(stack: DemoStack, gql: GraphQL, pag
     row.wait_for()
     shot(page, "09_check_results")
     assert "Passed" in row.inner_text()
+
+
+@pytest.mark.timeout(2 * TIMEOUT_S)
+def test_games_chart_partitions_and_asset_overview(stack: DemoStack, gql: GraphQL, page) -> None:
+    # the day's games: summary numbers and the chart of rug ticks and peaks (derived by the backfill above)
+    page.goto(f"{stack.url}/assets/games?view=partitions&partition={UI_DAY}")
+    page.get_by_text("Materialized", exact=True).first.wait_for()
+    for label in ("games_complete", "rug_tick_max", "peak_multiplier_max", "sidebets_placed"):
+        page.get_by_text(label, exact=True).first.wait_for()
+    shot(page, "10_games_metadata")
+    page.get_by_text("[Show Markdown]").first.click()
+    chart = page.get_by_role("dialog").locator("img[alt='rug ticks and peak multipliers']")
+    expect(chart).to_have_count(1)
+    assert chart.evaluate("img => img.decode().then(() => img.naturalWidth)") > 0, "the games chart does not render"
+    shot(page, "11_games_chart")
+
+    # the partitions view: days from RUGS_FIRST_DAY (default 2025-10-29), not 2025-01-01
+    keys = gql("""{ assetNodes(assetKeys: [{path: ["ws_event"]}]) { partitionKeys } }""")["assetNodes"][0]["partitionKeys"]
+    assert keys[0] == "2025-10-29" and keys[-1] == datetime.now(timezone.utc).date().isoformat(), (keys[0], keys[-1])
+    page.goto(f"{stack.url}/assets/ws_event?view=partitions")
+    page.get_by_text("Partitions Selected").wait_for()
+    expect(page.get_by_text(re.compile(rf"\b{len(keys)} Partitions Selected")).first).to_be_visible()
+    shot(page, "12_partitions")
+
+    # the UI's counterpart of `rugs-pipeline status` (its "Asset health" overview is not enabled in this
+    # release): the catalog, each asset with its partitions materialised, missing and failed
+    page.goto(f"{stack.url}/assets")
+    for key in ("ws_event", "games", "game_tick"):
+        page.get_by_text(key, exact=True).first.wait_for()
+    expect(page.get_by_text(re.compile("^Loading"))).to_have_count(0)
+    expect(page.get_by_text(f"{len(keys)} partitions", exact=True).first).to_be_visible()
+    shot(page, "13_asset_catalog")
 
 
 def test_ctrl_c_stops_every_process(stack: DemoStack) -> None:

@@ -37,7 +37,7 @@ from rugs_pipeline.feed.protocol import PING, PONG, SIO_CONNECT, encode_connect,
 from rugs_pipeline.store import landing, schema
 from rugs_pipeline.store.layout import Store
 
-DAY = "2025-06-01"
+DAY = "2025-11-01"  # a day the partitions hold (config.DEFAULT_FIRST_DAY on)
 DAY_START = datetime.fromisoformat(f"{DAY}T00:00:00+00:00")
 # The simulator makes ~28,500 frames per hour with the logged-in layer; at 1.6x a
 # million frames fill ~22 h, one UTC day (a real day is 0.75-1 M frames).
@@ -47,7 +47,7 @@ PLAYER_UPDATE_CHANCE = 0.38  # per gameStateUpdate: 25% of all frames
 RUGPOOL_ENTRIES_CHANCE = 0.3  # the big gameStatePlayerUpdate shape, with the rug pool's entries
 PING_INTERVAL_MS = 25_000
 SEAL_INTERVAL_S = 30.0
-VERSION = 1  # bump when the frames change: old caches are then ignored
+VERSION = 2  # bump when the frames change: old caches are then ignored
 
 
 def cache_root() -> Path:

@@ -42,5 +42,35 @@ def price_paths_png(game_tick: pa.Table) -> bytes | None:
     return buf.getvalue()
 
 
+def games_png(games: pa.Table) -> bytes | None:
+    """A day's games: the distribution of rug ticks (R), and each game's peak multiplier in start order
+    (log scale); None when no game has either."""
+    rug_ticks = [t for t in games["tick"].to_pylist() if t is not None]
+    ordered = games.sort_by([("start_ts", "ascending")]) if "start_ts" in games.column_names else games
+    peaks = [p for p in ordered["peak_multiplier"].to_pylist() if p is not None]
+    if not rug_ticks and not peaks:
+        return None
+    import matplotlib  # imported here, as in price_paths_png
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (left, right) = plt.subplots(1, 2, figsize=(8, 3), dpi=80)
+    fig.subplots_adjust(left=0.08, right=0.98, bottom=0.16, top=0.88, wspace=0.28)
+    left.hist(rug_ticks, bins=min(30, max(5, len(rug_ticks) // 3)), color="tab:red", edgecolor="white")
+    left.set_xlabel("rug tick (R)")
+    left.set_ylabel("games")
+    left.set_title(f"rug ticks of {len(rug_ticks)} games", fontsize=9)
+    right.bar(range(len(peaks)), peaks, width=0.8, color="tab:green")
+    right.set_yscale("log")
+    right.set_xlabel("game (in start order)")
+    right.set_ylabel("peak (x)")
+    right.set_title(f"peak multipliers, highest {max(peaks):.2f}x" if peaks else "no peaks", fontsize=9)
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png")
+    plt.close(fig)
+    return buf.getvalue()
+
+
 def markdown_image(png: bytes, alt: str) -> str:
     return f"![{alt}](data:image/png;base64,{base64.b64encode(png).decode()})"

@@ -13,9 +13,13 @@ from importlib.metadata import version
 
 import dagster as dg
 
-DEFAULT = "multiprocess"
-# two cores: a run's steps (four derivations, five checks) go two at a time; the run queue
-# allows two runs, so at most four step processes share the machine
+# in_process by default: a day's run is ~22 small steps, and under multiprocess each is a new Python
+# process importing Dagster, DuckDB and pandera (~3 CPU-s) before milliseconds of work; that made
+# `dagster asset materialize --select 'ws_event*'` of a small day take minutes where `backfill`
+# (execute_in_process) took seconds. Measured in docs/SCALING.md (in_process 3-13x cheaper).
+DEFAULT = "in_process"
+# multiprocess, when chosen: a run's steps go two at a time on two cores; the run queue allows two
+# runs, so at most four step processes share the machine
 MAX_CONCURRENT = 2
 # cluster executors ship in integrations kept out of the default install (Celery or the
 # Kubernetes client are large): module, executor, package to install

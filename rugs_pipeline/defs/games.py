@@ -16,6 +16,7 @@ import pyarrow.compute as pc
 from rugs_pipeline.defs.assets import (
     COLUMN_SCHEMA, DERIVE_CRON, DERIVE_LOOKBACK, METADATA_COLUMNS, _derived_metadata, _partition_metadata, ws_event,
 )
+from rugs_pipeline.defs.charts import games_png, markdown_image
 from rugs_pipeline.defs.checks import schema_check
 from rugs_pipeline.defs.partitions import daily
 from rugs_pipeline.defs.resources import StoreResource
@@ -123,8 +124,34 @@ def _spec(name: str, deps: list) -> dg.AssetSpec:
     )
 
 
+def games_summary(games: pa.Table) -> dict:
+    """The day's games in numbers, for the asset's metadata: how many ended, R and peak, trading."""
+    def stat(column: str, fn) -> float | None:
+        value = fn(games[column]).as_py() if games.num_rows else None
+        return round(value, 3) if isinstance(value, float) else value
+
+    messages = games["message"].to_pylist()
+    return {
+        "games_complete": sum(1 for m in messages if m == "complete"),
+        "games_incomplete": sum(1 for m in messages if m != "complete"),
+        "rug_tick_median": stat("tick", lambda c: pc.approximate_median(c)),
+        "rug_tick_max": stat("tick", pc.max),
+        "peak_multiplier_median": stat("peak_multiplier", lambda c: pc.approximate_median(c)),
+        "peak_multiplier_max": stat("peak_multiplier", pc.max),
+        "trades": stat("trade_count", pc.sum) or 0,
+        "volume": stat("volume", pc.sum) or 0.0,
+        "sidebets_placed": stat("sidebets_placed", pc.sum) or 0,
+        "sidebets_won": stat("sidebets_won", pc.sum) or 0,
+    }
+
+
 def _metadata(store: Store, name: str, day: str, table: pa.Table) -> dict:
     meta = {**_derived_metadata(name, table), **_partition_metadata(store, name, day)}
+    if name == "games" and table.num_rows:
+        meta.update(games_summary(table))
+        png = games_png(table)
+        if png:
+            meta["rug_ticks_and_peaks"] = dg.MetadataValue.md(markdown_image(png, "rug ticks and peak multipliers"))
     if name == "game_tick" and table.num_rows:
         counts = {r["values"]: r["counts"] for r in table["tick_source"].value_counts().to_pylist()}
         meta["ticks_by_source"] = dg.MetadataValue.json(dict(sorted(counts.items())))

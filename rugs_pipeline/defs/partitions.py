@@ -1,6 +1,8 @@
-"""Daily UTC partitions: from before the oldest recordings users bring, up to today (live data)."""
+"""Daily UTC partitions: from the first day the feed has data (``$RUGS_FIRST_DAY``) up to today (live data)."""
 import dagster as dg
 
-FIRST_DAY = "2025-01-01"
+from rugs_pipeline import config
+
+FIRST_DAY = config.first_day()
 
 daily = dg.DailyPartitionsDefinition(start_date=FIRST_DAY, timezone="UTC", end_offset=1)

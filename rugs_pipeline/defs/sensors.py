@@ -25,16 +25,20 @@ def spool_sensor(context: dg.SensorEvaluationContext, store: StoreResource):
     if not by_day:
         return dg.SkipReason("no sealed segments waiting")
     valid_days = set(daily.get_partition_keys(dynamic_partitions_store=None))
-    requests = []
+    requests, outside = [], []
     for day, names in sorted(by_day.items()):
         if day not in valid_days:
-            context.log.warning(f"{len(names)} segment(s) of {day} are outside the partitions ({daily.start:%Y-%m-%d}..today)")
+            context.log.warning(f"{len(names)} segment(s) of {day} are outside the partitions ({daily.start:%Y-%m-%d}..today): "
+                                "set RUGS_FIRST_DAY to that day or earlier and restart Dagster")
+            outside.append(day)
             continue
         digest = hashlib.sha256("\n".join(sorted(names)).encode()).hexdigest()[:16]
         requests.append(
             dg.RunRequest(partition_key=day, run_key=f"land-{day}-{digest}", tags={"rugs/segments": str(len(names))})
         )
-    return requests or dg.SkipReason("pending segments are outside the partition range")
+    return requests or dg.SkipReason(f"pending segments of {', '.join(outside)} are outside the partitions "
+                                     f"({daily.start:%Y-%m-%d}..today): set RUGS_FIRST_DAY to the first of them or "
+                                     "earlier and restart Dagster")
 
 
 derive_automation_sensor = dg.AutomationConditionSensorDefinition(

@@ -1,0 +1,44 @@
+"""The README's reference tables say what the code has: every CLI command, every asset's checks as the UI shows them."""
+
+from __future__ import annotations
+
+import re
+from collections import defaultdict
+
+from rugs_pipeline.cli import main
+from rugs_pipeline.definitions import defs
+
+from .conftest import REPO_ROOT
+
+
+def _section_rows(heading: str) -> list[list[str]]:
+    """The rows of the first table after ``heading`` (a line of the README), header and rule left out."""
+    text = (REPO_ROOT / "README.md").read_text()
+    start = text.index(heading)
+    rows = []
+    for line in text[start:].splitlines()[1:]:
+        if line.startswith("|"):
+            rows.append([cell.strip() for cell in line.strip().strip("|").split("|")])
+        elif rows:
+            break
+    return rows[2:]
+
+
+def test_cli_table_lists_every_command() -> None:
+    listed = {re.match(r"`([\w-]+)", row[0]).group(1) for row in _section_rows("## The CLI")}
+    assert listed == set(main.commands), (
+        f"in the CLI but not the README's table: {sorted(set(main.commands) - listed)}; "
+        f"in the table but not the CLI: {sorted(listed - set(main.commands))}"
+    )
+
+
+def test_checks_per_asset_are_those_the_ui_shows() -> None:
+    readme = {}
+    for asset, checks in _section_rows("**Checks per asset**"):
+        readme[asset.strip("`")] = {(name, blocking == " (blocking)")
+                                    for name, blocking in re.findall(r"`(\w+)`( \(blocking\))?", checks)}
+    defined = defaultdict(set)
+    for checks_def in defs.asset_checks:
+        for spec in checks_def.check_specs:
+            defined[spec.asset_key.to_user_string()].add((spec.name, spec.blocking))
+    assert readme == dict(defined)
