@@ -1,4 +1,5 @@
-"""For programs that read the store: a DuckDB connection with one view per doc_type.
+"""For programs that read the store: a DuckDB connection with one view per doc_type, and the store
+played back frame by frame (``replay``, ``areplay``: see ``replay.py``).
 
 It refuses a store whose schema major version is not the one this code
 understands, so a consumer never silently misreads a changed layout, and, with
@@ -12,6 +13,7 @@ from pathlib import Path
 import duckdb
 
 from rugs_pipeline import config
+from rugs_pipeline.consumers.replay import Frame, Replay, ReplayError, areplay, replay
 from rugs_pipeline.store import schema
 from rugs_pipeline.store.layout import SchemaVersionError, Store, check_compatible, parse_version, sql_literal
 
@@ -52,3 +54,5 @@ def connect(data_dir: Path | str | None = None, require: str | None = None) -> d
             con.execute(f"CREATE VIEW {doc_type} AS SELECT *, NULL::DATE AS date FROM _{doc_type}_empty")
     return con
 
+
+__all__ = ["MIGRATE_HINT", "Frame", "Replay", "ReplayError", "SchemaVersionError", "areplay", "connect", "replay"]

@@ -1,0 +1,380 @@
+"""The store played back: its ``ws_event`` frames in the order the server sent them, as Python objects.
+
+One reader serves both ``replay()`` (and its async twin ``areplay()``) and the ``rugs-pipeline replay``
+Socket.IO server (``feed/replay_server.py``). Invariants:
+
+- **What is a frame.** A received frame the server sent on the feed: every ``direction = 'received'``
+  row but the connection's own Engine.IO / Socket.IO control packets (OPEN, ``40``, pings, closes: a
+  replay makes its own) and binary frames (stored base64-encoded, not as sent). Recorder lifecycle rows
+  (``direction`` null) are not frames. ``raw`` is ``raw_json`` unchanged; an import's rebuilt frame
+  (``is_rebuilt``) is served as rebuilt.
+- **Order.** Receive time, then the store's order: ``ORDER BY ts, session_id, seq``, the derivations'
+  "first received" total order (``derive.games.FIRST_RECEIVED``).
+- **Redundant sessions.** The derivations keep, of the copies of one thing that several sessions
+  received, the first received in that order (a trade by its id, a tick by (game, tick), a history
+  record by its text). A frame is the thing here, known by its text: a frame whose text another
+  session's frame already had within ``DEDUP_WINDOW`` before it is that frame again, and is skipped.
+  A session repeating its own text is the server sending it twice, and is kept. The window is the
+  only state, so memory stays bounded.
+- **Bounded memory.** A day is read in slices of whole minutes holding at most ~``SLICE_ROWS`` frames,
+  each one DuckDB query whose filters (event names, games, the slice's time range) reach the Parquet
+  reader, which skips row groups by their statistics; days are chosen by the ``date=`` partition folder.
+  Memory depends on the slice, never on the day (a minute busier than a slice is one slice).
+  Each slice lists its day's files afresh under the partition's shared lock, so a compaction between
+  two slices (which keeps every row) is never seen half-done.
+- **Pacing.** ``speed=None``: as fast as the reader goes. ``speed=X``: the recorded gap before each
+  frame divided by X, kept against an absolute schedule. A recorded outage is a gap like any other:
+  silence of its length (over X). ``Replay.outages`` lists the store's ``system_event`` outages, for
+  the server's ``--with-disconnects``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import time
+from collections.abc import AsyncIterator, Iterable, Iterator
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import orjson
+
+from rugs_pipeline import config
+from rugs_pipeline.derive.games import FIRST_RECEIVED
+from rugs_pipeline.store.layout import SchemaVersionError, Store, check_compatible, sql_literal
+
+SLICE_ROWS = 8_192  # frames per query, at most (but one minute's worth): a slice's text is all that is held
+DEDUP_WINDOW = timedelta(seconds=10)  # two sessions' copies of one frame arrive within this of each other
+# Engine.IO / Socket.IO packets of the connection itself, not the feed: a replay has its own
+CONTROL_KINDS = ("open", "close", "ping", "pong", "upgrade", "noop", "connect", "disconnect", "connect_error")
+_US = 1_000_000
+_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+
+
+class ReplayError(ValueError):
+    """A replay that cannot start: no such day or game, a bad range, a store this code cannot read."""
+
+
+class Frame:
+    """One frame as the server sent it. ``payload`` (the event's last argument) is parsed on first access."""
+
+    __slots__ = ("ts_us", "session_id", "seq", "event_name", "raw", "is_rebuilt", "_payload")
+
+    def __init__(self, ts_us: int, session_id: str, seq: int, event_name: str | None, raw: str,
+                 is_rebuilt: bool | None) -> None:
+        self.ts_us, self.session_id, self.seq = ts_us, session_id, seq
+        self.event_name, self.raw, self.is_rebuilt = event_name, raw, bool(is_rebuilt)
+        self._payload = _UNPARSED
+
+    @property
+    def ts(self) -> datetime:
+        """Receive time (UTC)."""
+        return _EPOCH + timedelta(microseconds=self.ts_us)
+
+    @property
+    def payload(self) -> Any:
+        """An event's payload (its last argument: a trace header may come first); None for other frames."""
+        if self._payload is _UNPARSED:
+            self._payload = _payload(self.raw)
+        return self._payload
+
+    def __repr__(self) -> str:
+        return f"Frame({self.ts.isoformat()}, {self.session_id}#{self.seq}, {self.event_name!r}, {len(self.raw)} chars)"
+
+
+_UNPARSED = object()
+
+
+def _payload(raw: str) -> Any:
+    """The last argument of an event frame ``42[name, ..., payload]`` (any packet id or namespace before it)."""
+    start = raw.find("[")
+    if not raw.startswith("42") or start < 0:
+        return None
+    try:
+        value = orjson.loads(raw[start:])
+    except orjson.JSONDecodeError:
+        return None
+    return value[-1] if isinstance(value, list) and len(value) > 1 else None
+
+
+@dataclass(frozen=True)
+class Outage:
+    """A recorded outage (``system_event``): nothing was received from ``start_us`` to ``end_us``."""
+
+    start_us: int
+    end_us: int
+
+    @property
+    def seconds(self) -> float:
+        return (self.end_us - self.start_us) / _US
+
+
+def _day(value: date | str, what: str) -> date:
+    if isinstance(value, datetime):
+        return value.date()
+    if isinstance(value, date):
+        return value
+    try:
+        return date.fromisoformat(str(value))
+    except ValueError:
+        raise ReplayError(f"{what} {value!r} is not a day like 2025-12-12") from None
+
+
+class Replay:
+    """A stretch of the store to play back: days ``start``..``end``, optionally only some games and events."""
+
+    def __init__(self, start: date | str, end: date | str | None = None, games: Iterable[str] | None = None,
+                 events: Iterable[str] | None = None, data_dir: Path | str | None = None) -> None:
+        first = _day(start, "start day")
+        last = _day(end, "end day") if end is not None else first
+        if last < first:
+            raise ReplayError(f"the end day {last} is before the start day {first}")
+        self.store = Store.at(data_dir or config.data_root())
+        manifest = self.store.read_manifest()
+        if manifest is None:
+            raise ReplayError(f"{self.store.manifest_path} not found: {self.store.root} is not a rugs_pipeline store")
+        check_compatible(manifest.get("version"), self.store.manifest_path)
+        self.games = sorted(set(games or ()))
+        self.events = sorted(set(events or ()))
+        self.days = [d.isoformat() for d in (first + timedelta(n) for n in range((last - first).days + 1))
+                     if self.store.partition_files("ws_event", d)]
+        self._con = self.store.duckdb()
+        self._con.execute("SET TimeZone = 'UTC'")
+        self._con.execute("SET enable_progress_bar = false")
+        self.slices: list[tuple[str, int, int]] = []  # (day, first µs, end µs): the queries, in order
+        self.frames = 0
+        seen_games: set[str] = set()
+        for day in self.days:
+            minutes, games_of_day = self._plan(day)
+            self.frames += sum(n for _, n in minutes)
+            seen_games |= games_of_day
+            self.slices += [(day, lo, hi) for lo, hi in _slices(minutes)]
+        self.game_count = len(seen_games)
+        span = f"{first}" if first == last else f"{first}..{last}"
+        if unknown := [g for g in self.games if g not in seen_games]:
+            raise ReplayError(f"no stored frames of game {', '.join(unknown)} in {span} ({self.store.root})")
+        if not self.frames:
+            what = f" of event {', '.join(self.events)}" if self.events else ""
+            raise ReplayError(f"no stored frames{what} for {span} in {self.store.root}: "
+                              f"days with frames: {_days_summary(self.store)}")
+        self.outages = self._outages()
+
+    def _where(self) -> str:
+        conds = ["direction = 'received'", f"frame_kind NOT IN ({', '.join(map(sql_literal, CONTROL_KINDS))})",
+                 "NOT (frame_kind = 'malformed' AND coalesce(parse_error, '') LIKE 'binary%')"]
+        if self.events:
+            conds.append(f"event_name IN ({', '.join(map(sql_literal, self.events))})")
+        if self.games:
+            conds.append(f"game_id IN ({', '.join(map(sql_literal, self.games))})")
+        return " AND ".join(conds)
+
+    def _source(self, day: str, columns: str, *conditions: str) -> str:
+        """SQL: ``columns`` of the day's frames meeting ``conditions`` too, the day's files listed now."""
+        files = [str(f) for f in self.store.partition_files("ws_event", day)]
+        if not files:
+            return f"SELECT {columns} FROM (SELECT NULL::TIMESTAMPTZ AS ts) WHERE false"
+        # by name: a day part-way through a migration holds files of two versions (the columns read are 1.0.0's)
+        return (f"SELECT {columns} FROM read_parquet({_sql_list(files)}, hive_partitioning = false, "
+                f"union_by_name = true) WHERE {' AND '.join([self._where(), *conditions])}")
+
+    def _plan(self, day: str) -> tuple[list[tuple[int, int]], set[str]]:
+        """The day's frames per minute (only the columns filtered on are read), and its games."""
+        with self.store.partition_lock("ws_event", day, shared=True):
+            minutes = self._con.execute(
+                f"SELECT epoch_us(ts) // 60000000 AS m, count(*) FROM ({self._source(day, 'ts')}) GROUP BY m ORDER BY m"
+            ).fetchall()
+            games = self._con.execute(
+                f"SELECT DISTINCT game_id FROM ({self._source(day, 'game_id')}) WHERE game_id IS NOT NULL").fetchall()
+        return [(int(m), int(n)) for m, n in minutes], {g for (g,) in games}
+
+    def _outages(self) -> list[Outage]:
+        found = []
+        for day in self.days:
+            files = [str(f) for f in self.store.partition_files("system_event", day)]
+            if files:
+                found += self._con.execute(
+                    f"SELECT DISTINCT epoch_us(start_ts), epoch_us(end_ts) FROM read_parquet({_sql_list(files)}, "
+                    "union_by_name = true) WHERE event_name = 'outage' AND start_ts IS NOT NULL AND end_ts > start_ts"
+                ).fetchall()
+        return [Outage(lo, hi) for lo, hi in sorted(set(found))]
+
+    def batches(self) -> Iterator[list[Frame]]:
+        """The frames in order, deduplicated, a slice's Arrow batch at a time."""
+        dedup = _Dedup()
+        columns = "epoch_us(ts) AS ts, session_id, seq, event_name, raw_json, is_rebuilt"
+        for day, lo, hi in self.slices:
+            with self.store.partition_lock("ws_event", day, shared=True):
+                table = self._con.sql(
+                    f"{self._source(day, columns, f'ts >= make_timestamptz({lo})', f'ts < make_timestamptz({hi})')} "
+                    f"ORDER BY {FIRST_RECEIVED}").to_arrow_table()
+            for batch in table.to_batches():
+                cols = [batch.column(i).to_pylist() for i in range(6)]
+                frames = [Frame(*row) for row in zip(*cols)]
+                yield [f for f in frames if not dedup.seen(f)] if dedup.needed(frames) else dedup.keep(frames)
+
+    def close(self) -> None:
+        self._con.close()
+
+    def describe(self) -> str:
+        days = self.days[0] if len(self.days) == 1 else f"{self.days[0]}..{self.days[-1]} ({len(self.days)} days)"
+        return (f"{days}: {self.frames:,} frames (before dropping redundant sessions' copies), "
+                f"{self.game_count:,} games" + (f", {len(self.outages)} outages" if self.outages else ""))
+
+
+def _sql_list(files: list[str]) -> str:
+    return "[" + ", ".join(map(sql_literal, files)) + "]"
+
+
+def _days_summary(store: Store) -> str:
+    days = store.partition_days("ws_event")
+    if not days:
+        return "none"
+    return ", ".join(days) if len(days) <= 6 else f"{days[0]}..{days[-1]} ({len(days)} days)"
+
+
+def _slices(minutes: list[tuple[int, int]]) -> Iterator[tuple[int, int]]:
+    """Consecutive whole minutes grouped into ranges (µs, end exclusive) of at most SLICE_ROWS frames each."""
+    lo, rows = None, 0
+    for minute, n in minutes:
+        if lo is not None and rows + n > SLICE_ROWS:
+            yield lo, minute * 60 * _US
+            lo, rows = None, 0
+        if lo is None:
+            lo = minute * 60 * _US
+        rows += n
+    if lo is not None:
+        yield lo, (minutes[-1][0] + 1) * 60 * _US
+
+
+class _Dedup:
+    """Drops a frame whose text another session's frame had within DEDUP_WINDOW before it (module docstring).
+
+    The window's frames are always held (a deque: cheap), but their texts are only hashed while the
+    window holds more than one session: a single session's stream, the usual case, costs no hashing.
+    """
+
+    def __init__(self) -> None:
+        self._window: collections.deque[Frame] = collections.deque()
+        self._sessions: collections.Counter[str] = collections.Counter()
+        self._texts: dict[str, Frame] | None = None  # text -> its first frame in the window (several sessions)
+        self._span = int(DEDUP_WINDOW.total_seconds() * _US)
+
+    def needed(self, frames: list[Frame]) -> bool:
+        """Whether any frame of ``frames`` may be another session's copy: more than one session among them and
+        the window."""
+        sessions = {f.session_id for f in frames}
+        if self._window:
+            self._expire(frames[0].ts_us if frames else 0)
+            sessions |= set(self._sessions)
+        return len(sessions) > 1
+
+    def keep(self, frames: list[Frame]) -> list[Frame]:
+        """One session's frames, none a copy: into the window as they are."""
+        if frames:
+            self._window.extend(frames)
+            self._sessions[frames[0].session_id] += len(frames)
+            self._expire(frames[-1].ts_us)
+        return frames
+
+    def seen(self, frame: Frame) -> bool:
+        """Whether ``frame`` is another session's copy of one already kept; else it is kept."""
+        self._expire(frame.ts_us)
+        if self._texts is None:
+            self._texts = {}
+            for f in self._window:
+                self._texts.setdefault(f.raw, f)
+        first = self._texts.get(frame.raw)
+        if first is not None and first.session_id != frame.session_id:
+            return True
+        self._texts.setdefault(frame.raw, frame)
+        self._window.append(frame)
+        self._sessions[frame.session_id] += 1
+        return False
+
+    def _expire(self, now_us: int) -> None:
+        while self._window and self._window[0].ts_us < now_us - self._span:
+            old = self._window.popleft()
+            self._sessions[old.session_id] -= 1
+            if not self._sessions[old.session_id]:
+                del self._sessions[old.session_id]
+            if self._texts is not None and self._texts.get(old.raw) is old:
+                del self._texts[old.raw]
+        if self._texts is not None and len(self._sessions) <= 1:
+            self._texts = None  # one session again: nothing to match
+
+
+class Clock:
+    """Where the replay stands against its schedule: the recorded gaps divided by ``speed``."""
+
+    def __init__(self, speed: float) -> None:
+        if not speed > 0:
+            raise ReplayError(f"speed must be positive, not {speed}")
+        self.speed = speed
+        self._origin: tuple[int, float] | None = None  # (first frame's µs, its monotonic time)
+
+    def delay(self, ts_us: int) -> float:
+        """Seconds to wait before sending the frame received at ``ts_us``."""
+        now = time.monotonic()
+        if self._origin is None:
+            self._origin = (ts_us, now)
+            return 0.0
+        return self._origin[1] + (ts_us - self._origin[0]) / _US / self.speed - now
+
+
+def replay(start: date | str, end: date | str | None = None, games: Iterable[str] | None = None,
+           events: Iterable[str] | None = None, speed: float | None = None,
+           data_dir: Path | str | None = None) -> Iterator[Frame]:
+    """The stored frames of days ``start``..``end`` (``YYYY-MM-DD`` or dates), in the server's order.
+
+    ``games`` / ``events``: only frames of these game ids / event names. ``speed``: None as fast as
+    possible, X the recorded gaps divided by X. The store is ``data_dir``, else ``$RUGS_DATA_DIR``.
+    Raises ``ReplayError`` (or ``SchemaVersionError``) at once, before the first frame, for a stretch it cannot
+    play.
+    """
+    source = Replay(start, end, games, events, data_dir)
+    clock = Clock(speed) if speed is not None else None
+    return _frames(source, clock)
+
+
+def _frames(source: Replay, clock: Clock | None) -> Iterator[Frame]:
+    try:
+        for batch in source.batches():
+            if clock is None:
+                yield from batch
+                continue
+            for frame in batch:
+                if (wait := clock.delay(frame.ts_us)) > 0:
+                    time.sleep(wait)
+                yield frame
+    finally:
+        source.close()
+
+
+async def areplay(start: date | str, end: date | str | None = None, games: Iterable[str] | None = None,
+                  events: Iterable[str] | None = None, speed: float | None = None,
+                  data_dir: Path | str | None = None) -> AsyncIterator[Frame]:
+    """``replay`` for asyncio: the same frames; reading runs in a worker thread, pacing sleeps on the loop."""
+    source = await asyncio.to_thread(Replay, start, end, games, events, data_dir)
+    clock = Clock(speed) if speed is not None else None
+    async for batch in abatches(source):
+        for frame in batch:
+            if clock is not None and (wait := clock.delay(frame.ts_us)) > 0:
+                await asyncio.sleep(wait)
+            yield frame
+
+
+async def abatches(source: Replay) -> AsyncIterator[list[Frame]]:
+    """``source.batches()`` read in a worker thread, so the event loop keeps serving meanwhile."""
+    batches = source.batches()
+    try:
+        while (batch := await asyncio.to_thread(next, batches, None)) is not None:
+            yield batch
+    finally:
+        await asyncio.to_thread(batches.close)
+        source.close()
+
+
+__all__ = ["Frame", "Outage", "Replay", "ReplayError", "SchemaVersionError", "areplay", "replay"]

@@ -1,0 +1,167 @@
+"""Replay from the store: ``consumers.replay`` (the reader) and ``rugs-pipeline replay`` (the Socket.IO server).
+
+The reader's tests write ``ws_event`` files as landing writes them (``landing.records_to_table``);
+the server's drive the real CLI with real clients and a real recorder.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib
+import json
+import re
+import subprocess
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+import pytest
+from websockets.asyncio.client import connect
+
+from rugs_pipeline.capture import spool
+from rugs_pipeline.consumers import Frame, ReplayError, areplay, replay
+from rugs_pipeline.feed.protocol import encode_event, encode_open, parse_frame, reply_to, trace_header
+from rugs_pipeline.store import landing
+from rugs_pipeline.store.layout import SchemaVersionError, Store
+from rugs_pipeline.store.versions import fill_typed_columns
+
+from .capture_harness import CLI
+
+# the module: the package's attribute ``replay`` is the function
+replay_module = importlib.import_module("rugs_pipeline.consumers.replay")
+
+DAY = "2025-06-01"
+T0 = int(datetime.fromisoformat(f"{DAY}T10:00:00+00:00").timestamp() * 1e9)
+MS = 1_000_000  # ns
+
+
+def state(game: str, tick: int) -> str:
+    return encode_event("gameStateUpdate", {"gameId": game, "tickCount": tick, "price": 1 + tick / 100, "active": True})
+
+
+def write_session(store: Store, session: str, frames: list[tuple[int, str]], name: str | None = None,
+                  rebuilt: bool = False) -> None:
+    """One landed ws_event file of ``session``: a lifecycle record, then ``frames`` ((ns after T0, text)) received."""
+    records = [spool.SpoolRecord(0, T0 + frames[0][0] - MS, spool.KIND_LIFECYCLE, json.dumps({"event": "connected"}),
+                                 None)]
+    records += [spool.SpoolRecord(i + 1, T0 + at, spool.KIND_FRAME, text, rebuilt=rebuilt)
+                for i, (at, text) in enumerate(frames)]
+    table = fill_typed_columns(landing.records_to_table(spool.SegmentHeader(session, "public_ws"), records))
+    store.ensure_manifest()
+    store.write_partition_file("ws_event", DAY, table, name or f"{session}.parquet")
+
+
+@pytest.fixture()
+def store(tmp_path: Path) -> Store:
+    return Store(tmp_path / "store")
+
+
+def texts(frames) -> list[str]:
+    return [f.raw for f in frames]
+
+
+def test_frames_in_receive_order_byte_exact_without_control_packets_or_lifecycle(store) -> None:
+    traced = encode_event("standard/newTrade", trace_header("a" * 32, "b" * 16), {"id": "t1", "gameId": "g1"})
+    a = [(0, encode_open("sid1")), (1 * MS, "40{\"sid\":\"x\"}"), (2 * MS, "2"), (10 * MS, state("g1", 0)),
+         (30 * MS, traced), (50 * MS, state("g1", 1)), (51 * MS, "not json at all")]
+    b = [(20 * MS, encode_event("newChatMessage", {"message": "hi ünïcode"})), (50 * MS, state("g2", 0))]
+    write_session(store, "s-a", a)
+    write_session(store, "s-b", b)
+    frames = list(replay(DAY, data_dir=store.root))
+    # by receive time, then (session, seq); the OPEN, 40 and ping are the connection's, not the feed's
+    assert texts(frames) == [a[3][1], b[0][1], traced, a[5][1], b[1][1], a[6][1]]
+    first = frames[0]
+    assert (first.session_id, first.seq, first.event_name) == ("s-a", 4, "gameStateUpdate")
+    assert first.ts == datetime.fromtimestamp((T0 + 10 * MS) / 1e9, timezone.utc)
+    assert frames[2].payload == {"id": "t1", "gameId": "g1"}  # the last argument, after the trace header
+    assert frames[1].payload == {"message": "hi ünïcode"} and frames[-1].payload is None
+
+
+def test_payload_is_parsed_only_on_access(store, monkeypatch) -> None:
+    write_session(store, "s", [(i * MS, state("g", i)) for i in range(5)])
+    calls = []
+    real = replay_module.orjson.loads
+    monkeypatch.setattr(replay_module.orjson, "loads", lambda text: calls.append(1) or real(text))
+    frames = list(replay(DAY, data_dir=store.root))
+    assert calls == []
+    assert frames[3].payload["tickCount"] == 3 and frames[3].payload["tickCount"] == 3
+    assert calls == [1]
+
+
+def test_two_sessions_copies_of_a_frame_are_served_once_the_first_received(store) -> None:
+    """Two recorders on one feed: the same texts a few ms apart. Each session's own repeats stay."""
+    feed = [state("g", t) for t in range(6)]
+    repeat = encode_event("rugRoyaleUpdate", {"status": "INACTIVE"})
+    a = [(i * 100 * MS, text) for i, text in enumerate(feed[:4])] + [(400 * MS, repeat), (450 * MS, repeat)]
+    # b joined late (its own on-connect snapshot first), lagging a by 3 ms, and stayed after a stopped
+    b = [(150 * MS, encode_event("gameStateUpdate", {"gameId": "g", "prices": [1.0, 1.01]}))]
+    b += [(i * 100 * MS + 3 * MS, text) for i, text in enumerate(feed) if i >= 2]
+    b = sorted(b + [(403 * MS, repeat), (453 * MS, repeat)])
+    write_session(store, "s-a", a)
+    write_session(store, "s-b", b)
+    frames = list(replay(DAY, data_dir=store.root))
+    assert texts(frames) == [feed[0], feed[1], b[0][1], feed[2], feed[3], repeat, feed[4], repeat, feed[5]]
+    assert [f.session_id for f in frames] == ["s-a", "s-a", "s-b", "s-a", "s-a", "s-a", "s-b", "s-a", "s-b"]
+
+
+def test_same_text_from_another_session_outside_the_window_is_a_new_frame(store) -> None:
+    late = int(replay_module.DEDUP_WINDOW.total_seconds() * 1e9) + MS
+    text = encode_event("rugRoyaleUpdate", {"status": "INACTIVE"})
+    write_session(store, "s-a", [(0, text)])
+    write_session(store, "s-b", [(late, text)])
+    assert [f.session_id for f in replay(DAY, data_dir=store.root)] == ["s-a", "s-b"]
+
+
+def test_filters_by_game_and_event_and_reads_a_long_day_in_slices(store, monkeypatch) -> None:
+    monkeypatch.setattr(replay_module, "SLICE_ROWS", 50)
+    frames = []
+    for minute in range(30):  # 30 minutes of 20 frames: slices of 2 minutes
+        for i in range(20):
+            game = f"g{minute // 10}"
+            frames.append(((minute * 60_000 + i * 100) * MS, state(game, minute * 20 + i)))
+        frames.append(((minute * 60_000 + 5_000) * MS, encode_event("newChatMessage", {"n": minute})))
+    write_session(store, "s", frames, name="a.parquet")
+    source = replay_module.Replay(DAY, data_dir=store.root)
+    assert len(source.slices) == 15 and source.frames == len(frames) == 630 and source.game_count == 3
+    source.close()
+    everything = list(replay(DAY, data_dir=store.root))
+    assert texts(everything) == [t for _, t in sorted(frames)]
+    only = list(replay(DAY, DAY, games=["g1"], events=["gameStateUpdate"], data_dir=store.root))
+    assert len(only) == 200 and {f.payload["gameId"] for f in only} == {"g1"}
+    chat = list(replay(DAY, events=["newChatMessage"], data_dir=store.root))
+    assert [f.payload["n"] for f in chat] == list(range(30))
+
+
+def test_speed_paces_by_the_recorded_gaps(store) -> None:
+    write_session(store, "s", [(0, state("g", 0)), (400 * MS, state("g", 1)), (800 * MS, state("g", 2))])
+    started = time.monotonic()
+    list(replay(DAY, speed=4, data_dir=store.root))  # 0.8 s recorded: 0.2 s at 4x
+    paced = time.monotonic() - started
+    assert paced >= 0.19
+
+
+def test_async_twin_gives_the_same_frames(store) -> None:
+    write_session(store, "s-a", [(i * MS, state("g", i)) for i in range(10)])
+    write_session(store, "s-b", [(i * MS + 1000, state("g", i)) for i in range(5, 15)])
+
+    async def collect() -> list[Frame]:
+        return [f async for f in areplay(DAY, data_dir=store.root)]
+
+    assert texts(asyncio.run(collect())) == texts(replay(DAY, data_dir=store.root))
+    assert len(texts(replay(DAY, data_dir=store.root))) == 15
+
+
+def test_bad_input_is_refused_before_the_first_frame(store) -> None:
+    write_session(store, "s", [(0, state("g", 0))])
+    with pytest.raises(ReplayError, match="no stored frames for 2025-06-02 .*days with frames: 2025-06-01"):
+        replay("2025-06-02", data_dir=store.root)
+    with pytest.raises(ReplayError, match="end day 2025-05-31 is before the start day 2025-06-01"):
+        replay(DAY, "2025-05-31", data_dir=store.root)
+    with pytest.raises(ReplayError, match="no stored frames of game nope"):
+        replay(DAY, games=["nope"], data_dir=store.root)
+    with pytest.raises(ReplayError, match="not a day"):
+        replay("June", data_dir=store.root)
+    manifest = json.loads(store.manifest_path.read_text())
+    store.manifest_path.write_text(json.dumps({**manifest, "version": "2.0.0"}))
+    with pytest.raises(SchemaVersionError, match="'2.0.0' is not readable"):
+        replay(DAY, data_dir=store.root)
