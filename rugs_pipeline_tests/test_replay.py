@@ -9,23 +9,29 @@ from __future__ import annotations
 import asyncio
 import importlib
 import json
+import os
 import re
+import socket
 import subprocess
 import time
 from datetime import datetime, timezone
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
+import pyarrow as pa
 import pytest
 from websockets.asyncio.client import connect
+from websockets.exceptions import ConnectionClosed
 
 from rugs_pipeline.capture import spool
+from rugs_pipeline.capture.importer import import_recordings
 from rugs_pipeline.consumers import Frame, ReplayError, areplay, replay
 from rugs_pipeline.feed.protocol import encode_event, encode_open, parse_frame, reply_to, trace_header
-from rugs_pipeline.store import landing
+from rugs_pipeline.store import landing, schema
 from rugs_pipeline.store.layout import SchemaVersionError, Store
 from rugs_pipeline.store.versions import fill_typed_columns
 
-from .capture_harness import CLI
+from .capture_harness import CLI, Recorder, Sim, land_and_derive, lifecycle
 
 # the module: the package's attribute ``replay`` is the function
 replay_module = importlib.import_module("rugs_pipeline.consumers.replay")
@@ -165,3 +171,145 @@ def test_bad_input_is_refused_before_the_first_frame(store) -> None:
     store.manifest_path.write_text(json.dumps({**manifest, "version": "2.0.0"}))
     with pytest.raises(SchemaVersionError, match="'2.0.0' is not readable"):
         replay(DAY, data_dir=store.root)
+
+
+# --- the server ------------------------------------------------------------------------------------------
+
+ENVELOPE = ("ts", "session_id", "seq", "source")  # what a round trip changes in a derived row (README: Replay)
+
+
+def serve(data: Path, *args: str) -> tuple[subprocess.Popen, str]:
+    """``rugs-pipeline replay`` on a free port over the store ``data``; its URL."""
+    proc = subprocess.Popen([CLI, "replay", "--port", "0", *args], env={**os.environ, "RUGS_DATA_DIR": str(data)},
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    line = proc.stdout.readline()
+    match = re.search(r"(ws://\S+)", line)
+    assert match, f"replay did not start: {line!r} {proc.stderr.read() if not line else ''}"
+    return proc, match.group(1)
+
+
+def refused(data: Path, *args: str) -> str:
+    """The one line a replay that must not start prints; it exits 1 without a traceback."""
+    out = subprocess.run([CLI, "replay", *args], env={**os.environ, "RUGS_DATA_DIR": str(data)},
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == 1 and out.stdout == "", (out.returncode, out.stdout, out.stderr)
+    assert len(out.stderr.strip().splitlines()) == 1 and "Traceback" not in out.stderr, out.stderr
+    return out.stderr.strip()
+
+
+def days_of(data: Path) -> list[str]:
+    return Store(data).partition_days("ws_event")
+
+
+def served(data: Path) -> list[str]:
+    days = days_of(data)
+    return texts(replay(days[0], days[-1], data_dir=data))
+
+
+def rows(table, order: list[str] | None = None) -> list[tuple]:
+    """A derived table's rows without what a round trip changes; received rows only (sent ones are not served)."""
+    names = [n for n in table.column_names if n not in ENVELOPE]
+    out = [tuple(r[n] for n in names) for r in table.to_pylist() if r.get("direction") in ("received", None)]
+    return sorted(out, key=repr) if order else out
+
+
+def round_trip(original: Path, copy: Path) -> dict:
+    """Serve ``original`` with --max, record it into ``copy``, land and derive both; they must agree."""
+    before = land_and_derive(original)
+    days = days_of(original)
+    proc, url = serve(original, "--from", days[0], "--to", days[-1], "--max")
+    recorder = Recorder(url, copy)
+    try:
+        assert proc.wait(timeout=300) == 0, proc.stderr.read()
+        said = proc.stderr.read()
+    finally:
+        assert recorder.stop() == 0, recorder.stderr
+    assert "frames sent" in said and f"replay serving {days[0]}" in said, said
+    disconnected = [r for r in lifecycle(copy) if r["event"] == "disconnected"]
+    assert [r["code"] for r in disconnected] == [1000], disconnected  # closed once, cleanly, after the last frame
+    after = land_and_derive(copy)
+    expected = served(original)
+    assert expected and served(copy) == expected
+    assert {r["is_rebuilt"] for r in after["ws_event"].to_pylist() if r["direction"] == "received"} == {False}
+    ticks = {name: sorted((r["game_id"], r["tick"], r["price"]) for r in t["game_tick"].to_pylist())
+             for name, t in (("before", before), ("after", after))}
+    assert ticks["after"] == ticks["before"]
+    for doc_type in ("player_action", "server_state"):
+        assert rows(after[doc_type]) == rows(before[doc_type]), doc_type
+    return before
+
+
+def test_round_trip_of_a_simulator_recording(tmp_path) -> None:
+    sim = Sim(tmp_path / "sim", "--speed", "10", "--seed", "7")
+    original = tmp_path / "original"
+    try:
+        first = Recorder(sim.url, original)
+        first.wait_acked(frames=500)  # a game or so: ticks, trades, sidebets, a rug, a history
+        assert first.stop() == 0, first.stderr
+    finally:
+        sim.stop()
+    before = round_trip(original, tmp_path / "copy")
+    assert before["game_tick"].num_rows > 50 and len(rows(before["player_action"])) > 5
+    assert len(rows(before["server_state"])) > 5
+
+
+@pytest.mark.parametrize("pattern", ["public_2025-12-06_sandbox.jsonl", "public_2025-12-12_raw.jsonl",
+                                     "cdp_2025-12-15.jsonl", "keysamples_2026-02-06.json"])
+def test_round_trip_of_each_real_recording_imported(real_dir, tmp_path, pattern) -> None:
+    original = tmp_path / "original"
+    eastern = ZoneInfo("America/New_York")
+    import_recordings(sorted(real_dir.glob(pattern)), Store(original).spool_dir,
+                      eastern if pattern.startswith("public") else timezone.utc)
+    Store(original).ensure_manifest()
+    round_trip(original, tmp_path / "copy")
+
+
+def test_a_recorded_outage_is_a_disconnect_with_disconnects(store) -> None:
+    write_session(store, "s", [(0, state("g", 0)), (10 * MS, state("g", 1)),
+                               (60_000 * MS, state("g", 2)), (60_010 * MS, state("g", 3))])
+    outage = schema.conform(pa.table({
+        "ts": pa.array([T0 // 1000 + 60_000_000], pa.timestamp("us", tz="UTC")), "source": ["public_ws"],
+        "doc_type": ["system_event"],
+        "session_id": ["s"], "seq": [9], "event_name": ["outage"], "message": ["connection lost: going away"],
+        "start_ts": pa.array([T0 // 1000 + 10_000], pa.timestamp("us", tz="UTC")),
+        "end_ts": pa.array([T0 // 1000 + 60_000_000], pa.timestamp("us", tz="UTC"))}))
+    store.replace_partition("system_event", DAY, outage)
+    proc, url = serve(store.root, "--from", DAY, "--speed", "1000", "--with-disconnects")
+
+    async def connection() -> tuple[list[str], int | None]:
+        got = []
+        async with connect(url) as ws:
+            try:
+                async for message in ws:
+                    frame = parse_frame(message)
+                    if frame.kind == "event":
+                        got.append(message)
+                    elif (reply := reply_to(frame)) is not None:
+                        await ws.send(reply)
+            except ConnectionClosed:
+                pass
+        return got, ws.close_code
+
+    try:
+        first, second = asyncio.run(connection()), asyncio.run(connection())
+        assert proc.wait(timeout=60) == 0, proc.stderr.read()
+    finally:
+        proc.kill()
+    assert first == ([state("g", 0), state("g", 1)], 1001)  # the outage: a close, not 60 s of silence
+    assert second == ([state("g", 2), state("g", 3)], 1000)  # then the rest, and a clean close
+    assert "1 outages served as disconnects" in proc.stderr.read()
+
+
+def test_bad_input_is_one_line_and_no_traceback(store) -> None:
+    write_session(store, "s", [(0, state("g", 0))])
+    assert "no stored frames for 2025-06-02" in refused(store.root, "--from", "2025-06-02", "--port", "0")
+    assert "no stored frames of game nope" in refused(store.root, "--from", DAY, "--game", "nope", "--port", "0")
+    assert "end day 2025-05-31 is before the start day" in refused(store.root, "--from", DAY, "--to", "2025-05-31")
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        assert f"port {port} on 127.0.0.1 is in use" in refused(store.root, "--from", DAY, "--port", str(port))
+    manifest = json.loads(store.manifest_path.read_text())
+    store.manifest_path.write_text(json.dumps({**manifest, "version": "2.0.0"}))
+    assert "'2.0.0' is not readable" in refused(store.root, "--from", DAY, "--port", "0")
