@@ -209,12 +209,12 @@ def import_(files: tuple[Path, ...], tz) -> None:
 @click.option("--capture-frames", default=50_000, show_default=True, type=int, help="Frames the capture figure sends.")
 @click.option("--query-frames", default=250_000, show_default=True, type=int,
               help="Frames per day of the 30 days the query figure reads.")
-@click.option("--only", multiple=True, type=click.IntRange(1, 6), help="Measure only this figure (repeatable).")
+@click.option("--only", multiple=True, type=click.IntRange(1, 8), help="Measure only this figure (repeatable).")
 @click.option("--work", type=click.Path(path_type=Path), help="Scratch folder (default beside the cache).")
 @click.option("--keep", is_flag=True, help="Keep the scratch data of this run.")
 def bench(frames: int, seed: int, capture_frames: int, query_frames: int, only: tuple[int, ...], work: Path | None,
           keep: bool) -> None:
-    """Measure the pipeline on a synthetic day: six figures, each beside its goal.
+    """Measure the pipeline on a synthetic day: eight figures, each beside its goal.
 
     The day is built from the simulator once and cached in $RUGS_BENCH_CACHE
     (default ~/.cache/rugs_pipeline/bench); a 1M-frame day takes ~5 GB there.
@@ -222,7 +222,7 @@ def bench(frames: int, seed: int, capture_frames: int, query_frames: int, only: 
     from rugs_pipeline.bench.run import Options, run
 
     options = Options(frames=frames, seed=seed, capture_frames=capture_frames, query_frames=query_frames,
-                      work=work, keep=keep, only=set(only) or {1, 2, 3, 4, 5, 6})
+                      work=work, keep=keep, only=set(only) or set(range(1, 9)))
     run(options, console)
 
 

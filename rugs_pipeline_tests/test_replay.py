@@ -19,6 +19,7 @@ from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
@@ -313,3 +314,19 @@ def test_bad_input_is_one_line_and_no_traceback(store) -> None:
     manifest = json.loads(store.manifest_path.read_text())
     store.manifest_path.write_text(json.dumps({**manifest, "version": "2.0.0"}))
     assert "'2.0.0' is not readable" in refused(store.root, "--from", DAY, "--port", "0")
+
+
+def test_a_compaction_between_two_slices_loses_and_repeats_nothing(store, monkeypatch) -> None:
+    monkeypatch.setattr(replay_module, "SLICE_ROWS", 10)
+    write_session(store, "s-a", [(minute * 60_000 * MS, state("g", minute)) for minute in range(0, 20, 2)])
+    write_session(store, "s-b", [(minute * 60_000 * MS, state("g", minute)) for minute in range(1, 20, 2)])
+    frames = replay(DAY, data_dir=store.root)
+    got = [next(frames).raw]
+    # as compaction leaves a day: one merged file in place of the listed ones
+    folder = store.partition_dir("ws_event", DAY)
+    merged = pa.concat_tables([pq.read_table(f) for f in sorted(folder.glob("*.parquet"))])
+    store.write_partition_file("ws_event", DAY, merged, "20250601_c0001-0.parquet")
+    for f in folder.glob("s-*.parquet"):
+        f.unlink()
+    got += [f.raw for f in frames]
+    assert got == [state("g", minute) for minute in range(20)]

@@ -17,11 +17,12 @@ Socket.IO server (``feed/replay_server.py``). Invariants:
   A session repeating its own text is the server sending it twice, and is kept. The window is the
   only state, so memory stays bounded.
 - **Bounded memory.** A day is read in slices of whole minutes holding at most ~``SLICE_ROWS`` frames,
-  each one DuckDB query whose filters (event names, games, the slice's time range) reach the Parquet
-  reader, which skips row groups by their statistics; days are chosen by the ``date=`` partition folder.
-  Memory depends on the slice, never on the day (a minute busier than a slice is one slice).
-  Each slice lists its day's files afresh under the partition's shared lock, so a compaction between
-  two slices (which keeps every row) is never seen half-done.
+  each one DuckDB query over the files whose receive times overlap the slice, whose filters (event
+  names, games, the slice's time range) reach the Parquet reader, which skips row groups by their
+  statistics; days are chosen by the ``date=`` partition folder. Memory depends on the slice, never on
+  the day (a minute busier than a slice is one slice). Queries hold the partition's shared lock; a
+  compaction between two slices (which keeps every row) makes a listed file vanish, and the day's
+  files are then listed again.
 - **Pacing.** ``speed=None``: as fast as the reader goes. ``speed=X``: the recorded gap before each
   frame divided by X, kept against an absolute schedule. A recorded outage is a gap like any other:
   silence of its length (over X). ``Replay.outages`` lists the store's ``system_event`` outages, for
@@ -33,14 +34,17 @@ from __future__ import annotations
 import asyncio
 import collections
 import time
-from collections.abc import AsyncIterator, Iterable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
 import duckdb
+import numpy as np
 import orjson
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from rugs_pipeline import config
 from rugs_pipeline.derive.games import FIRST_RECEIVED
@@ -144,10 +148,14 @@ class Replay:
         self._con = self.store.duckdb()
         self._con.execute("SET TimeZone = 'UTC'")
         self._con.execute("SET enable_progress_bar = false")
+        # each slice's query reads the day's file footers again (thousands of files on a day as landed)
+        self._con.execute("SET parquet_metadata_cache = true")
         self.slices: list[tuple[str, int, int]] = []  # (day, first µs, end µs): the queries, in order
+        self._files: dict[str, list[tuple[str, int | None, int | None]]] = {}  # day -> (file, its ts range)
         self.frames = 0
         seen_games: set[str] = set()
         for day in self.days:
+            self._files[day] = self._list(day)
             minutes, games_of_day = self._plan(day)
             self.frames += sum(n for _, n in minutes)
             seen_games |= games_of_day
@@ -171,24 +179,48 @@ class Replay:
             conds.append(f"game_id IN ({', '.join(map(sql_literal, self.games))})")
         return " AND ".join(conds)
 
-    def _source(self, day: str, columns: str, *conditions: str) -> str:
-        """SQL: ``columns`` of the day's frames meeting ``conditions`` too, the day's files listed now."""
-        files = [str(f) for f in self.store.partition_files("ws_event", day)]
+    def _list(self, day: str) -> list[tuple[str, int | None, int | None]]:
+        """The day's files, each with the range of its receive times (from its footer's statistics)."""
+        with self.store.partition_lock("ws_event", day, shared=True):
+            files = [str(f) for f in self.store.partition_files("ws_event", day)]
+            spans = dict(((f, (lo, hi)) for f, lo, hi in self._con.execute(
+                "SELECT file_name, epoch_us(min(stats_min_value::TIMESTAMPTZ)), epoch_us(max(stats_max_value::TIMESTAMPTZ)) "
+                f"FROM parquet_metadata({_sql_list(files)}) WHERE path_in_schema = 'ts' GROUP BY file_name").fetchall())
+                          if files else ())
+        return [(f, *spans.get(f, (None, None))) for f in files]
+
+    def _source(self, day: str, columns: str, lo: int | None = None, hi: int | None = None) -> str:
+        """SQL: ``columns`` of the day's frames (received from ``lo`` to before ``hi``, µs), in the files' order.
+
+        Only the files whose receive times overlap the range are named: a day as landed has thousands.
+        """
+        files = [f for f, first, last in self._files[day]
+                 if lo is None or first is None or (first < hi and last >= lo)]
         if not files:
             return f"SELECT {columns} FROM (SELECT NULL::TIMESTAMPTZ AS ts) WHERE false"
+        conditions = [self._where()]
+        if lo is not None:
+            conditions += [f"ts >= make_timestamptz({lo})", f"ts < make_timestamptz({hi})"]
         # by name: a day part-way through a migration holds files of two versions (the columns read are 1.0.0's)
         return (f"SELECT {columns} FROM read_parquet({_sql_list(files)}, hive_partitioning = false, "
-                f"union_by_name = true) WHERE {' AND '.join([self._where(), *conditions])}")
+                f"union_by_name = true) WHERE {' AND '.join(conditions)}")
+
+    def _query(self, day: str, sql: Callable[[], str]) -> pa.Table:
+        """Run ``sql()`` over the day's files; listed again, once, when one has gone (a compaction swapped them)."""
+        try:
+            with self.store.partition_lock("ws_event", day, shared=True):
+                return self._con.sql(sql()).to_arrow_table()
+        except duckdb.IOException:
+            self._files[day] = self._list(day)
+            with self.store.partition_lock("ws_event", day, shared=True):
+                return self._con.sql(sql()).to_arrow_table()
 
     def _plan(self, day: str) -> tuple[list[tuple[int, int]], set[str]]:
-        """The day's frames per minute (only the columns filtered on are read), and its games."""
-        with self.store.partition_lock("ws_event", day, shared=True):
-            minutes = self._con.execute(
-                f"SELECT epoch_us(ts) // 60000000 AS m, count(*) FROM ({self._source(day, 'ts')}) GROUP BY m ORDER BY m"
-            ).fetchall()
-            games = self._con.execute(
-                f"SELECT DISTINCT game_id FROM ({self._source(day, 'game_id')}) WHERE game_id IS NOT NULL").fetchall()
-        return [(int(m), int(n)) for m, n in minutes], {g for (g,) in games}
+        """The day's frames per minute and its games (only the columns filtered on are read)."""
+        rows = self._query(day, lambda: f"SELECT epoch_us(ts) // 60000000 AS m, count(*) AS n, "
+                           f"list(DISTINCT game_id) FILTER (WHERE game_id IS NOT NULL) AS games FROM ({self._source(day, 'ts, game_id')}) "
+                           "GROUP BY m ORDER BY m").to_pylist()
+        return [(r["m"], r["n"]) for r in rows], {g for r in rows for g in r["games"] or ()}
 
     def _outages(self) -> list[Outage]:
         found = []
@@ -206,10 +238,12 @@ class Replay:
         dedup = _Dedup()
         columns = "epoch_us(ts) AS ts, session_id, seq, event_name, raw_json, is_rebuilt"
         for day, lo, hi in self.slices:
-            with self.store.partition_lock("ws_event", day, shared=True):
-                table = self._con.sql(
-                    f"{self._source(day, columns, f'ts >= make_timestamptz({lo})', f'ts < make_timestamptz({hi})')} "
-                    f"ORDER BY {FIRST_RECEIVED}").to_arrow_table()
+            table = self._query(day, lambda: self._source(day, columns, lo, hi))
+            # the files' order is mostly the order wanted already (one session's segments, in turn): sort the
+            # keys, and move the rows (their text) only when that is not so
+            order = pc.sort_indices(table, [(key, "ascending") for key in FIRST_RECEIVED.split(", ")])
+            if not np.array_equal(order.to_numpy(), np.arange(len(table))):
+                table = table.take(order)
             for batch in table.to_batches():
                 cols = [batch.column(i).to_pylist() for i in range(6)]
                 frames = [Frame(*row) for row in zip(*cols)]
