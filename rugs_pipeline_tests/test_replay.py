@@ -129,7 +129,10 @@ def test_filters_by_game_and_event_and_reads_a_long_day_in_slices(store, monkeyp
         frames.append(((minute * 60_000 + 5_000) * MS, encode_event("newChatMessage", {"n": minute})))
     write_session(store, "s", frames, name="a.parquet")
     source = replay_module.Replay(DAY, data_dir=store.root)
-    assert len(source.slices) == 15 and source.frames == len(frames) == 630 and source.game_count == 3
+    # planned from the footers (no rows read): slices of whole minutes, none over SLICE_ROWS
+    per_slice = [sum(lo <= (T0 + at) // 1000 < hi for at, _ in frames) for _, lo, hi in source.slices]
+    assert sum(per_slice) == 630 and max(per_slice) <= 50 and len(per_slice) <= 16
+    assert source.describe() == f"{DAY}: 630 frames (before dropping redundant sessions' copies), 3 games"
     source.close()
     everything = list(replay(DAY, data_dir=store.root))
     assert texts(everything) == [t for _, t in sorted(frames)]

@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import math
 import time
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator
 from dataclasses import dataclass
@@ -55,6 +56,7 @@ DEDUP_WINDOW = timedelta(seconds=10)  # two sessions' copies of one frame arrive
 # Engine.IO / Socket.IO packets of the connection itself, not the feed: a replay has its own
 CONTROL_KINDS = ("open", "close", "ping", "pong", "upgrade", "noop", "connect", "disconnect", "connect_error")
 _US = 1_000_000
+_MINUTE = 60 * _US
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 
 
@@ -151,23 +153,21 @@ class Replay:
         # each slice's query reads the day's file footers again (thousands of files on a day as landed)
         self._con.execute("SET parquet_metadata_cache = true")
         self.slices: list[tuple[str, int, int]] = []  # (day, first µs, end µs): the queries, in order
-        self._files: dict[str, list[tuple[str, int | None, int | None]]] = {}  # day -> (file, its ts range)
-        self.frames = 0
-        seen_games: set[str] = set()
+        self._files: dict[str, list[_File]] = {}
         for day in self.days:
             self._files[day] = self._list(day)
-            minutes, games_of_day = self._plan(day)
-            self.frames += sum(n for _, n in minutes)
-            seen_games |= games_of_day
-            self.slices += [(day, lo, hi) for lo, hi in _slices(minutes)]
-        self.game_count = len(seen_games)
+            self.slices += [(day, lo, hi) for lo, hi in _slices(_minutes(self._files[day], day))]
         span = f"{first}" if first == last else f"{first}..{last}"
-        if unknown := [g for g in self.games if g not in seen_games]:
-            raise ReplayError(f"no stored frames of game {', '.join(unknown)} in {span} ({self.store.root})")
-        if not self.frames:
+        if not any(self._query(day, lambda d=day: f"{self._source(d, 'ts')} LIMIT 1").num_rows for day in self.days):
             what = f" of event {', '.join(self.events)}" if self.events else ""
+            what += f" of game {', '.join(self.games)}" if self.games else ""
             raise ReplayError(f"no stored frames{what} for {span} in {self.store.root}: "
                               f"days with frames: {_days_summary(self.store)}")
+        if self.games:
+            seen = {g for day in self.days for g in self._query(
+                day, lambda d=day: f"SELECT DISTINCT game_id FROM ({self._source(d, 'game_id')})")["game_id"].to_pylist()}
+            if unknown := [g for g in self.games if g not in seen]:
+                raise ReplayError(f"no stored frames of game {', '.join(unknown)} in {span} ({self.store.root})")
         self.outages = self._outages()
 
     def _where(self) -> str:
@@ -179,23 +179,25 @@ class Replay:
             conds.append(f"game_id IN ({', '.join(map(sql_literal, self.games))})")
         return " AND ".join(conds)
 
-    def _list(self, day: str) -> list[tuple[str, int | None, int | None]]:
-        """The day's files, each with the range of its receive times (from its footer's statistics)."""
+    def _list(self, day: str) -> list[_File]:
+        """The day's files, with their row groups' sizes and receive times (footers only: no rows read)."""
         with self.store.partition_lock("ws_event", day, shared=True):
             files = [str(f) for f in self.store.partition_files("ws_event", day)]
-            spans = dict(((f, (lo, hi)) for f, lo, hi in self._con.execute(
-                "SELECT file_name, epoch_us(min(stats_min_value::TIMESTAMPTZ)), epoch_us(max(stats_max_value::TIMESTAMPTZ)) "
-                f"FROM parquet_metadata({_sql_list(files)}) WHERE path_in_schema = 'ts' GROUP BY file_name").fetchall())
-                          if files else ())
-        return [(f, *spans.get(f, (None, None))) for f in files]
+            groups = self._con.execute(
+                "SELECT file_name, row_group_num_rows, epoch_us(stats_min_value::TIMESTAMPTZ), "
+                f"epoch_us(stats_max_value::TIMESTAMPTZ) FROM parquet_metadata({_sql_list(files)}) "
+                "WHERE path_in_schema = 'ts' ORDER BY file_name, row_group_id").fetchall() if files else []
+        found: dict[str, list[tuple[int, int | None, int | None]]] = {f: [] for f in files}
+        for name, rows, lo, hi in groups:
+            found[name].append((rows, lo, hi))
+        return [_File(f, tuple(g)) for f, g in found.items()]
 
     def _source(self, day: str, columns: str, lo: int | None = None, hi: int | None = None) -> str:
         """SQL: ``columns`` of the day's frames (received from ``lo`` to before ``hi``, µs), in the files' order.
 
         Only the files whose receive times overlap the range are named: a day as landed has thousands.
         """
-        files = [f for f, first, last in self._files[day]
-                 if lo is None or first is None or (first < hi and last >= lo)]
+        files = [f.path for f in self._files[day] if lo is None or f.overlaps(lo, hi)]
         if not files:
             return f"SELECT {columns} FROM (SELECT NULL::TIMESTAMPTZ AS ts) WHERE false"
         conditions = [self._where()]
@@ -215,12 +217,6 @@ class Replay:
             with self.store.partition_lock("ws_event", day, shared=True):
                 return self._con.sql(sql()).to_arrow_table()
 
-    def _plan(self, day: str) -> tuple[list[tuple[int, int]], set[str]]:
-        """The day's frames per minute and its games (only the columns filtered on are read)."""
-        rows = self._query(day, lambda: f"SELECT epoch_us(ts) // 60000000 AS m, count(*) AS n, "
-                           f"list(DISTINCT game_id) FILTER (WHERE game_id IS NOT NULL) AS games FROM ({self._source(day, 'ts, game_id')}) "
-                           "GROUP BY m ORDER BY m").to_pylist()
-        return [(r["m"], r["n"]) for r in rows], {g for r in rows for g in r["games"] or ()}
 
     def _outages(self) -> list[Outage]:
         found = []
@@ -253,9 +249,16 @@ class Replay:
         self._con.close()
 
     def describe(self) -> str:
+        """What is served: days, frames and games (counted: the only whole read of the columns filtered on)."""
+        frames, games = 0, set()
+        for day in self.days:
+            row = self._query(day, lambda d=day: f"SELECT count(*) AS n, list(DISTINCT game_id) AS games "
+                              f"FROM ({self._source(d, 'game_id')})").to_pylist()[0]
+            frames += row["n"]
+            games |= {g for g in row["games"] or () if g is not None}
         days = self.days[0] if len(self.days) == 1 else f"{self.days[0]}..{self.days[-1]} ({len(self.days)} days)"
-        return (f"{days}: {self.frames:,} frames (before dropping redundant sessions' copies), "
-                f"{self.game_count:,} games" + (f", {len(self.outages)} outages" if self.outages else ""))
+        return (f"{days}: {frames:,} frames (before dropping redundant sessions' copies), {len(games):,} games"
+                + (f", {len(self.outages)} outages" if self.outages else ""))
 
 
 def _sql_list(files: list[str]) -> str:
@@ -269,18 +272,44 @@ def _days_summary(store: Store) -> str:
     return ", ".join(days) if len(days) <= 6 else f"{days[0]}..{days[-1]} ({len(days)} days)"
 
 
+@dataclass(frozen=True)
+class _File:
+    path: str
+    groups: tuple[tuple[int, int | None, int | None], ...]  # each row group's (rows, first µs, last µs)
+
+    def overlaps(self, lo: int, hi: int) -> bool:
+        """Whether the file may hold a row received from ``lo`` to before ``hi`` (µs)."""
+        return any(first is None or (first < hi and last >= lo) for rows, first, last in self.groups if rows)
+
+
+def _minutes(files: list[_File], day: str) -> list[tuple[int, int]]:
+    """Estimated rows per minute of the day: each row group's rows spread evenly over its minutes (a row group
+    without statistics over the whole day). Rows, not frames: the slices are a little smaller than SLICE_ROWS."""
+    whole_day = int(datetime.fromisoformat(day).replace(tzinfo=timezone.utc).timestamp()) * _US
+    per: collections.Counter[int] = collections.Counter()
+    for f in files:
+        for rows, first, last in f.groups:
+            if not rows:
+                continue
+            lo, hi = (first, last) if first is not None else (whole_day, whole_day + 86_400 * _US - 1)
+            minutes = range(lo // _MINUTE, hi // _MINUTE + 1)
+            for m in minutes:
+                per[m] += rows / len(minutes)
+    return [(m, math.ceil(n)) for m, n in sorted(per.items())]
+
+
 def _slices(minutes: list[tuple[int, int]]) -> Iterator[tuple[int, int]]:
     """Consecutive whole minutes grouped into ranges (µs, end exclusive) of at most SLICE_ROWS frames each."""
     lo, rows = None, 0
     for minute, n in minutes:
         if lo is not None and rows + n > SLICE_ROWS:
-            yield lo, minute * 60 * _US
+            yield lo, minute * _MINUTE
             lo, rows = None, 0
         if lo is None:
-            lo = minute * 60 * _US
+            lo = minute * _MINUTE
         rows += n
     if lo is not None:
-        yield lo, (minutes[-1][0] + 1) * 60 * _US
+        yield lo, (minutes[-1][0] + 1) * _MINUTE
 
 
 class _Dedup:
