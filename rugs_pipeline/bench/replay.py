@@ -38,14 +38,23 @@ class ServerResult:
 @dataclass(frozen=True)
 class ReaderResult:
     frames: int
-    reader: Measured  # value: frames read
+    reader: Measured  # value: read_all's (frames, resident bytes once imported, peak resident bytes)
     orjson_s: float
     orjson_frames: int
     small: Measured  # the reader on the small day
 
     @property
     def reader_rate(self) -> float:
-        return self.reader.value / self.reader.seconds
+        return self.reader.value[0] / self.reader.seconds
+
+    @staticmethod
+    def peak(run: Measured) -> int:
+        return run.value[2]
+
+    @staticmethod
+    def growth(run: Measured) -> int:
+        """Peak resident memory over what the process held once its imports were done."""
+        return run.value[2] - run.value[1]
 
     @property
     def orjson_rate(self) -> float:
@@ -81,8 +90,20 @@ def measure_reader(day: SyntheticDay, work: Path) -> ReaderResult:
     return ReaderResult(day.frames, reader, parse_s, parsed, isolated(read_all, small.root))
 
 
-def read_all(root: Path) -> int:
-    """Every frame of the day through ``consumers.replay``, as fast as it goes, each one's text in hand; the count."""
+def read_all(root: Path) -> tuple[int, int, int]:
+    """Every frame of the day through ``consumers.replay``, as fast as it goes, each one's text in hand: (frames,
+    resident bytes once imported, peak resident bytes)."""
     from rugs_pipeline.consumers import replay
 
-    return sum(1 for frame in replay(DAY, data_dir=root) if frame.raw)
+    imported = _memory("VmRSS")
+    return sum(1 for frame in replay(DAY, data_dir=root) if frame.raw), imported, _memory("VmHWM")
+
+
+def _memory(field: str) -> int:
+    """This process's ``VmRSS`` (now) or ``VmHWM`` (peak) in bytes. Not getrusage's ru_maxrss: Linux keeps that
+    across exec, so a spawned process starts with the peak of the process it was forked from."""
+    with open("/proc/self/status") as fh:
+        for line in fh:
+            if line.startswith(field + ":"):
+                return int(line.split()[1]) * 1024
+    raise RuntimeError(f"no {field} in /proc/self/status")

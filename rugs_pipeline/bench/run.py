@@ -171,10 +171,11 @@ def _replay_reader(day: synth.SyntheticDay, work: Path, progress: Progress) -> F
     progress.advance(t)
     return Figure(
         8, "replay read",
-        f"consumers.replay over the day as landed: {r.reader.value:,} frames in {r.reader.seconds:.1f} s = "
+        f"consumers.replay over the day as landed: {r.reader.value[0]:,} frames in {r.reader.seconds:.1f} s = "
         f"{r.reader_rate:,.0f} frames/s = {r.ratio:.2f}x a bare orjson.loads loop over its {r.orjson_frames:,} event "
-        f"frames ({r.orjson_rate:,.0f} frames/s, one core); peak memory {r.reader.peak_rss / MIB:,.0f} MiB on the "
-        f"day, {r.small.peak_rss / MIB:,.0f} MiB on a day of {r.small.value:,} frames",
+        f"frames ({r.orjson_rate:,.0f} frames/s, one core); peak memory {r.peak(r.reader) / MIB:,.0f} MiB "
+        f"({r.growth(r.reader) / MIB:,.0f} MiB over the imports) on the day, {r.peak(r.small) / MIB:,.0f} MiB "
+        f"({r.growth(r.small) / MIB:,.0f} MiB) on a day of {r.small.value[0]:,} frames",
         ">= 3x orjson.loads", r.ratio >= 3.0)
 
 

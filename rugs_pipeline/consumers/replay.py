@@ -46,6 +46,7 @@ import numpy as np
 import orjson
 import pyarrow as pa
 import pyarrow.compute as pc
+import pyarrow.parquet as pq
 
 from rugs_pipeline import config
 from rugs_pipeline.derive.games import FIRST_RECEIVED
@@ -158,7 +159,7 @@ class Replay:
             self._files[day] = self._list(day)
             self.slices += [(day, lo, hi) for lo, hi in _slices(_minutes(self._files[day], day))]
         span = f"{first}" if first == last else f"{first}..{last}"
-        if not any(self._query(day, lambda d=day: f"{self._source(d, 'ts')} LIMIT 1").num_rows for day in self.days):
+        if not any(self._has_frames(day) for day in self.days):
             what = f" of event {', '.join(self.events)}" if self.events else ""
             what += f" of game {', '.join(self.games)}" if self.games else ""
             raise ReplayError(f"no stored frames{what} for {span} in {self.store.root}: "
@@ -182,22 +183,19 @@ class Replay:
     def _list(self, day: str) -> list[_File]:
         """The day's files, with their row groups' sizes and receive times (footers only: no rows read)."""
         with self.store.partition_lock("ws_event", day, shared=True):
-            files = [str(f) for f in self.store.partition_files("ws_event", day)]
-            groups = self._con.execute(
-                "SELECT file_name, row_group_num_rows, epoch_us(stats_min_value::TIMESTAMPTZ), "
-                f"epoch_us(stats_max_value::TIMESTAMPTZ) FROM parquet_metadata({_sql_list(files)}) "
-                "WHERE path_in_schema = 'ts' ORDER BY file_name, row_group_id").fetchall() if files else []
-        found: dict[str, list[tuple[int, int | None, int | None]]] = {f: [] for f in files}
-        for name, rows, lo, hi in groups:
-            found[name].append((rows, lo, hi))
-        return [_File(f, tuple(g)) for f, g in found.items()]
+            # a footer at a time: they hold the statistics of every column (a state frame's text is its own min/max),
+            # so reading a landed day's thousands at once would hold them all
+            return [_File(str(f), _row_groups(pq.read_metadata(str(f), filesystem=self.store.filesystem)))
+                    for f in self.store.partition_files("ws_event", day)]
 
-    def _source(self, day: str, columns: str, lo: int | None = None, hi: int | None = None) -> str:
-        """SQL: ``columns`` of the day's frames (received from ``lo`` to before ``hi``, µs), in the files' order.
+    def _source(self, day: str, columns: str, lo: int | None = None, hi: int | None = None,
+                only: str | None = None) -> str:
+        """SQL: ``columns`` of the day's frames (received from ``lo`` to before ``hi``, µs; of file ``only``), in
+        the files' order.
 
         Only the files whose receive times overlap the range are named: a day as landed has thousands.
         """
-        files = [f.path for f in self._files[day] if lo is None or f.overlaps(lo, hi)]
+        files = [f.path for f in self._files[day] if (lo is None or f.overlaps(lo, hi)) and only in (None, f.path)]
         if not files:
             return f"SELECT {columns} FROM (SELECT NULL::TIMESTAMPTZ AS ts) WHERE false"
         conditions = [self._where()]
@@ -206,6 +204,14 @@ class Replay:
         # by name: a day part-way through a migration holds files of two versions (the columns read are 1.0.0's)
         return (f"SELECT {columns} FROM read_parquet({_sql_list(files)}, hive_partitioning = false, "
                 f"union_by_name = true) WHERE {' AND '.join(conditions)}")
+
+    def _has_frames(self, day: str) -> bool:
+        """Whether the day holds a frame to serve: its files one at a time, the first usually answering (a query
+        over all of a landed day's thousands of files at once would open them all)."""
+        for f in list(self._files[day]):  # (a file a compaction took away meanwhile holds nothing)
+            if self._query(day, lambda: f"{self._source(day, 'ts', only=f.path)} LIMIT 1").num_rows:
+                return True
+        return False
 
     def _query(self, day: str, sql: Callable[[], str]) -> pa.Table:
         """Run ``sql()`` over the day's files; listed again, once, when one has gone (a compaction swapped them)."""
@@ -280,6 +286,24 @@ class _File:
     def overlaps(self, lo: int, hi: int) -> bool:
         """Whether the file may hold a row received from ``lo`` to before ``hi`` (µs)."""
         return any(first is None or (first < hi and last >= lo) for rows, first, last in self.groups if rows)
+
+
+def _row_groups(meta: pq.FileMetaData) -> tuple[tuple[int, int | None, int | None], ...]:
+    """Each row group's (rows, first receive time µs, last), the times None without statistics."""
+    ts = meta.schema.to_arrow_schema().get_field_index("ts")
+    out = []
+    for g in range(meta.num_row_groups):
+        group = meta.row_group(g)
+        stats = group.column(ts).statistics if ts >= 0 else None
+        if stats is not None and stats.has_min_max:
+            out.append((group.num_rows, _micros(stats.min), _micros(stats.max)))
+        else:
+            out.append((group.num_rows, None, None))
+    return tuple(out)
+
+
+def _micros(value: datetime) -> int:
+    return (value - _EPOCH) // timedelta(microseconds=1)
 
 
 def _minutes(files: list[_File], day: str) -> list[tuple[int, int]]:
