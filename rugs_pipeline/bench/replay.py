@@ -6,8 +6,8 @@
   rate of each counts.
 - Reader: ``consumers.replay`` over the whole day as landed, against ``orjson.loads`` over the
   day's event frames (``derivation.orjson_loop``: the parse alone, read beforehand). Each in a
-  fresh process; the reader's peak memory (imports included) on the day and on a day of a
-  hundredth of its frames.
+  fresh process; the reader's peak memory (imports included) on the day and on its first
+  ``SMALL_FRAMES`` frames.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from rugs_pipeline.bench.measure import Measured, isolated
 from rugs_pipeline.bench.synth import DAY, SyntheticDay
 
 ROUNDS = capture.ROUNDS
-SMALL_SHARE = 0.01  # the small day of the memory comparison: 10k frames beside a 1M-frame day
+SMALL_FRAMES = 10_000  # the small day of the memory comparison (beside the bench's 1M-frame day)
 
 
 @dataclass(frozen=True)
@@ -84,7 +84,7 @@ def measure_reader(day: SyntheticDay, work: Path) -> ReaderResult:
 
     work.mkdir(parents=True, exist_ok=True)
     whole = day.landed_copy(work / "whole")
-    small = day.landed_copy(work / "small", max(1, int(day.frames * SMALL_SHARE)))
+    small = day.landed_copy(work / "small", min(day.frames, SMALL_FRAMES))
     parse_s, parsed, _ = isolated(derivation.orjson_loop, day.files()).value
     reader = isolated(read_all, whole.root)
     return ReaderResult(day.frames, reader, parse_s, parsed, isolated(read_all, small.root))

@@ -151,8 +151,6 @@ class Replay:
         self._con = self.store.duckdb()
         self._con.execute("SET TimeZone = 'UTC'")
         self._con.execute("SET enable_progress_bar = false")
-        # each slice's query reads the day's file footers again (thousands of files on a day as landed)
-        self._con.execute("SET parquet_metadata_cache = true")
         self.slices: list[tuple[str, int, int]] = []  # (day, first µs, end µs): the queries, in order
         self._files: dict[str, list[_File]] = {}
         for day in self.days:
