@@ -26,7 +26,8 @@ from websockets.exceptions import ConnectionClosed
 
 from rugs_pipeline.capture import spool
 from rugs_pipeline.capture.importer import import_recordings
-from rugs_pipeline.consumers import Frame, ReplayError, areplay, replay
+from rugs_pipeline.consumers import Frame, Replay, ReplayError, areplay, replay
+from rugs_pipeline.consumers.replay_server import ReplayConfig, ReplayServer
 from rugs_pipeline.feed.protocol import encode_event, encode_open, parse_frame, reply_to, trace_header
 from rugs_pipeline.store import landing, schema
 from rugs_pipeline.store.layout import SchemaVersionError, Store
@@ -333,3 +334,37 @@ def test_a_compaction_between_two_slices_loses_and_repeats_nothing(store, monkey
         f.unlink()
     got += [f.raw for f in frames]
     assert got == [state("g", minute) for minute in range(20)]
+
+
+def test_a_client_that_stops_reading_holds_the_max_replay_back(store) -> None:
+    """Back-pressure: with --max, a client reading nothing stops the feed after a bounded amount (the outbox,
+    the socket's buffers), rather than the day piling up in the replay's memory; then it gets every frame."""
+    padding = "x" * 12_000
+    frames = [(i * MS, encode_event("gameStateUpdate", {"gameId": "g", "tickCount": i, "pad": padding}))
+              for i in range(4_000)]  # 48 MB of text
+    write_session(store, "s", frames)
+
+    async def scenario() -> tuple[list[str], int]:
+        server = ReplayServer(Replay(DAY, data_dir=store.root), ReplayConfig(speed=None))
+        await server.start()
+        feed = asyncio.create_task(server.run())
+        got: list[str] = []
+        async with connect(server.url, max_size=None, compression=None) as ws:  # the text as is: 48 MB
+            async for message in ws:  # the handshake, then the first frame
+                if message.startswith("0"):
+                    await ws.send("40")
+                elif message.startswith("42"):
+                    got.append(message)
+                    break
+            await asyncio.sleep(2)  # reading nothing
+            held_back = server.frames_sent
+            async for message in ws:
+                if message.startswith("42"):
+                    got.append(message)
+        await feed
+        await server.stop()
+        return got, held_back
+
+    got, held_back = asyncio.run(scenario())
+    assert got == [text for _, text in frames]
+    assert held_back < len(frames) / 2, f"{held_back} of {len(frames)} frames sent to a client that read none"

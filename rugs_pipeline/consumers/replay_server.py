@@ -6,7 +6,8 @@ once. Invariants:
 
 - Nothing is read or served before the first client has completed its handshake; frames go to every
   client connected at the time (a broadcast, like the real feed), and a client connecting later
-  joins the feed where it is.
+  joins the feed where it is. Paced, the feed runs on while no client is connected (as the real one
+  does); under ``--max`` it waits for one.
 - Pacing: the recorded gaps divided by ``speed``; ``speed=None`` (``--max``) sends as fast as the
   slowest client takes them. Memory stays bounded either way: each client's outbox holds at most
   ``OUTBOX_FRAMES`` feed frames (the feed waits for room), and websockets holds at most its write
@@ -151,7 +152,9 @@ class ReplayServer:
         await self._finish()
 
     async def _send(self, frame: Frame) -> None:
-        if self.clock is not None and (wait := self.clock.delay(frame.ts_us)) > 0:
+        if self.clock is None:
+            await self._connected.wait()  # as fast as the clients take them: none connected takes none
+        elif (wait := self.clock.delay(frame.ts_us)) > 0:
             await asyncio.sleep(wait)
         for client in list(self._clients.values()):
             if not client.room.is_set():
