@@ -269,16 +269,23 @@ def test_round_trip_of_each_real_recording_imported(real_dir, tmp_path, pattern)
     round_trip(original, tmp_path / "copy")
 
 
-def test_a_recorded_outage_is_a_disconnect_with_disconnects(store) -> None:
+@pytest.mark.parametrize("known_from", ["system_event", "lifecycle"])
+def test_a_recorded_outage_is_a_disconnect_with_disconnects(store, known_from) -> None:
     write_session(store, "s", [(0, state("g", 0)), (10 * MS, state("g", 1)),
                                (60_000 * MS, state("g", 2)), (60_010 * MS, state("g", 3))])
+    if known_from == "lifecycle":  # the day not derived yet: the recorder's own record of the outage
+        record = spool.SpoolRecord(9, T0 + 60_000 * MS, spool.KIND_LIFECYCLE, json.dumps(
+            {"event": "outage", "v": 2, "start_ns": T0 + 10 * MS, "end_ns": T0 + 60_000 * MS}), None)
+        table = fill_typed_columns(landing.records_to_table(spool.SegmentHeader("s", "public_ws"), [record]))
+        store.write_partition_file("ws_event", DAY, table, "s-outage.parquet")
     outage = schema.conform(pa.table({
         "ts": pa.array([T0 // 1000 + 60_000_000], pa.timestamp("us", tz="UTC")), "source": ["public_ws"],
         "doc_type": ["system_event"],
         "session_id": ["s"], "seq": [9], "event_name": ["outage"], "message": ["connection lost: going away"],
         "start_ts": pa.array([T0 // 1000 + 10_000], pa.timestamp("us", tz="UTC")),
         "end_ts": pa.array([T0 // 1000 + 60_000_000], pa.timestamp("us", tz="UTC"))}))
-    store.replace_partition("system_event", DAY, outage)
+    if known_from == "system_event":
+        store.replace_partition("system_event", DAY, outage)
     proc, url = serve(store.root, "--from", DAY, "--speed", "1000", "--with-disconnects")
 
     async def connection() -> tuple[list[str], int | None]:

@@ -25,14 +25,15 @@ Socket.IO server (``feed/replay_server.py``). Invariants:
   files are then listed again.
 - **Pacing.** ``speed=None``: as fast as the reader goes. ``speed=X``: the recorded gap before each
   frame divided by X, kept against an absolute schedule. A recorded outage is a gap like any other:
-  silence of its length (over X). ``Replay.outages`` lists the store's ``system_event`` outages, for
-  the server's ``--with-disconnects``.
+  silence of its length (over X). ``Replay.outages`` lists the recorded outages (``system_event``, or
+  the recorder's lifecycle records of a day not derived yet), for the server's ``--with-disconnects``.
 """
 
 from __future__ import annotations
 
 import asyncio
 import collections
+import functools
 import math
 import time
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator
@@ -167,7 +168,6 @@ class Replay:
                 day, lambda d=day: f"SELECT DISTINCT game_id FROM ({self._source(d, 'game_id')})")["game_id"].to_pylist()}
             if unknown := [g for g in self.games if g not in seen]:
                 raise ReplayError(f"no stored frames of game {', '.join(unknown)} in {span} ({self.store.root})")
-        self.outages = self._outages()
 
     def _where(self) -> str:
         conds = ["direction = 'received'", f"frame_kind NOT IN ({', '.join(map(sql_literal, CONTROL_KINDS))})",
@@ -222,16 +222,28 @@ class Replay:
                 return self._con.sql(sql()).to_arrow_table()
 
 
-    def _outages(self) -> list[Outage]:
+    @functools.cached_property
+    def outages(self) -> list[Outage]:
+        """The recorded outages of these days: ``system_event`` ``outage`` rows where the day is derived, and the
+        recorder's own ``outage`` lifecycle records (the same outages: they count once) where it is not yet."""
         found = []
         for day in self.days:
             files = [str(f) for f in self.store.partition_files("system_event", day)]
             if files:
                 found += self._con.execute(
-                    f"SELECT DISTINCT epoch_us(start_ts), epoch_us(end_ts) FROM read_parquet({_sql_list(files)}, "
+                    f"SELECT epoch_us(start_ts), epoch_us(end_ts) FROM read_parquet({_sql_list(files)}, "
                     "union_by_name = true) WHERE event_name = 'outage' AND start_ts IS NOT NULL AND end_ts > start_ts"
                 ).fetchall()
+            if self._files[day]:
+                found += [(r["lo"], r["hi"]) for r in self._query(day, lambda d=day: self._lifecycle_outages(d)).to_pylist()
+                          if r["lo"] is not None and r["hi"] is not None and r["hi"] > r["lo"]]
         return [Outage(lo, hi) for lo, hi in sorted(set(found))]
+
+    def _lifecycle_outages(self, day: str) -> str:
+        files = [f.path for f in self._files[day]]
+        return ("SELECT TRY_CAST(raw_json->>'start_ns' AS BIGINT) // 1000 AS lo, TRY_CAST(raw_json->>'end_ns' AS BIGINT) "
+                f"// 1000 AS hi FROM read_parquet({_sql_list(files)}, hive_partitioning = false, union_by_name = true) "
+                "WHERE frame_kind = 'lifecycle' AND event_name = 'outage'")
 
     def batches(self) -> Iterator[list[Frame]]:
         """The frames in order, deduplicated, a slice's Arrow batch at a time."""
