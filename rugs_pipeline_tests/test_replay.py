@@ -139,7 +139,7 @@ def test_filters_by_game_and_event_and_reads_a_long_day_in_slices(store, monkeyp
     assert texts(everything) == [t for _, t in sorted(frames)]
     only = list(replay(DAY, DAY, games=["g1"], events=["gameStateUpdate"], data_dir=store.root))
     assert len(only) == 200 and {f.payload["gameId"] for f in only} == {"g1"}
-    chat = list(replay(DAY, events=["newChatMessage"], data_dir=store.root))
+    chat = list(replay(DAY, events="newChatMessage", data_dir=store.root))  # one name as a string
     assert [f.payload["n"] for f in chat] == list(range(30))
 
 

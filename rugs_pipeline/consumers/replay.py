@@ -131,6 +131,11 @@ def _day(value: date | str, what: str) -> date:
         raise ReplayError(f"{what} {value!r} is not a day like 2025-12-12") from None
 
 
+def _names(values: Iterable[str] | str | None) -> list[str]:
+    """Game ids or event names: one (a string) or several."""
+    return [values] if isinstance(values, str) else sorted(set(values or ()))
+
+
 class Replay:
     """A stretch of the store to play back: days ``start``..``end``, optionally only some games and events."""
 
@@ -145,8 +150,7 @@ class Replay:
         if manifest is None:
             raise ReplayError(f"{self.store.manifest_path} not found: {self.store.root} is not a rugs_pipeline store")
         check_compatible(manifest.get("version"), self.store.manifest_path)
-        self.games = sorted(set(games or ()))
-        self.events = sorted(set(events or ()))
+        self.games, self.events = _names(games), _names(events)
         self.days = [d.isoformat() for d in (first + timedelta(n) for n in range((last - first).days + 1))
                      if self.store.partition_files("ws_event", d)]
         self._con = self.store.duckdb()
@@ -220,7 +224,6 @@ class Replay:
             self._files[day] = self._list(day)
             with self.store.partition_lock("ws_event", day, shared=True):
                 return self._con.sql(sql()).to_arrow_table()
-
 
     @functools.cached_property
     def outages(self) -> list[Outage]:

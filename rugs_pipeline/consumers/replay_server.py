@@ -37,6 +37,7 @@ OUTBOX_FRAMES = 256  # feed frames queued per client at most (control frames nev
 WRITE_LIMIT = 2**20  # bytes the socket's buffer may hold before send() waits for the client
 PING_INTERVAL_MS, PING_TIMEOUT_MS = 25_000, 20_000  # the real server's
 CLOSE_TIMEOUT_S = 10.0
+DRAIN_POLL_S = 0.01
 
 
 @dataclass
@@ -139,11 +140,11 @@ class ReplayServer:
     async def run(self) -> None:
         """Serve every frame (from the first client's connect on), then close each client with 1000."""
         await self._connected.wait()
-        outages = list(self.source.outages)
+        outages = list(self.source.outages) if self.config.disconnects else []
         previous: int | None = None
         async for batch in abatches(self.source):
             for frame in batch:
-                if self.config.disconnects and previous is not None:
+                if previous is not None:
                     while outages and outages[0].end_us <= frame.ts_us:
                         if outages.pop(0).start_us >= previous:  # nothing was received during it: it was the gap
                             await self._disconnect()
@@ -167,6 +168,7 @@ class ReplayServer:
         """A recorded outage: close every client, then wait for one to come back; pacing restarts there."""
         self.disconnects += 1
         clients = list(self._clients.values())
+        await self._drain(clients)  # what was received before the outage, first
         for client in clients:
             self._drop(client.ws)
         await asyncio.gather(*(c.ws.close(1001, "going away") for c in clients), return_exceptions=True)
@@ -176,8 +178,15 @@ class ReplayServer:
 
     async def _finish(self) -> None:
         clients = list(self._clients.values())
-        await asyncio.gather(*(c.outbox.join() for c in clients if c.ws in self._clients), return_exceptions=True)
+        await self._drain(clients)
         await asyncio.gather(*(c.ws.close(1000, "replay finished") for c in clients), return_exceptions=True)
+
+    async def _drain(self, clients: list[_Client]) -> None:
+        """Wait until the clients' outboxes are sent; a client that goes meanwhile is not waited for."""
+        async def drained(client: _Client) -> None:
+            while client.ws in self._clients and client.outbox.qsize():
+                await asyncio.sleep(DRAIN_POLL_S)
+        await asyncio.gather(*(drained(c) for c in clients))
 
     async def stop(self) -> None:
         if self._server is not None:
