@@ -235,6 +235,10 @@ def round_trip(original: Path, copy: Path) -> dict:
     after = land_and_derive(copy)
     expected = served(original)
     assert expected and served(copy) == expected
+    # the copy as stored, read without the reader: its received frames (but the connection's own) in seq order
+    stored = sorted((r["seq"], r["raw_json"]) for r in after["ws_event"].to_pylist()
+                    if r["direction"] == "received" and r["frame_kind"] not in replay_module.CONTROL_KINDS)
+    assert [text for _, text in stored] == expected
     assert {r["is_rebuilt"] for r in after["ws_event"].to_pylist() if r["direction"] == "received"} == {False}
     ticks = {name: sorted((r["game_id"], r["tick"], r["price"]) for r in t["game_tick"].to_pylist())
              for name, t in (("before", before), ("after", after))}
@@ -259,7 +263,7 @@ def test_round_trip_of_a_simulator_recording(tmp_path) -> None:
 
 
 @pytest.mark.parametrize("pattern", ["public_2025-12-06_sandbox.jsonl", "public_2025-12-12_raw.jsonl",
-                                     "cdp_2025-12-15.jsonl", "keysamples_2026-02-06.json"])
+                                     "cdp_2025-12-15.jsonl", "keysamples_2026-02-06.json", "example_seq_*.json"])
 def test_round_trip_of_each_real_recording_imported(real_dir, tmp_path, pattern) -> None:
     original = tmp_path / "original"
     eastern = ZoneInfo("America/New_York")
