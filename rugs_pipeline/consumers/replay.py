@@ -151,16 +151,16 @@ class Replay:
             raise ReplayError(f"{self.store.manifest_path} not found: {self.store.root} is not a rugs_pipeline store")
         check_compatible(manifest.get("version"), self.store.manifest_path)
         self.games, self.events = _names(games), _names(events)
-        self.days = [d.isoformat() for d in (first + timedelta(n) for n in range((last - first).days + 1))
-                     if self.store.partition_files("ws_event", d)]
+        self._files: dict[str, list[_File]] = {}  # the days with files, each with its files
+        for day in (first + timedelta(n) for n in range((last - first).days + 1)):
+            if files := self._list(day.isoformat()):
+                self._files[day.isoformat()] = files
+        self.days = list(self._files)
         self._con = self.store.duckdb()
         self._con.execute("SET TimeZone = 'UTC'")
         self._con.execute("SET enable_progress_bar = false")
-        self.slices: list[tuple[str, int, int]] = []  # (day, first µs, end µs): the queries, in order
-        self._files: dict[str, list[_File]] = {}
-        for day in self.days:
-            self._files[day] = self._list(day)
-            self.slices += [(day, lo, hi) for lo, hi in _slices(_minutes(self._files[day], day))]
+        self.slices = [(day, lo, hi) for day in self.days  # (day, first µs, end µs): the queries, in order
+                       for lo, hi in _slices(_minutes(self._files[day], day))]
         span = f"{first}" if first == last else f"{first}..{last}"
         if not any(self._has_frames(day) for day in self.days):
             what = f" of event {', '.join(self.events)}" if self.events else ""
@@ -262,7 +262,7 @@ class Replay:
             for batch in table.to_batches():
                 cols = [batch.column(i).to_pylist() for i in range(6)]
                 frames = [Frame(*row) for row in zip(*cols)]
-                yield [f for f in frames if not dedup.seen(f)] if dedup.needed(frames) else dedup.keep(frames)
+                yield dedup.keep(frames)
 
     def close(self) -> None:
         self._con.close()
@@ -352,58 +352,54 @@ def _slices(minutes: list[tuple[int, int]]) -> Iterator[tuple[int, int]]:
 class _Dedup:
     """Drops a frame whose text another session's frame had within DEDUP_WINDOW before it (module docstring).
 
-    The window's frames are always held (a deque: cheap), but their texts are only hashed while the
-    window holds more than one session: a single session's stream, the usual case, costs no hashing.
+    The window holds the kept frames a batch at a time (a batch leaves once its last frame is out of the
+    window), and their texts are only looked up while the window holds more than one session: a single
+    session's stream, the usual case, costs a set of session ids per batch.
     """
 
     def __init__(self) -> None:
-        self._window: collections.deque[Frame] = collections.deque()
-        self._sessions: collections.Counter[str] = collections.Counter()
-        self._texts: dict[str, Frame] | None = None  # text -> its first frame in the window (several sessions)
+        self._window: collections.deque[tuple[list[Frame], set[str]]] = collections.deque()  # (kept, sessions)
+        self._texts: dict[str, Frame] | None = None  # text -> the frame that first had it (several sessions)
         self._span = int(DEDUP_WINDOW.total_seconds() * _US)
 
-    def needed(self, frames: list[Frame]) -> bool:
-        """Whether any frame of ``frames`` may be another session's copy: more than one session among them and
-        the window."""
-        sessions = {f.session_id for f in frames}
-        if self._window:
-            self._expire(frames[0].ts_us if frames else 0)
-            sessions |= set(self._sessions)
-        return len(sessions) > 1
-
     def keep(self, frames: list[Frame]) -> list[Frame]:
-        """One session's frames, none a copy: into the window as they are."""
-        if frames:
-            self._window.extend(frames)
-            self._sessions[frames[0].session_id] += len(frames)
-            self._expire(frames[-1].ts_us)
-        return frames
+        """The frames of ``frames`` (in order) that are not another session's copy of one kept before."""
+        if not frames:
+            return frames
+        self._expire(frames[0].ts_us)
+        sessions = {f.session_id for f in frames}
+        for _, held in self._window:
+            sessions |= held
+        if len(sessions) <= 1:
+            self._texts = None  # one session: nothing to match
+            kept = frames
+        else:
+            kept = [f for f in frames if not self._copy(f)]
+        self._window.append((kept, {f.session_id for f in kept}))
+        return kept
 
-    def seen(self, frame: Frame) -> bool:
-        """Whether ``frame`` is another session's copy of one already kept; else it is kept."""
-        self._expire(frame.ts_us)
+    def _copy(self, frame: Frame) -> bool:
         if self._texts is None:
             self._texts = {}
-            for f in self._window:
-                self._texts.setdefault(f.raw, f)
+            for held, _ in self._window:
+                for f in held:
+                    self._texts.setdefault(f.raw, f)
         first = self._texts.get(frame.raw)
-        if first is not None and first.session_id != frame.session_id:
-            return True
-        self._texts.setdefault(frame.raw, frame)
-        self._window.append(frame)
-        self._sessions[frame.session_id] += 1
-        return False
+        if first is None or frame.ts_us - first.ts_us > self._span:
+            self._texts[frame.raw] = frame
+            return False
+        return first.session_id != frame.session_id  # a session's own repeat is the server sending it again
 
     def _expire(self, now_us: int) -> None:
-        while self._window and self._window[0].ts_us < now_us - self._span:
-            old = self._window.popleft()
-            self._sessions[old.session_id] -= 1
-            if not self._sessions[old.session_id]:
-                del self._sessions[old.session_id]
-            if self._texts is not None and self._texts.get(old.raw) is old:
-                del self._texts[old.raw]
-        if self._texts is not None and len(self._sessions) <= 1:
-            self._texts = None  # one session again: nothing to match
+        while self._window:
+            held, _ = self._window[0]
+            if held and held[-1].ts_us >= now_us - self._span:
+                return
+            self._window.popleft()
+            if self._texts is not None:
+                for f in held:
+                    if self._texts.get(f.raw) is f:
+                        del self._texts[f.raw]
 
 
 class Clock:
