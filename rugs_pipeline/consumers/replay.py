@@ -16,7 +16,8 @@ Socket.IO server (``feed/replay_server.py``). Invariants:
   session's frame already had within ``DEDUP_WINDOW`` before it is that frame again, and is skipped.
   A session repeating its own text is the server sending it twice, and is kept. The window is the
   only state, so memory stays bounded.
-- **Bounded memory.** A day is read in slices of whole minutes holding at most ~``SLICE_ROWS`` frames,
+- **Bounded memory.** A day is read in slices of whole minutes holding at most ~``SLICE_ROWS`` frames
+  and ~``SLICE_BYTES`` of frame text (estimated from the files' footers),
   each one DuckDB query over the files whose receive times overlap the slice, whose filters (event
   names, games, the slice's time range) reach the Parquet reader, which skips row groups by their
   statistics; days are chosen by the ``date=`` partition folder. Memory depends on the slice, never on
@@ -34,7 +35,6 @@ from __future__ import annotations
 import asyncio
 import collections
 import functools
-import math
 import time
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator
 from dataclasses import dataclass
@@ -53,7 +53,10 @@ from rugs_pipeline import config
 from rugs_pipeline.derive.games import FIRST_RECEIVED
 from rugs_pipeline.store.layout import SchemaVersionError, Store, check_compatible, sql_literal
 
-SLICE_ROWS = 8_192  # frames per query, at most (but one minute's worth): a slice's text is all that is held
+# per query, at most (but one minute's worth): a slice's frames are what is held. Bytes too: a state frame
+# with a gameHistory is ~50x the average frame, and some minutes are full of them
+SLICE_ROWS = 8_192
+SLICE_BYTES = 24 * 2**20
 DEDUP_WINDOW = timedelta(seconds=10)  # two sessions' copies of one frame arrive within this of each other
 # Engine.IO / Socket.IO packets of the connection itself, not the feed: a replay has its own
 CONTROL_KINDS = ("open", "close", "ping", "pong", "upgrade", "noop", "connect", "disconnect", "connect_error")
@@ -294,24 +297,27 @@ def _days_summary(store: Store) -> str:
 @dataclass(frozen=True)
 class _File:
     path: str
-    groups: tuple[tuple[int, int | None, int | None], ...]  # each row group's (rows, first µs, last µs)
+    groups: tuple[tuple[int, int, int | None, int | None], ...]  # each row group's (rows, text bytes, first µs, last)
 
     def overlaps(self, lo: int, hi: int) -> bool:
         """Whether the file may hold a row received from ``lo`` to before ``hi`` (µs)."""
-        return any(first is None or (first < hi and last >= lo) for rows, first, last in self.groups if rows)
+        return any(first is None or (first < hi and last >= lo) for rows, _, first, last in self.groups if rows)
 
 
-def _row_groups(meta: pq.FileMetaData) -> tuple[tuple[int, int | None, int | None], ...]:
-    """Each row group's (rows, first receive time µs, last), the times None without statistics."""
-    ts = meta.schema.to_arrow_schema().get_field_index("ts")
+def _row_groups(meta: pq.FileMetaData) -> tuple[tuple[int, int, int | None, int | None], ...]:
+    """Each row group's (rows, bytes of frame text, first receive time µs, last), the times None without
+    statistics."""
+    names = meta.schema.to_arrow_schema().names
+    ts, text = names.index("ts"), names.index("raw_json")
     out = []
     for g in range(meta.num_row_groups):
         group = meta.row_group(g)
-        stats = group.column(ts).statistics if ts >= 0 else None
+        size = group.column(text).total_uncompressed_size
+        stats = group.column(ts).statistics
         if stats is not None and stats.has_min_max:
-            out.append((group.num_rows, _micros(stats.min), _micros(stats.max)))
+            out.append((group.num_rows, size, _micros(stats.min), _micros(stats.max)))
         else:
-            out.append((group.num_rows, None, None))
+            out.append((group.num_rows, size, None, None))
     return tuple(out)
 
 
@@ -319,32 +325,35 @@ def _micros(value: datetime) -> int:
     return (value - _EPOCH) // timedelta(microseconds=1)
 
 
-def _minutes(files: list[_File], day: str) -> list[tuple[int, int]]:
-    """Estimated rows per minute of the day: each row group's rows spread evenly over its minutes (a row group
-    without statistics over the whole day). Rows, not frames: the slices are a little smaller than SLICE_ROWS."""
+def _minutes(files: list[_File], day: str) -> list[tuple[int, float, float]]:
+    """Estimated (minute, rows, text bytes) of the day: each row group's spread evenly over its minutes (a row
+    group without statistics over the whole day). Rows, not frames: slices come out a little smaller."""
     whole_day = int(datetime.fromisoformat(day).replace(tzinfo=timezone.utc).timestamp()) * _US
-    per: collections.Counter[int] = collections.Counter()
+    rows_in: collections.Counter[int] = collections.Counter()
+    bytes_in: collections.Counter[int] = collections.Counter()
     for f in files:
-        for rows, first, last in f.groups:
+        for rows, size, first, last in f.groups:
             if not rows:
                 continue
             lo, hi = (first, last) if first is not None else (whole_day, whole_day + 86_400 * _US - 1)
             minutes = range(lo // _MINUTE, hi // _MINUTE + 1)
             for m in minutes:
-                per[m] += rows / len(minutes)
-    return [(m, math.ceil(n)) for m, n in sorted(per.items())]
+                rows_in[m] += rows / len(minutes)
+                bytes_in[m] += size / len(minutes)
+    return [(m, rows_in[m], bytes_in[m]) for m in sorted(rows_in)]
 
 
-def _slices(minutes: list[tuple[int, int]]) -> Iterator[tuple[int, int]]:
-    """Consecutive whole minutes grouped into ranges (µs, end exclusive) of at most SLICE_ROWS frames each."""
-    lo, rows = None, 0
-    for minute, n in minutes:
-        if lo is not None and rows + n > SLICE_ROWS:
+def _slices(minutes: list[tuple[int, float, float]]) -> Iterator[tuple[int, int]]:
+    """Consecutive whole minutes grouped into ranges (µs, end exclusive) of at most SLICE_ROWS rows and
+    SLICE_BYTES bytes each (a minute over either is a slice of its own)."""
+    lo, rows, size = None, 0.0, 0.0
+    for minute, n, b in minutes:
+        if lo is not None and (rows + n > SLICE_ROWS or size + b > SLICE_BYTES):
             yield lo, minute * _MINUTE
-            lo, rows = None, 0
+            lo, rows, size = None, 0.0, 0.0
         if lo is None:
             lo = minute * _MINUTE
-        rows += n
+        rows, size = rows + n, size + b
     if lo is not None:
         yield lo, (minutes[-1][0] + 1) * _MINUTE
 
