@@ -172,7 +172,8 @@ class Replay:
                               f"days with frames: {_days_summary(self.store)}")
         if self.games:
             seen = {g for day in self.days for g in self._query(
-                day, lambda d=day: f"SELECT DISTINCT game_id FROM ({self._source(d, 'game_id')})")["game_id"].to_pylist()}
+                day, lambda d=day: f"SELECT DISTINCT game_id FROM ({self._source(d, 'game_id')})"
+            )["game_id"].to_pylist()}
             if unknown := [g for g in self.games if g not in seen]:
                 raise ReplayError(f"no stored frames of game {', '.join(unknown)} in {span} ({self.store.root})")
 
@@ -241,14 +242,16 @@ class Replay:
                     "union_by_name = true) WHERE event_name = 'outage' AND start_ts IS NOT NULL AND end_ts > start_ts"
                 ).fetchall()
             if self._files[day]:
-                found += [(r["lo"], r["hi"]) for r in self._query(day, lambda d=day: self._lifecycle_outages(d)).to_pylist()
+                records = self._query(day, lambda d=day: self._lifecycle_outages(d)).to_pylist()
+                found += [(r["lo"], r["hi"]) for r in records
                           if r["lo"] is not None and r["hi"] is not None and r["hi"] > r["lo"]]
         return [Outage(lo, hi) for lo, hi in sorted(set(found))]
 
     def _lifecycle_outages(self, day: str) -> str:
         files = [f.path for f in self._files[day]]
-        return ("SELECT TRY_CAST(raw_json->>'start_ns' AS BIGINT) // 1000 AS lo, TRY_CAST(raw_json->>'end_ns' AS BIGINT) "
-                f"// 1000 AS hi FROM read_parquet({_sql_list(files)}, hive_partitioning = false, union_by_name = true) "
+        return ("SELECT TRY_CAST(raw_json->>'start_ns' AS BIGINT) // 1000 AS lo, "
+                "TRY_CAST(raw_json->>'end_ns' AS BIGINT) // 1000 AS hi "
+                f"FROM read_parquet({_sql_list(files)}, hive_partitioning = false, union_by_name = true) "
                 "WHERE frame_kind = 'lifecycle' AND event_name = 'outage'")
 
     def batches(self) -> Iterator[list[Frame]]:

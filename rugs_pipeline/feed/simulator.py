@@ -209,8 +209,9 @@ class Simulator:
         reader = asyncio.create_task(read_client(ws, outbox, pong))
         sending = [asyncio.create_task(self._write(ws, conn, outbox, pinged))]
         if not cfg.faults.no_pings:
-            sending.append(asyncio.create_task(heartbeat(
-                ws, outbox, pinged, pong, cfg.ping_interval_ms / 1000 + cfg.faults.ping_delay_s, cfg.ping_timeout_ms / 1000)))
+            interval_s = cfg.ping_interval_ms / 1000 + cfg.faults.ping_delay_s
+            sending.append(asyncio.create_task(heartbeat(ws, outbox, pinged, pong, interval_s,
+                                                         cfg.ping_timeout_ms / 1000)))
         fault = asyncio.create_task(self._connection_fault())
         tasks = [reader, fault, *sending]
         try:
