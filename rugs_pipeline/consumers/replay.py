@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import contextlib
 import functools
 import time
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator
@@ -188,7 +189,7 @@ class Replay:
 
     def _list(self, day: str) -> list[_File]:
         """The day's files, with their row groups' sizes and receive times (footers only: no rows read)."""
-        with self.store.partition_lock("ws_event", day, shared=True):
+        with self._lock(day):
             # a footer at a time: they hold the statistics of every column (a state frame's text is its own min/max),
             # so reading a landed day's thousands at once would hold them all
             return [_File(str(f), _row_groups(pq.read_metadata(str(f), filesystem=self.store.filesystem)))
@@ -211,6 +212,13 @@ class Replay:
         return (f"SELECT {columns} FROM read_parquet({_sql_list(files)}, hive_partitioning = false, "
                 f"union_by_name = true) WHERE {' AND '.join(conditions)}")
 
+    def _lock(self, day: str):
+        """The day's shared partition lock, against a compaction swapping its files. An s3 lake is never
+        compacted, and its consumers need no spool for its locks."""
+        if self.store.remote:
+            return contextlib.nullcontext()
+        return self.store.partition_lock("ws_event", day, shared=True)
+
     def _has_frames(self, day: str) -> bool:
         """Whether the day holds a frame to serve: its files one at a time, the first usually answering (a query
         over all of a landed day's thousands of files at once would open them all)."""
@@ -222,11 +230,11 @@ class Replay:
     def _query(self, day: str, sql: Callable[[], str]) -> pa.Table:
         """Run ``sql()`` over the day's files; listed again, once, when one has gone (a compaction swapped them)."""
         try:
-            with self.store.partition_lock("ws_event", day, shared=True):
+            with self._lock(day):
                 return self._con.sql(sql()).to_arrow_table()
         except duckdb.IOException:
             self._files[day] = self._list(day)
-            with self.store.partition_lock("ws_event", day, shared=True):
+            with self._lock(day):
                 return self._con.sql(sql()).to_arrow_table()
 
     @functools.cached_property
