@@ -1,7 +1,7 @@
 """The store played back: its ``ws_event`` frames in the order the server sent them, as Python objects.
 
 One reader serves both ``replay()`` (and its async twin ``areplay()``) and the ``rugs-pipeline replay``
-Socket.IO server (``feed/replay_server.py``). Invariants:
+Socket.IO server (``replay_server.py``). Invariants:
 
 - **What is a frame.** A received frame the server sent on the feed: every ``direction = 'received'``
   row but the connection's own Engine.IO / Socket.IO control packets (OPEN, ``40``, pings, closes: a
@@ -12,10 +12,10 @@ Socket.IO server (``feed/replay_server.py``). Invariants:
   "first received" total order (``derive.games.FIRST_RECEIVED``).
 - **Redundant sessions.** The derivations keep, of the copies of one thing that several sessions
   received, the first received in that order (a trade by its id, a tick by (game, tick), a history
-  record by its text). A frame is the thing here, known by its text: a frame whose text another
-  session's frame already had within ``DEDUP_WINDOW`` before it is that frame again, and is skipped.
-  A session repeating its own text is the server sending it twice, and is kept. The window is the
-  only state, so memory stays bounded.
+  record by its text: ``derive/games.py``). A frame is the thing here, known by its text: a frame
+  whose text another session's frame already had within ``DEDUP_WINDOW`` before it is that frame
+  again, and is skipped. A session repeating its own text is the server sending it twice, and is
+  kept. The window is the only state, so memory stays bounded.
 - **Bounded memory.** A day is read in slices of whole minutes holding at most ~``SLICE_ROWS`` frames
   and ~``SLICE_BYTES`` of frame text (estimated from the files' footers),
   each one DuckDB query over the files whose receive times overlap the slice, whose filters (event
