@@ -24,13 +24,14 @@ class _OneLineErrors(click.Group):
         from rugs_pipeline.capture.audit import AuditError
         from rugs_pipeline.capture.recorder import RecorderError
         from rugs_pipeline.capture.recordings import RecordingError
+        from rugs_pipeline.consumers.replay import ReplayError
         from rugs_pipeline.feed.simulator import SimulatorError
         from rugs_pipeline.store.layout import SchemaVersionError
 
         try:
             return super().invoke(ctx)
-        except (AuditError, RecorderError, RecordingError, SimulatorError, SchemaVersionError, config.ConfigError,
-                OSError) as exc:
+        except (AuditError, RecorderError, RecordingError, ReplayError, SimulatorError, SchemaVersionError,
+                config.ConfigError, OSError) as exc:
             click.echo(f"error: {exc}", err=True)
             sys.exit(1)
 
@@ -218,12 +219,12 @@ def import_(files: tuple[Path, ...], tz, max_frame_mb: float) -> None:
 @click.option("--capture-frames", default=50_000, show_default=True, type=int, help="Frames the capture figure sends.")
 @click.option("--query-frames", default=250_000, show_default=True, type=int,
               help="Frames per day of the 30 days the query figure reads.")
-@click.option("--only", multiple=True, type=click.IntRange(1, 7), help="Measure only this figure (repeatable).")
+@click.option("--only", multiple=True, type=click.IntRange(1, 9), help="Measure only this figure (repeatable).")
 @click.option("--work", type=click.Path(path_type=Path), help="Scratch folder (default beside the cache).")
 @click.option("--keep", is_flag=True, help="Keep the scratch data of this run.")
 def bench(frames: int, seed: int, capture_frames: int, query_frames: int, only: tuple[int, ...], work: Path | None,
           keep: bool) -> None:
-    """Measure the pipeline on a synthetic day: seven figures, each beside its goal.
+    """Measure the pipeline on a synthetic day: nine figures, each beside its goal.
 
     The day is built from the simulator once and cached in $RUGS_BENCH_CACHE
     (default ~/.cache/rugs_pipeline/bench); a 1M-frame day takes ~5 GB there.
@@ -231,7 +232,7 @@ def bench(frames: int, seed: int, capture_frames: int, query_frames: int, only: 
     from rugs_pipeline.bench.run import Options, run
 
     options = Options(frames=frames, seed=seed, capture_frames=capture_frames, query_frames=query_frames,
-                      work=work, keep=keep, only=set(only) or {1, 2, 3, 4, 5, 6, 7})
+                      work=work, keep=keep, only=set(only) or set(range(1, 10)))
     run(options, console)
 
 
@@ -416,6 +417,30 @@ def status(as_json: bool) -> None:
         click.echo(json.dumps(report.to_dict(), indent=1, default=str))
     else:
         click.echo("\n".join(render(report)))
+
+
+@main.command()
+@click.option("--from", "first", required=True, type=click.DateTime(["%Y-%m-%d"]), help="First day (UTC), YYYY-MM-DD.")
+@click.option("--to", "last", type=click.DateTime(["%Y-%m-%d"]), help="Last day (UTC), inclusive (default: --from).")
+@click.option("--game", "games", multiple=True, help="Only this game's frames (repeatable).")
+@click.option("--event", "events", multiple=True, help="Only frames of this event name (repeatable).")
+@click.option("--speed", default=1.0, show_default=True, type=float, help="The recorded gaps divided by this.")
+@click.option("--max", "fastest", is_flag=True, help="No pacing: as fast as the client takes the frames.")
+@click.option("--with-disconnects", is_flag=True,
+              help="Serve a recorded outage as a close, then wait for the client to reconnect (else: silence).")
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
+@click.option("--port", default=8765, show_default=True, type=int, help="Port to listen on (0 picks a free one).")
+def replay(first, last, games: tuple[str, ...], events: tuple[str, ...], speed: float, fastest: bool,
+           with_disconnects: bool, host: str, port: int) -> None:
+    """Serve stored days ($RUGS_DATA_DIR) as the live Socket.IO feed: the ws_event frames byte-exact, in order.
+
+    Starts once the first client has connected; exits 0 after the last frame, closing each client with 1000.
+    """
+    from rugs_pipeline.consumers.replay import Replay
+    from rugs_pipeline.consumers.replay_server import ReplayConfig, run
+
+    source = Replay(first.date(), last.date() if last else None, games, events)  # refused before listening
+    run(source, ReplayConfig(host=host, port=port, speed=None if fastest else speed, disconnects=with_disconnects))
 
 
 if __name__ == "__main__":

@@ -10,7 +10,7 @@ import duckdb
 import pyarrow.parquet as pq
 import pytest
 
-from rugs_pipeline.bench import capture, derivation, query, reference, synth
+from rugs_pipeline.bench import capture, derivation, query, reference, replay, synth
 from rugs_pipeline.capture.importer import import_recordings
 from rugs_pipeline.derive.datasets import Frames, derive_all
 from rugs_pipeline.derive.games import NEXT_DAY_HEAD, rebuild_games, summarize_games
@@ -119,3 +119,12 @@ def test_sidebet_env_figure_steps_the_days_episodes(day, tmp_path) -> None:
     games = summaries.count("complete")
     assert (result.games, result.steps, result.cpus) == (games, 2_000, 1) and result.games > 0
     assert result.resets >= 2_000 // result.ticks and result.rate > 0
+
+
+def test_replay_machinery_measures_the_server_and_the_reader(day, tmp_path) -> None:
+    server = replay.measure_server(day, 300, tmp_path / "server")
+    assert server.frames == 300 and server.replay_rate > 0 and server.simulator_rate > 0
+    reader = replay.measure_reader(day, tmp_path / "reader")
+    # every event frame of the day, read by both sides (the synthetic day has no other frame to serve)
+    assert reader.reader.value[0] == reader.orjson_frames > 0 and reader.small.value[0] == reader.reader.value[0]
+    assert reader.peak(reader.reader) > reader.reader.value[1] > 0 and reader.ratio > 0

@@ -25,7 +25,7 @@ from rugs_pipeline import consumers
 from rugs_pipeline.config import ConfigError
 from rugs_pipeline.defs.resources import StoreResource
 from rugs_pipeline.defs.sensors import spool_sensor
-from rugs_pipeline.store import compaction, schema
+from rugs_pipeline.store import compaction, landing, schema
 from rugs_pipeline.store.lake import parse_root
 from rugs_pipeline.store.layout import SchemaVersionError, Store, file_schema_version
 
@@ -228,3 +228,14 @@ def test_object_storage_refuses_what_it_cannot_do_in_one_line(s3: str, tmp_path:
         out = subprocess.run([sys.executable, "-m", "rugs_pipeline.cli", *command], capture_output=True, text=True,
                              env=env, timeout=120)
         assert out.returncode == 1 and out.stderr.strip().splitlines()[-1].startswith(error), out.stderr
+
+
+def test_replay_reads_an_s3_lake_as_it_reads_a_local_one(s3: str, tmp_path: Path) -> None:
+    stores = [Store(tmp_path / "lake", tmp_path / "spool_local"), Store.at(s3, tmp_path / "spool_s3")]
+    for store in stores:
+        _spool_two_days(store)
+        for day in (DAY, NEXT_DAY):
+            landing.land_day(store, day)
+    for day in (DAY, NEXT_DAY):
+        local, remote = ([frame.raw for frame in consumers.replay(day, data_dir=str(store.root))] for store in stores)
+        assert local and remote == local

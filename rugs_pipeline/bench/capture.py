@@ -52,11 +52,11 @@ class CaptureResult:
 def measure_capture(day: SyntheticDay, frames: int, work: Path) -> CaptureResult:
     work.mkdir(parents=True, exist_ok=True)
     recording = work / f"replay-{frames}.jsonl"
-    expected = _write_recording(day, frames, recording)
+    expected = write_recording(day, frames, recording)
     sink_rates, recorder_rates, lost, extra = [], [], 0, 0
     for n in range(ROUNDS):  # alternating, so that the machine's drift hits both alike
-        sink_rates.append(asyncio.run(_sink(_start_simulator(recording))))
-        stored = _record(_start_simulator(recording), work / f"store-{n}")
+        sink_rates.append(asyncio.run(sink(start_simulator(recording))))
+        stored = _record(start_simulator(recording), work / f"store-{n}")
         received = [text for _, text in stored]
         if received != expected:
             missing = Counter(expected)
@@ -67,7 +67,7 @@ def measure_capture(day: SyntheticDay, frames: int, work: Path) -> CaptureResult
     return CaptureResult(len(expected), max(sink_rates), max(recorder_rates), lost, extra)
 
 
-def _write_recording(day: SyntheticDay, frames: int, path: Path) -> list[str]:
+def write_recording(day: SyntheticDay, frames: int, path: Path) -> list[str]:
     """The day's first received events as a ``{seq, ts, event, data}`` recording; returns their frames."""
     texts: list[str] = []
     rows = ds.dataset(day.files(), format="parquet").to_batches(columns=["raw_json", "frame_kind", "direction"])
@@ -85,20 +85,25 @@ def _write_recording(day: SyntheticDay, frames: int, path: Path) -> list[str]:
     return texts
 
 
-def _start_simulator(recording: Path) -> tuple[subprocess.Popen, str]:
-    proc = subprocess.Popen([str(CLI), "simulate", "--port", "0", "--replay", str(recording), "--speed", NO_PACING],
-                            stdout=subprocess.PIPE, text=True)
+def start_simulator(recording: Path) -> tuple[subprocess.Popen, str]:
+    return start_server("simulate", "--replay", str(recording), "--speed", NO_PACING)
+
+
+def start_server(command: str, *args: str, env: dict[str, str] | None = None) -> tuple[subprocess.Popen, str]:
+    """``rugs-pipeline <command> --port 0 <args>``, a server that says its URL on its first line; (process, URL)."""
+    proc = subprocess.Popen([str(CLI), command, "--port", "0", *args], stdout=subprocess.PIPE, text=True,
+                            env={**os.environ, **(env or {})})
     line = proc.stdout.readline()
     match = re.search(r"(ws://\S+)", line)
     if not match:
         proc.kill()
-        raise RuntimeError(f"the simulator did not start: {line!r}")
+        raise RuntimeError(f"rugs-pipeline {command} did not start: {line!r}")
     return proc, match.group(1)
 
 
-async def _sink(simulator: tuple[subprocess.Popen, str]) -> float:
+async def sink(server: tuple[subprocess.Popen, str]) -> float:
     """Receive everything, keep nothing; frames/s between the first and last event frame."""
-    proc, url = simulator
+    proc, url = server
     first = last = None
     count = 0
     # the recorder's own connection settings: the simulator compresses alike for both

@@ -1,4 +1,4 @@
-"""``rugs-pipeline bench`` / ``make bench``: seven figures about one synthetic day, each beside its goal.
+"""``rugs-pipeline bench`` / ``make bench``: figures about one synthetic day, each beside its goal.
 
 Every figure is measured in this one run, baselines next to what they are compared with,
 so that the machine's noise falls on both sides of each ratio.
@@ -16,7 +16,7 @@ from pathlib import Path
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
-from rugs_pipeline.bench import capture, derivation, landing, query, sidebet_env, synth
+from rugs_pipeline.bench import capture, derivation, landing, query, replay, sidebet_env, synth
 from rugs_pipeline.bench.measure import GIB, MIB, Measured, isolated
 
 SCALES = (0.25, 0.5, 1.0)
@@ -45,7 +45,7 @@ class Options:
     query_frames: int = 250_000
     work: Path | None = None  # scratch space (default: beside the cache)
     keep: bool = False
-    only: set[int] = field(default_factory=lambda: {1, 2, 3, 4, 5, 6, 7})
+    only: set[int] = field(default_factory=lambda: set(range(1, 10)))
 
 
 def run(options: Options, console: Console | None = None) -> list[Figure]:
@@ -100,7 +100,11 @@ def _measure(day: synth.SyntheticDay, options: Options, work: Path, progress: Pr
     if 4 in options.only:
         figures[4] = _query(day, options, work, progress)
     if 7 in options.only:
-        figures[7] = _sidebet_env(day, work, progress)
+        figures[7] = _replay_server(day, options, work, progress)
+    if 8 in options.only:
+        figures[8] = _replay_reader(day, work, progress)
+    if 9 in options.only:
+        figures[9] = _sidebet_env(day, work, progress)
     return [figures[n] for n in sorted(options.only)]
 
 
@@ -151,12 +155,38 @@ def _query(day: synth.SyntheticDay, options: Options, work: Path, progress: Prog
         "<= 1.5x one file", worst <= 1.5)
 
 
+def _replay_server(day: synth.SyntheticDay, options: Options, work: Path, progress: Progress) -> Figure:
+    t = _step(progress, "replay: server -> discarding client")
+    result = replay.measure_server(day, options.capture_frames, work / "replay-server")
+    progress.advance(t)
+    return Figure(
+        7, "replay",
+        f"rugs-pipeline replay --max {result.replay_rate:,.0f} frames/s = {result.ratio:.2f}x the simulator's send "
+        f"rate ({result.simulator_rate:,.0f} frames/s) over the day's first {result.frames:,} frames into a discarding "
+        f"client (best of {replay.ROUNDS} alternating runs each)",
+        ">= 1.0x the simulator's send rate", result.ratio >= 1.0)
+
+
+def _replay_reader(day: synth.SyntheticDay, work: Path, progress: Progress) -> Figure:
+    t = _step(progress, "replay: consumers.replay, orjson")
+    r = replay.measure_reader(day, work / "replay-reader")
+    progress.advance(t)
+    return Figure(
+        8, "replay read",
+        f"consumers.replay over the day as landed: {r.reader.value[0]:,} frames in {r.reader.seconds:.1f} s = "
+        f"{r.reader_rate:,.0f} frames/s = {r.ratio:.2f}x a bare orjson.loads loop over its {r.orjson_frames:,} event "
+        f"frames ({r.orjson_rate:,.0f} frames/s, one core); peak memory {r.peak(r.reader) / MIB:,.0f} MiB "
+        f"({r.growth(r.reader) / MIB:,.0f} MiB over the imports) on the day, {r.peak(r.small) / MIB:,.0f} MiB "
+        f"({r.growth(r.small) / MIB:,.0f} MiB) on a day of {r.small.value[0]:,} frames",
+        ">= 3x orjson.loads", r.ratio >= 3.0)
+
+
 def _sidebet_env(day: synth.SyntheticDay, work: Path, progress: Progress) -> Figure:
     t = _step(progress, "sidebet env: derive, episodes, steps")
     env = sidebet_env.measure_env(day, work / "sidebet_env")
     progress.advance(t)
     return Figure(
-        7, "sidebet env",
+        9, "sidebet env",
         f"SidebetEnv {env.rate:,.0f} steps/s on {env.cpus} core ({env.games:,} games, {env.ticks:,} ticks from the "
         f"day's first {sidebet_env.ENV_FRAMES:,} frames via consumers.episodes; {env.steps:,} steps of a random "
         f"policy with the {env.resets:,} resets between games; best of {sidebet_env.ROUNDS})",

@@ -1,4 +1,5 @@
-"""For programs that read the store: a DuckDB connection with one view per doc_type.
+"""For programs that read the store: a DuckDB connection with one view per doc_type, and the store
+played back frame by frame (``replay``, ``areplay``: see ``replay.py``).
 
 It refuses a store whose schema major version is not the one this code
 understands, so a consumer never silently misreads a changed layout, and, with
@@ -13,7 +14,8 @@ from pathlib import Path
 import duckdb
 
 from rugs_pipeline import config
-from rugs_pipeline.consumers.episodes import episodes  # noqa: F401 (re-exported: consumers.episodes(...))
+from rugs_pipeline.consumers.episodes import episodes
+from rugs_pipeline.consumers.replay import Frame, Replay, ReplayError, areplay, replay
 from rugs_pipeline.store import schema
 from rugs_pipeline.store.layout import (
     DOCTOR_HINT, SchemaVersionError, Store, UnreadableFileError, check_compatible, footer_problem, parse_version,
@@ -87,3 +89,6 @@ def _why_unreadable(store: Store, doc_type: str, exc: duckdb.Error) -> str:
                 return f"{path}: {problem}"
     return str(exc).splitlines()[0]
 
+
+__all__ = ["MIGRATE_HINT", "Frame", "Replay", "ReplayError", "SchemaVersionError", "areplay", "connect", "connect_views",
+           "episodes", "replay"]

@@ -51,7 +51,7 @@ _HISTORY = json.dumps({
 })
 
 _ENV = "ts, source, session_id, seq, direction"
-_FIRST = "ts, session_id, seq"  # "first received": a total order over frames
+FIRST_RECEIVED = "ts, session_id, seq"  # "first received": a total order over frames
 
 # Each received gameStateUpdate: its fields typed at landing (1.2.0), only its snapshot prices parsed (the
 # on-connect frames). The payload text stays in ws (joined back for observed ticks).
@@ -69,7 +69,7 @@ _PARSE = [
     # distinct text is parsed once, with the first frame that carried it and the last time it was seen.
     f"""CREATE TEMP TABLE history AS
     SELECT unnest(f), last_ts, entry, json_transform(entry, '{_HISTORY}') AS h
-    FROM (SELECT entry::VARCHAR AS entry, arg_min(struct_pack({_ENV}), ({_FIRST})) AS f, max(ts) AS last_ts
+    FROM (SELECT entry::VARCHAR AS entry, arg_min(struct_pack({_ENV}), ({FIRST_RECEIVED})) AS f, max(ts) AS last_ts
           FROM (SELECT {_ENV}, unnest(json_extract({FRAME}, '$[#-1].gameHistory[*]')) AS entry
                 FROM ws WHERE {STATE_FRAMES} AND history_games IS NOT NULL)
           GROUP BY entry)""",
@@ -97,7 +97,7 @@ _PARSE = [
       SELECT {_ENV}, h.id AS game_id, generate_subscripts(h.prices, 1) - 1 AS tick, unnest(h.prices) AS price,
              h.gameVersion AS game_version
       FROM history WHERE h.prices IS NOT NULL
-      QUALIFY row_number() OVER (PARTITION BY h.id, h.prices ORDER BY {_FIRST}) = 1
+      QUALIFY row_number() OVER (PARTITION BY h.id, h.prices ORDER BY {FIRST_RECEIVED}) = 1
     ), all_sources AS (
       -- the frame's connectedPlayers and gameVersion only where the row is that frame's own tick (or history)
       -- an observed tick's file: where game_tick reads its payload
@@ -121,7 +121,7 @@ _PARSE = [
     ), live_rug AS (
       SELECT game_id, min(tick) AS rug_tick FROM cand WHERE rugged GROUP BY game_id
     ), history_rug AS (
-      SELECT h.id AS game_id, arg_min(len(h.prices) - 1, ({_FIRST})) AS rug_tick
+      SELECT h.id AS game_id, arg_min(len(h.prices) - 1, ({FIRST_RECEIVED})) AS rug_tick
       FROM history WHERE len(h.prices) > 0 GROUP BY h.id
     )
     SELECT game_id, coalesce(live_rug.rug_tick, history_rug.rug_tick) AS rug_tick
@@ -142,7 +142,7 @@ _PARSE = [
     FROM cand JOIN (SELECT g.rug_tick, count(DISTINCT c.price) - 1 AS price_conflicts,
                            -- for tick R the rug frame first (its price is the crash price)
                            arg_min(c.rowid, (c.rank, NOT (c.rugged AND c.tick = g.rug_tick),
-                                             {', '.join('c.' + k for k in _FIRST.split(', '))})) AS chosen
+                                             {', '.join('c.' + k for k in FIRST_RECEIVED.split(', '))})) AS chosen
                     FROM cand c JOIN games g USING (game_id)
                     WHERE g.rug_tick IS NULL OR c.tick <= g.rug_tick
                     GROUP BY c.game_id, c.tick, g.rug_tick) t ON cand.rowid = t.chosen""",
@@ -228,11 +228,11 @@ def _game_tick(con: duckdb.DuckDBPyConnection) -> pa.RecordBatchReader:
 _COMPLETE_GAME = f"""
 WITH first_copy AS (
   SELECT * FROM history JOIN games ON h.id = games.game_id
-  QUALIFY row_number() OVER (PARTITION BY h.id ORDER BY {_FIRST}) = 1
+  QUALIFY row_number() OVER (PARTITION BY h.id ORDER BY {FIRST_RECEIVED}) = 1
 ), copies AS (
   SELECT h.id AS game_id, count(DISTINCT h.prices) AS versions FROM history GROUP BY h.id
 ), announced AS (
-  SELECT game_id, arg_min(seed_hash, ({_FIRST})) AS hash, count(DISTINCT seed_hash) AS hashes
+  SELECT game_id, arg_min(seed_hash, ({FIRST_RECEIVED})) AS hash, count(DISTINCT seed_hash) AS hashes
   FROM gsu WHERE seed_hash IS NOT NULL GROUP BY game_id
 ), conflicts AS (
   SELECT game_id, count(*) FILTER (WHERE price_conflicts > 0) AS ticks FROM ticks GROUP BY game_id
@@ -308,7 +308,7 @@ WITH t AS (
 ), trades AS (  -- a trade id once, whichever partition of player_action holds it; summed in one order (floats)
   SELECT game_id, count(*) AS trade_count, count(DISTINCT player_id) AS trader_count, sum(amount ORDER BY trade_id) AS volume
   FROM (SELECT * FROM player_action WHERE event_name = 'standard/newTrade'
-        QUALIFY row_number() OVER (PARTITION BY trade_id ORDER BY {_FIRST}) = 1)
+        QUALIFY row_number() OVER (PARTITION BY trade_id ORDER BY {FIRST_RECEIVED}) = 1)
   GROUP BY game_id
 ), sidebets AS (
   SELECT game_id, count(DISTINCT trade_id) FILTER (WHERE action_type = 'sidebet_placed') AS placed,

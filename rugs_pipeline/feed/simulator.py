@@ -19,7 +19,6 @@ import asyncio
 import errno
 import logging
 import random
-import secrets
 import signal
 import time
 from collections import deque
@@ -29,10 +28,8 @@ from datetime import datetime, timezone
 from http import HTTPStatus
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
 
 from websockets.asyncio.server import Server, ServerConnection, serve
-from websockets.datastructures import Headers
 from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 from websockets.protocol import State
@@ -45,16 +42,13 @@ from rugs_pipeline.feed.faults import (
 from rugs_pipeline.feed.games import (
     COOLDOWN_MS, COOLDOWN_STEP_MS, GAME_VERSION, PRESALE_MS, Game, GameGenerator, Ledger, Scheduled,
 )
-from rugs_pipeline.feed.protocol import (
-    PING, encode_ack, encode_connect, encode_event, encode_open, parse_frame, trace_header,
-)
+from rugs_pipeline.feed.protocol import PING, encode_event, trace_header
+from rugs_pipeline.feed.sio_server import SIO_PATH, check_request, handshake, heartbeat, json_response, read_client
 
 log = logging.getLogger(__name__)
 
-SIO_PATH = "/socket.io/"
 TICK_MS = 250
 HISTORY_LEN = 10
-CONNECT_TIMEOUT_S = 45.0  # socket.io's connectTimeout: how long a client may wait before sending 40
 DRAIN_TIMEOUT_S = 5.0
 DRAIN_PAUSE_S = 0.2
 INSTARUG_TICKS = 5  # a rug this early counts towards the rug pool
@@ -182,20 +176,13 @@ class Simulator:
     # --- connections ------------------------------------------------------------------
 
     def _check_request(self, connection: ServerConnection, request: Request) -> Response | None:
-        url = urlsplit(request.path)
-        if url.path != SIO_PATH:
-            return connection.respond(HTTPStatus.NOT_FOUND, "Not Found\n")
-        query = parse_qs(url.query)
-        # Engine.IO's own answers to a wrong protocol version or transport.
-        if query.get("EIO") != ["4"]:
-            return _json_response(HTTPStatus.BAD_REQUEST, '{"code":5,"message":"Unsupported protocol version"}')
-        if query.get("transport") != ["websocket"]:
-            return _json_response(HTTPStatus.BAD_REQUEST, '{"code":0,"message":"Transport unknown"}')
+        if (answer := check_request(connection, request)) is not None:
+            return answer
         status = self._episodes.reject()
         if status is not None:
             self._sent.event(None, "rejected", status=status)
             extra = {"Retry-After": str(self.config.faults.retry_after_s)} if self.config.faults.retry_after_s else {}
-            return _json_response(HTTPStatus(status), '{"message":"injected fault"}', extra)
+            return json_response(HTTPStatus(status), '{"message":"injected fault"}', extra)
         return None
 
     async def _serve_client(self, ws: ServerConnection) -> None:
@@ -207,11 +194,9 @@ class Simulator:
             await ws.close(1013, "try again later")
             return
         try:
-            await self._send(ws, conn, None, encode_open(_sid(), cfg.ping_interval_ms, cfg.ping_timeout_ms))
-            if not await _await_connect(ws):
-                await ws.close(1008, "no Socket.IO connect")
+            if not await handshake(ws, lambda m: self._send(ws, conn, None, m), cfg.ping_interval_ms,
+                                   cfg.ping_timeout_ms):
                 return
-            await self._send(ws, conn, None, encode_connect(_sid()))
         except ConnectionClosed:
             return
         outbox: asyncio.Queue[tuple[int | None, str | bytes]] = asyncio.Queue()
@@ -221,10 +206,12 @@ class Simulator:
         self._clients[ws] = outbox
         self._first_client.set()
         pinged, pong = asyncio.Event(), asyncio.Event()
-        reader = asyncio.create_task(_read(ws, outbox, pong))
+        reader = asyncio.create_task(read_client(ws, outbox, pong))
         sending = [asyncio.create_task(self._write(ws, conn, outbox, pinged))]
         if not cfg.faults.no_pings:
-            sending.append(asyncio.create_task(self._heartbeat(ws, outbox, pinged, pong)))
+            interval_s = cfg.ping_interval_ms / 1000 + cfg.faults.ping_delay_s
+            sending.append(asyncio.create_task(heartbeat(ws, outbox, pinged, pong, interval_s,
+                                                         cfg.ping_timeout_ms / 1000)))
         fault = asyncio.create_task(self._connection_fault())
         tasks = [reader, fault, *sending]
         try:
@@ -278,22 +265,6 @@ class Simulator:
                 await asyncio.sleep(0)  # send() need not suspend: let pongs and closes be read under load
         except ConnectionClosed:
             pass
-
-    async def _heartbeat(self, ws: ServerConnection, outbox: asyncio.Queue, pinged: asyncio.Event,
-                         pong: asyncio.Event) -> None:
-        interval = self.config.ping_interval_ms / 1000 + self.config.faults.ping_delay_s
-        timeout = self.config.ping_timeout_ms / 1000
-        while True:
-            await asyncio.sleep(interval)
-            pinged.clear()
-            pong.clear()
-            outbox.put_nowait((None, PING))
-            await pinged.wait()  # the pong is due ping_timeout after the ping leaves, however long it queued
-            try:
-                await asyncio.wait_for(pong.wait(), timeout)
-            except TimeoutError:
-                await ws.close(1011, "ping timeout")
-                return
 
     # --- feed faults --------------------------------------------------------------------
 
@@ -376,43 +347,6 @@ class Simulator:
         await asyncio.sleep(DRAIN_PAUSE_S)
         self._server.close()
         await self._server.wait_closed()
-
-
-def _json_response(status: HTTPStatus, body: str, extra: dict[str, str] | None = None) -> Response:
-    headers = Headers([("Content-Type", "application/json"), ("Content-Length", str(len(body))), *(extra or {}).items()])
-    return Response(status.value, status.phrase, headers, body.encode())
-
-
-def _sid() -> str:
-    return secrets.token_urlsafe(15)
-
-
-async def _await_connect(ws: ServerConnection) -> bool:
-    """Wait for the client's Socket.IO connect to the default namespace (``40``, maybe with auth data)."""
-    try:
-        async with asyncio.timeout(CONNECT_TIMEOUT_S):
-            async for message in ws:
-                frame = parse_frame(message)
-                if frame.kind == "connect" and frame.namespace == "/":
-                    return True
-    except TimeoutError:
-        pass
-    return False
-
-
-async def _read(ws: ServerConnection, outbox: asyncio.Queue, pong: asyncio.Event) -> None:
-    """Pongs feed the heartbeat; client events (authenticate, ...) are accepted and, if asked, acked."""
-    try:
-        async for message in ws:
-            frame = parse_frame(message)
-            if frame.kind == "pong":
-                pong.set()
-            elif frame.kind == "event" and frame.ack_id is not None:
-                outbox.put_nowait((None, encode_ack(frame.ack_id)))
-            elif frame.kind in ("close", "disconnect"):
-                return
-    except ConnectionClosed:
-        pass
 
 
 class _GameFeed:
