@@ -12,6 +12,7 @@ from pathlib import Path
 import duckdb
 
 from rugs_pipeline import config
+from rugs_pipeline.derive import catalog
 from rugs_pipeline.store import schema
 from rugs_pipeline.store.layout import SchemaVersionError, Store, check_compatible, parse_version, sql_literal
 
@@ -50,5 +51,17 @@ def connect(data_dir: Path | str | None = None, require: str | None = None) -> d
         else:
             con.register(f"_{doc_type}_empty", schema.empty_table())
             con.execute(f"CREATE VIEW {doc_type} AS SELECT *, NULL::DATE AS date FROM _{doc_type}_empty")
+    _catalog_view(con, store)
     return con
+
+
+def _catalog_view(con: duckdb.DuckDBPyConnection, store: Store) -> None:
+    """View ``event_catalog``: the feed catalog's days (``catalog/date=<day>/event_catalog.parquet``)."""
+    if catalog.catalog_days(store):
+        glob = str(store.root / catalog.CATALOG_DIR / "date=*" / catalog.CATALOG_FILE)
+        con.execute(f"CREATE VIEW event_catalog AS SELECT * FROM read_parquet({sql_literal(glob)}, "
+                    "hive_partitioning = true, union_by_name = true)")
+    else:
+        con.register("_event_catalog_empty", catalog.CATALOG_SCHEMA.empty_table())
+        con.execute("CREATE VIEW event_catalog AS SELECT *, NULL::DATE AS date FROM _event_catalog_empty")
 
