@@ -73,9 +73,12 @@ def main() -> None:
 @click.option("--burst-every", "burst_every_s", type=float, help="Fault: every this many s hold all sending ...")
 @click.option("--burst-hold", "burst_hold_s", default=2.0, show_default=True, type=float,
               help="... for this many s, then send it at once.")
+@click.option("--protocol-drift", is_flag=True,
+              help="Serve a changed protocol: a new event, a new field, a retyped and a removed field "
+              "(what the protocol_drift check must name).")
 @click.argument("replay_files", nargs=-1, type=click.Path(path_type=Path))
 def simulate(host: str, port: int, seed: int, speed: float, replay: tuple[Path, ...], replay_files: tuple[Path, ...],
-             ping_interval_ms: int, ping_timeout_ms: int, **faults) -> None:
+             ping_interval_ms: int, ping_timeout_ms: int, protocol_drift: bool, **faults) -> None:
     """Run the feed simulator: a local Socket.IO server speaking the rugs.fun protocol.
 
     Fault options combine. Connection faults come in episodes: one at start and one after each
@@ -87,7 +90,7 @@ def simulate(host: str, port: int, seed: int, speed: float, replay: tuple[Path, 
 
     run(SimulatorConfig(host=host, port=port, seed=seed, speed=speed, replay=[*replay, *replay_files],
                         ping_interval_ms=ping_interval_ms, ping_timeout_ms=ping_timeout_ms,
-                        faults=FaultConfig(**faults)))
+                        protocol_drift=protocol_drift, faults=FaultConfig(**faults)))
 
 
 @main.command()

@@ -4,6 +4,7 @@ the consumers' view; the Dagster asset."""
 from __future__ import annotations
 
 import json
+import os
 from collections import defaultdict
 from pathlib import Path
 
@@ -16,9 +17,9 @@ from rugs_pipeline import consumers
 from rugs_pipeline.bench import synth
 from rugs_pipeline.capture import spool
 from rugs_pipeline.capture.importer import import_recordings
-from rugs_pipeline.defs.catalog import event_catalog
+from rugs_pipeline.defs.catalog import event_catalog, protocol_drift
 from rugs_pipeline.defs.resources import StoreResource
-from rugs_pipeline.derive import catalog
+from rugs_pipeline.derive import catalog, drift
 from rugs_pipeline.store import landing
 from rugs_pipeline.store.layout import Store
 
@@ -267,3 +268,47 @@ def test_asset_materialises_with_counts(sim_day, tmp_path) -> None:
     assert meta["events"].value == len(set(table["event_name"].to_pylist())) > 5
     assert meta["paths"].value == table.num_rows - meta["events"].value > 50
     assert meta["event_frames"].value > 0.9 * SIM_FRAMES
+
+
+# --- protocol drift --------------------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def drift_day(tmp_path_factory) -> synth.SyntheticDay:
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("RUGS_BENCH_CACHE", str(tmp_path_factory.mktemp("bench_cache_drift")))
+        return synth.synthetic_day(SIM_FRAMES, seed=5, drift=True)
+
+
+def test_simulated_protocol_change_is_named(sim_day, drift_day, tmp_path) -> None:
+    base = catalog.build_day(sim_day.landed_copy(tmp_path / "a"), synth.DAY).table
+    changed = catalog.build_day(drift_day.landed_copy(tmp_path / "b"), synth.DAY).table
+    assert drift.compare(base, [base]) == []
+    found = {(c.kind, c.event, c.path, c.before, c.now) for c in drift.compare(changed, [base])}
+    assert ("new event", "marketPulse", "", "", "object") in found
+    assert ("new path", "gameStateUpdate", "serverRegion", "", "string") in found
+    assert ("type changed", "gameStateUpdate", "price", "number", "string") in found
+    assert ("path not seen", "gameStateUpdate", "connectedPlayers", "number", "") in found
+    assert len(found) == 4, found
+
+
+def test_drift_check_in_dagster_baseline_then_warns(sim_day, drift_day, tmp_path) -> None:
+    store = sim_day.landed_copy(tmp_path / "store")
+    later = store.partition_dir("ws_event", "2025-06-02")
+    later.mkdir(parents=True)
+    for f in drift_day.files():
+        os.link(f, later / f.name)
+    instance = dg.DagsterInstance.ephemeral()
+    results = {}
+    for day in (synth.DAY, "2025-06-02"):
+        run = dg.materialize([event_catalog, protocol_drift], partition_key=day, instance=instance,
+                             resources={"store": StoreResource(data_dir=str(store.root))})
+        assert run.success
+        (results[day],) = run.get_asset_check_evaluations()
+    assert results[synth.DAY].passed and "baseline" in results[synth.DAY].description
+    warned = results["2025-06-02"]
+    assert not warned.passed and warned.severity == dg.AssetCheckSeverity.WARN
+    table = warned.metadata["drift"].value
+    for expected in ("| new event | `marketPulse` |", "| new path | `gameStateUpdate` | `serverRegion` |",
+                     "| type changed | `gameStateUpdate` | `price` | number | string |",
+                     "| path not seen | `gameStateUpdate` | `connectedPlayers` | number |"):
+        assert expected in table
