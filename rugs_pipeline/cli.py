@@ -336,5 +336,21 @@ def migrate(dry_run: bool) -> None:
         sys.exit(1)
 
 
+@main.command("search")
+@click.argument("question")
+@click.option("--limit", default=10, show_default=True, type=click.IntRange(1, 100), help="Hits to print.")
+def search_(question: str, limit: int) -> None:
+    """Search the feed catalog (vectors/events.lance): which events and fields answer QUESTION."""
+    from rugs_pipeline.consumers import search
+    from rugs_pipeline.store.layout import Store
+
+    hits = search.search(Store.at(config.data_root()), question, limit)
+    table = Table("event", "path", "types", "examples", "seen", "sample frame", title=question)
+    for h in hits:
+        table.add_row(h["event"], h["path"] or "(payload)", h["types"], ", ".join(h["examples"]),
+                      f"{h['frames']:,} frames, {h['occurrences']:,} values", search.show_frame_command(h))
+    console.print(table if hits else "no hit: is the catalog built? (event_catalog, then events_index)")
+
+
 if __name__ == "__main__":
     main()

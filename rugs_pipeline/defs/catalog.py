@@ -6,6 +6,7 @@ import dagster as dg
 
 from rugs_pipeline.defs.assets import derive_automation, ws_event
 from rugs_pipeline.defs.partitions import daily
+from rugs_pipeline.consumers import search
 from rugs_pipeline.defs.resources import StoreResource
 from rugs_pipeline.derive import catalog, drift
 
@@ -84,5 +85,24 @@ with warnings.catch_warnings():  # partitioned checks are "preview" in Dagster 1
         )
 
 
-catalog_assets = [event_catalog]
+@dg.asset(
+    deps=[event_catalog],
+    group_name="catalog",
+    kinds={"lancedb", "python"},
+    owners=["team:rugs-pipeline"],
+    description="The catalog's search index for agents: vectors/events.lance, table events, one document per event "
+    "and per field path over every catalogued day, LanceDB full-text index on text and a wordllama vector. Rebuilt "
+    "whole from the catalog Parquet, swapped in atomically. rugs-pipeline search \"QUESTION\".",
+    automation_condition=dg.AutomationCondition.eager(),
+)
+def events_index(context: dg.AssetExecutionContext, store: StoreResource) -> dg.MaterializeResult:
+    report = search.build_index(store.store())
+    context.log.info(f"indexed {report.events} events, {report.paths} paths of {len(report.days)} day(s)")
+    return dg.MaterializeResult(metadata={
+        "events": report.events, "paths": report.paths, "days": len(report.days),
+        "path": dg.MetadataValue.path(str(report.path)), "dagster/row_count": report.events + report.paths,
+    })
+
+
+catalog_assets = [event_catalog, events_index]
 catalog_checks = [protocol_drift]
