@@ -92,17 +92,35 @@ def _example(value) -> str:
     return text if len(text) <= EXAMPLE_CHARS else text[:EXAMPLE_CHARS - 3] + "..."
 
 
-class _Acc:
-    """Per (event, path): type counts, frames, first/last frame key, the first distinct examples."""
+class _Node:
+    """One (event, path): type counts, frames, first/last frame key, the first distinct examples, its children."""
 
-    __slots__ = ("counts", "frames", "first", "last", "examples")
+    __slots__ = ("path", "counts", "frames", "first", "last", "examples", "full", "mark", "keys", "items", "digits")
 
-    def __init__(self) -> None:
+    def __init__(self, path: str) -> None:
+        self.path = path
         self.counts = [0] * len(TYPES)
         self.frames = 0
         self.first = None
         self.last = None
-        self.examples: list = []  # [(key, text)], sorted by key, distinct texts, at most EXAMPLES
+        self.examples: list = []  # [((frame key, position), text)], sorted, distinct texts, at most EXAMPLES
+        self.full = None  # with EXAMPLES examples: the last one's frame key (a later frame cannot displace them)
+        self.mark = -1  # the last frame counted in ``frames``
+        self.keys: dict[str, _Node] = {}  # an object's members by key
+        self.items: _Node | None = None  # an array's elements
+        self.digits: _Node | None = None  # the members whose key is digits ("*"), not kept by key: unbounded
+
+    def child(self, key: str) -> "_Node":
+        if key.isascii() and key.isdigit():
+            if self.digits is None:
+                self.digits = _Node(_child(self.path, key))
+            return self.digits
+        node = self.keys[key] = _Node(_child(self.path, key))
+        return node
+
+    def element(self) -> "_Node":
+        node = self.items = _Node(self.path + "[]")
+        return node
 
     def offer(self, key: tuple, value) -> None:
         ex = self.examples
@@ -113,11 +131,13 @@ class _Acc:
             if t == text:
                 if key < k:
                     ex[i] = (key, text)
-                    ex.sort()
-                return
-        ex.append((key, text))
+                break
+        else:
+            ex.append((key, text))
         ex.sort()
         del ex[EXAMPLES:]
+        if len(ex) == EXAMPLES:
+            self.full = ex[-1][0][0]
 
 
 def _child(path: str, key: str) -> str:
@@ -126,8 +146,7 @@ def _child(path: str, key: str) -> str:
     elif _NAME.match(key):
         seg = key
     else:
-        seg = "[" + orjson.dumps(key).decode() + "]"
-        return path + seg
+        return path + "[" + orjson.dumps(key).decode() + "]"
     return f"{path}.{seg}" if path else seg
 
 
@@ -135,50 +154,70 @@ class Walker:
     """Accumulates frames' payloads into per-(event, path) partial rows."""
 
     def __init__(self) -> None:
-        self.acc: dict[tuple[str, str], _Acc] = {}
-        self._children: dict[tuple[str, str], str] = {}
+        self.roots: dict[str, _Node] = {}
+        self._frame = 0
 
     def add(self, event: str, frame_key: tuple, payload) -> None:
         """One frame: ``frame_key`` = (ts in µs, session_id, seq)."""
-        seen: dict[str, _Acc] = {}
-        self._walk(event, payload, "", 0, frame_key, seen, [0])
-        for acc in seen.values():
-            acc.frames += 1
-            if acc.first is None or frame_key < acc.first:
-                acc.first = frame_key
-            if acc.last is None or frame_key > acc.last:
-                acc.last = frame_key
+        root = self.roots.get(event)
+        if root is None:
+            root = self.roots[event] = _Node("")
+        self._frame += 1
+        touched: list[_Node] = []
+        self._pos = 0
+        self._walk(root, payload, 0, frame_key, touched)
+        for node in touched:
+            if node.first is None or frame_key < node.first:
+                node.first = frame_key
+            if node.last is None or frame_key > node.last:
+                node.last = frame_key
 
-    def _walk(self, event: str, value, path: str, depth: int, frame_key: tuple, seen: dict, pos: list) -> None:
-        acc = seen.get(path)
-        if acc is None:
-            acc = self.acc.get((event, path))
-            if acc is None:
-                acc = self.acc[(event, path)] = _Acc()
-            seen[path] = acc
+    def _walk(self, node: _Node, value, depth: int, frame_key: tuple, touched: list) -> None:
+        # The hot loop: one call per object or array; scalars (most values) are handled inline.
+        # A node's examples are settled once it holds EXAMPLES from frames before this one (``full``).
+        frame = self._frame
+        if node.mark != frame:
+            node.mark = frame
+            node.frames += 1
+            touched.append(node)
         t = _TYPE_INDEX[type(value)]
-        acc.counts[t] += 1
-        n = pos[0]
-        pos[0] = n + 1
+        node.counts[t] += 1
+        pos = self._pos
+        self._pos = pos + 1
         if t >= 2:
-            if t < 5:
-                ex = acc.examples
-                if len(ex) < EXAMPLES or (frame_key, n) < ex[-1][0]:
-                    acc.offer((frame_key, n), value)
+            if t < 5 and (node.full is None or frame_key <= node.full):
+                node.offer((frame_key, pos), value)
             return
         if depth >= MAX_DEPTH:
             return
         if t == 0:
-            children = self._children
-            for k, v in value.items():
-                child = children.get((path, k))
-                if child is None:
-                    child = children[(path, k)] = _child(path, k)
-                self._walk(event, v, child, depth + 1, frame_key, seen, pos)
+            pairs = value.items()
+            keys = node.keys
+        elif value:
+            pairs = None
+            child = node.items or node.element()
         else:
-            child = path + "[]"
-            for v in value:
-                self._walk(event, v, child, depth + 1, frame_key, seen, pos)
+            return
+        for item in pairs if pairs is not None else value:
+            if pairs is not None:
+                k, v = item
+                child = keys.get(k) or node.child(k)
+            else:
+                v = item
+            tv = type(v)
+            if tv is dict or tv is list:
+                self._walk(child, v, depth + 1, frame_key, touched)
+                continue
+            if child.mark != frame:
+                child.mark = frame
+                child.frames += 1
+                touched.append(child)
+            tc = _TYPE_INDEX[tv]
+            child.counts[tc] += 1
+            pos = self._pos
+            self._pos = pos + 1
+            if tc < 5 and (child.full is None or frame_key <= child.full):
+                child.offer((frame_key, pos), v)
 
     def add_rows(self, rows: pa.Table | pa.RecordBatch) -> int:
         """The event frames among ``rows`` (READ_COLUMNS); returns how many were catalogued."""
@@ -195,10 +234,20 @@ class Walker:
             n += 1
         return n
 
+    def _nodes(self):
+        """((event, path), node) of every path seen."""
+        for event, root in self.roots.items():
+            stack = [root]
+            while stack:
+                node = stack.pop()
+                yield (event, node.path), node
+                stack.extend(node.keys.values())
+                stack.extend(n for n in (node.items, node.digits) if n is not None)
+
     def part(self) -> pa.Table:
         """The partial rows (PART_SCHEMA), sorted by (event_name, path)."""
         cols: dict[str, list] = {f.name: [] for f in PART_SCHEMA}
-        for (event, path), acc in sorted(self.acc.items()):
+        for (event, path), acc in sorted(self._nodes()):
             cols["event_name"].append(event)
             cols["path"].append(path)
             for t, n in zip(TYPES, acc.counts):
