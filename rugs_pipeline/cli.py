@@ -211,7 +211,7 @@ def import_(files: tuple[Path, ...], tz) -> None:
 @click.option("--capture-frames", default=50_000, show_default=True, type=int, help="Frames the capture figure sends.")
 @click.option("--query-frames", default=250_000, show_default=True, type=int,
               help="Frames per day of the 30 days the query figure reads.")
-@click.option("--only", multiple=True, type=click.IntRange(1, 6), help="Measure only this figure (repeatable).")
+@click.option("--only", multiple=True, type=click.IntRange(1, 7), help="Measure only this figure (repeatable).")
 @click.option("--work", type=click.Path(path_type=Path), help="Scratch folder (default beside the cache).")
 @click.option("--keep", is_flag=True, help="Keep the scratch data of this run.")
 def bench(frames: int, seed: int, capture_frames: int, query_frames: int, only: tuple[int, ...], work: Path | None,

@@ -20,7 +20,7 @@ from rugs_pipeline.capture.importer import import_recordings
 from rugs_pipeline.defs.catalog import event_catalog, protocol_drift
 from rugs_pipeline.defs.resources import StoreResource
 from rugs_pipeline.derive import catalog, drift
-from rugs_pipeline.store import landing
+from rugs_pipeline.store import compaction, landing
 from rugs_pipeline.store.layout import Store
 
 from .test_derive import FIXTURES
@@ -153,16 +153,27 @@ def test_simulator_day_matches_the_oracle_and_cached_parts_give_the_same(sim_day
     # a trace header is not the payload: traced trades are catalogued by their last argument
     assert ("standard/newTrade", "__trace") not in ours and ("standard/newTrade", "tickIndex") in ours
     again = catalog.build_day(store, synth.DAY)
-    assert again.parts_walked == 0 and again.files == len(sim_day.files())
+    assert again.walked == 0 and again.files == len(sim_day.files())
     assert as_dict(again.table) == ours
 
 
 def test_a_field_seen_once_is_in_the_catalog(sim_day, tmp_path) -> None:
     store = sim_day.landed_copy(tmp_path / "store")
+    catalog.build_day(store, synth.DAY)
     _land(store, "2025-06-01", ['42["gameStateUpdate",{"gameId":"x","onceOnly":{"deep":[{"v":"rare"}]}}]'])
-    ours = as_dict(catalog.build_day(store, synth.DAY).table)
+    assert catalog.build_day(store, synth.DAY).walked == 1  # the live day's next run walks the new file only
+    ours = assert_matches_oracle(store, synth.DAY)
     row = ours[("gameStateUpdate", "onceOnly.deep[].v")]
     assert (row["occurrences"], row["frames"], row["examples"], row["types"]) == (1, 1, ['"rare"'], {"string": 1})
+
+
+def test_compacted_day_is_walked_again_and_gives_the_same(sim_day, tmp_path) -> None:
+    store = sim_day.landed_copy(tmp_path / "store")
+    before = catalog.build_day(store, synth.DAY).table
+    compaction.compact_day(store, synth.DAY)
+    after = catalog.build_day(store, synth.DAY)
+    assert after.walked == after.files == len(store.partition_files("ws_event", synth.DAY)) < len(sim_day.files())
+    assert after.table.equals(before)
 
 
 # --- the real recordings --------------------------------------------------------------------------------

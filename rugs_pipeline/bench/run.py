@@ -1,4 +1,4 @@
-"""``rugs-pipeline bench`` / ``make bench``: six figures about one synthetic day, each beside its goal.
+"""``rugs-pipeline bench`` / ``make bench``: seven figures about one synthetic day, each beside its goal.
 
 Every figure is measured in this one run, baselines next to what they are compared with,
 so that the machine's noise falls on both sides of each ratio.
@@ -16,7 +16,7 @@ from pathlib import Path
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
-from rugs_pipeline.bench import capture, derivation, landing, query, synth
+from rugs_pipeline.bench import capture, catalog, derivation, landing, query, synth
 from rugs_pipeline.bench.measure import GIB, MIB, Measured, isolated
 
 SCALES = (0.25, 0.5, 1.0)
@@ -45,7 +45,7 @@ class Options:
     query_frames: int = 250_000
     work: Path | None = None  # scratch space (default: beside the cache)
     keep: bool = False
-    only: set[int] = field(default_factory=lambda: {1, 2, 3, 4, 5, 6})
+    only: set[int] = field(default_factory=lambda: {1, 2, 3, 4, 5, 6, 7})
 
 
 def run(options: Options, console: Console | None = None) -> list[Figure]:
@@ -99,6 +99,8 @@ def _measure(day: synth.SyntheticDay, options: Options, work: Path, progress: Pr
         figures[3] = _landing(day, work, progress, figures.get(5))
     if 4 in options.only:
         figures[4] = _query(day, options, work, progress)
+    if 7 in options.only:
+        figures[7] = _catalog(day, work, progress)
     return [figures[n] for n in sorted(options.only)]
 
 
@@ -147,6 +149,29 @@ def _query(day: synth.SyntheticDay, options: Options, work: Path, progress: Prog
         f"one file (as landed, {q.files['landed']:,} files: {q.ratio('landed', 'game_tick'):.2f}x and "
         f"{q.ratio('landed', 'ws_event'):.2f}x; medians of {query.ROUNDS}); compacting a day took {q.compaction_s:.1f} s",
         "<= 1.5x one file", worst <= 1.5)
+
+
+def _catalog(day: synth.SyntheticDay, work: Path, progress: Progress) -> Figure:
+    """event_catalog of the day as landed: a live run (parts cached but the last files') and from scratch,
+    beside one derivation of the same files."""
+    t = _step(progress, "catalog: live run, from scratch, derivation")
+    files = day.files()
+    live = isolated(catalog.build, work / "catalog-live", warmup=(catalog.prepare, files, work / "catalog-live", True))
+    full = isolated(catalog.build, work / "catalog-full", warmup=(catalog.prepare, files, work / "catalog-full", False))
+    derive = isolated(derivation.pipeline_derive, files, work / "catalog-derived",
+                      warmup=(derivation.pipeline_derive, files[:1], work / "catalog-warmup"))
+    progress.advance(t)
+    walked, frames, rows = full.value
+    ratio = live.seconds / derive.seconds
+    return Figure(
+        7, "catalog",
+        f"event_catalog of the day as landed ({len(files):,} files, {frames:,} event frames, {rows:,} rows): a live "
+        f"run (parts of all but the last {catalog.LIVE_FILES} files cached, as each {catalog.LIVE_FILES * 30 // 60}-"
+        f"minute run finds them) {live.seconds:.1f} s = {ratio:.0%} of deriving the day ({derive.seconds:.1f} s); "
+        f"from scratch (every file walked: a first run, or after compaction) {full.seconds:.1f} s = "
+        f"{full.seconds / derive.seconds:.1f}x, peak {max(live.peak_rss, full.peak_rss) / MIB:,.0f} MiB",
+        "a live run <= 25% of the day's derivation; memory bounded (<= 1 GiB)",
+        ratio <= 0.25 and max(live.peak_rss, full.peak_rss) <= GIB)
 
 
 def _derivation(day: synth.SyntheticDay, work: Path, progress: Progress) -> dict[int, Figure]:

@@ -35,14 +35,14 @@ def event_catalog(context: dg.AssetExecutionContext, store: StoreResource) -> dg
     events = sorted(set(table["event_name"].to_pylist()))
     paths = sum(1 for k in table["kind"].to_pylist() if k == "field")
     context.log.info(f"{day}: {len(events)} events, {paths} paths from {result.frames} event frames "
-                     f"({result.parts_walked} of {result.files} files walked)")
+                     f"({result.walked} of {result.files} files walked)")
     return dg.MaterializeResult(metadata={
         "events": len(events),
         "paths": paths,
         "event_frames": result.frames,
         "frames_not_catalogued": dg.MetadataValue.json(result.other_frames),
         "files": result.files,
-        "files_walked": result.parts_walked,
+        "files_walked": result.walked,
         "event_names": dg.MetadataValue.json(events),
         "path": dg.MetadataValue.path(str(result.path)),
         "dagster/row_count": table.num_rows,

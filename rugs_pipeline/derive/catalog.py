@@ -19,9 +19,9 @@ Invariants:
   (the first, by the same order) likewise. So the result does not depend on how the day's rows are
   split into files or batches, nor on their order.
 
-A day is catalogued file by file (``file_part``: small, mergeable partial rows, cached beside the
-catalog) and the parts merged (``merge_parts``), so re-cataloguing a live day walks only the files
-landed since the last run.
+A day is catalogued file by file (``part_of``: small, mergeable partial rows) and the parts combined
+(``combine_parts``); the day's combined part is kept with the files it covers, so re-cataloguing a
+live day walks only the files landed since the last run.
 """
 
 from __future__ import annotations
@@ -279,42 +279,62 @@ def part_of(batches: Iterable[pa.Table | pa.RecordBatch]) -> tuple[pa.Table, int
     return walker.part(), n
 
 
-_MERGE = f"""
-WITH p AS (SELECT * FROM parts),
-agg AS (
+_COMBINE = f"""
+WITH agg AS (
   SELECT event_name, path, {", ".join(f"sum(n_{t})::BIGINT AS n_{t}" for t in TYPES)}, sum(frames)::BIGINT AS frames,
          min((first_ts, first_session_id, first_seq)) AS f, max((last_ts, last_session_id, last_seq)) AS l
-  FROM p GROUP BY event_name, path
+  FROM parts GROUP BY event_name, path
 ), ex AS (
   SELECT event_name, path, e.value AS value, min((e.ts, e.session_id, e.seq, e.pos)) AS k
-  FROM (SELECT event_name, path, unnest(examples) AS e FROM p)
+  FROM (SELECT event_name, path, unnest(examples) AS e FROM parts)
   GROUP BY event_name, path, e.value
 ), top AS (
-  SELECT event_name, path, list(value ORDER BY k) AS examples
+  SELECT event_name, path,
+         list({{'value': value, 'ts': k[1], 'session_id': k[2], 'seq': k[3], 'pos': k[4]}} ORDER BY k) AS examples
   FROM (SELECT * FROM ex QUALIFY row_number() OVER (PARTITION BY event_name, path ORDER BY k) <= {EXAMPLES})
   GROUP BY event_name, path
 )
-SELECT agg.event_name, agg.path, CASE WHEN agg.path = '' THEN 'event' ELSE 'field' END AS kind,
-       map_from_entries(list_filter([{", ".join(f"{{'k': '{t}', 'v': n_{t}}}" for t in TYPES)}], lambda x: x.v > 0)) AS types,
-       ({" + ".join(f"n_{t}" for t in TYPES)})::BIGINT AS occurrences, n_null AS nulls, frames,
-       coalesce(top.examples, []::VARCHAR[]) AS examples,
-       f[1] AS first_ts, l[1] AS last_ts, f[2] AS sample_session_id, f[3] AS sample_seq
+SELECT agg.event_name, agg.path, {", ".join(f"n_{t}" for t in TYPES)}, frames,
+       f[1] AS first_ts, f[2] AS first_session_id, f[3] AS first_seq, l[1] AS last_ts, l[2] AS last_session_id,
+       l[3] AS last_seq, top.examples
 FROM agg LEFT JOIN top USING (event_name, path)
 ORDER BY agg.event_name, agg.path
 """
 
+_FINAL = f"""
+SELECT event_name, path, CASE WHEN path = '' THEN 'event' ELSE 'field' END AS kind,
+       map_from_entries(list_filter([{", ".join(f"{{'k': '{t}', 'v': n_{t}}}" for t in TYPES)}], lambda x: x.v > 0)) AS types,
+       ({" + ".join(f"n_{t}" for t in TYPES)})::BIGINT AS occurrences, n_null AS nulls, frames,
+       coalesce(list_transform(examples, lambda e: e.value), []::VARCHAR[]) AS examples,
+       first_ts, last_ts, first_session_id AS sample_session_id, first_seq AS sample_seq
+FROM parts
+ORDER BY event_name, path
+"""
 
-def merge_parts(parts: Iterable[pa.Table]) -> pa.Table:
-    """The catalog (CATALOG_SCHEMA) from partial catalogs of disjoint sets of frames."""
-    table = pa.concat_tables([PART_SCHEMA.empty_table(), *parts])
+
+def _run(sql: str, parts: pa.Table) -> pa.Table:
     con = duckdb.connect()
     try:
         con.execute("SET TimeZone = 'UTC'")
-        con.register("parts", table)
-        out = con.sql(_MERGE).to_arrow_table()
+        con.register("parts", parts)
+        return con.sql(sql).to_arrow_table()
     finally:
         con.close()
-    return out.cast(CATALOG_SCHEMA)
+
+
+def combine_parts(parts: Iterable[pa.Table]) -> pa.Table:
+    """One partial catalog (PART_SCHEMA) from partial catalogs of disjoint sets of frames."""
+    return _run(_COMBINE, pa.concat_tables([PART_SCHEMA.empty_table(), *parts])).cast(PART_SCHEMA)
+
+
+def finish(part: pa.Table) -> pa.Table:
+    """The catalog rows (CATALOG_SCHEMA) of a partial catalog."""
+    return _run(_FINAL, part).cast(CATALOG_SCHEMA)
+
+
+def merge_parts(parts: Iterable[pa.Table]) -> pa.Table:
+    """The catalog (CATALOG_SCHEMA) from partial catalogs of disjoint sets of frames."""
+    return finish(combine_parts(parts))
 
 
 def catalog(ws_event: pa.Table) -> pa.Table:
@@ -333,7 +353,7 @@ def type_names(types: dict[str, int] | list) -> list[str]:
 
 CATALOG_DIR = "catalog"
 CATALOG_FILE = "event_catalog.parquet"
-_STAMP_KEY = b"rugs_catalog_source"
+_STATE_KEY = b"rugs_catalog_files"  # the state's metadata: {file name: [stamp, {frame_kind: rows}]}
 READ_BATCH_ROWS = 4096  # bounded memory: a compacted file's state frames are GBs of text
 
 
@@ -344,15 +364,16 @@ class DayCatalog:
     frames: int  # event frames catalogued
     other_frames: dict[str, int] = field(default_factory=dict)  # rows not catalogued, by frame_kind
     files: int = 0
-    parts_walked: int = 0  # files walked this time (the others' parts were cached)
+    walked: int = 0  # files walked this time (the others were in the day's state already)
 
 
 def catalog_path(store: Store, day: str):
     return store.root / CATALOG_DIR / f"date={day}" / CATALOG_FILE
 
 
-def _part_path(store: Store, day: str, source):
-    return store.root / CATALOG_DIR / "parts" / f"date={day}" / f"{source.name}"
+def state_path(store: Store, day: str):
+    """The day's partial catalog (PART_SCHEMA) and the files it covers: the next run adds only new files."""
+    return store.root / CATALOG_DIR / "state" / f"date={day}" / "part.parquet"
 
 
 def _parquet_bytes(table: pa.Table, metadata: dict[bytes, bytes] | None = None) -> bytes:
@@ -361,49 +382,51 @@ def _parquet_bytes(table: pa.Table, metadata: dict[bytes, bytes] | None = None) 
     return sink.getvalue().to_pybytes()
 
 
-def _cached_part(store: Store, path, stamp: bytes) -> pa.Table | None:
+def _read_state(store: Store, day: str) -> tuple[pa.Table, dict] | None:
     try:
-        source = pq.ParquetFile(str(path), filesystem=store.filesystem)
+        table = pq.read_table(str(state_path(store, day)), filesystem=store.filesystem)
     except (FileNotFoundError, OSError):
         return None
-    if (source.schema_arrow.metadata or {}).get(_STAMP_KEY) != stamp:
-        return None
-    return source.read().replace_schema_metadata(None)
+    covered = orjson.loads((table.schema.metadata or {}).get(_STATE_KEY, b"{}"))
+    return table.replace_schema_metadata(None), covered
 
 
 def build_day(store: Store, day: str) -> DayCatalog:
     """Catalogue ``day``'s ws_event files and write ``catalog/date=<day>/event_catalog.parquet`` atomically.
 
-    Each file's partial rows are cached under ``catalog/parts/date=<day>/`` with the file's stamp
-    (size and mtime, or ETag): a file landed since, or rewritten by compaction or a migration, is
-    walked again; parts of files no longer in the day are deleted.
+    The day's partial catalog is kept in ``catalog/state/date=<day>/`` with the files it covers and their
+    stamps (size and mtime, or ETag). When every covered file is still there unchanged, only the files
+    landed since are walked and combined with it (a live day's run); otherwise (compaction or a migration
+    rewrote the day's files) every file is walked again.
     """
-    parts, walked = [], 0
-    other: dict[str, int] = {}
     with store.partition_lock("ws_event", day, shared=True):
         files = store.partition_files("ws_event", day)
-        for f in files:
-            stamp = orjson.dumps(store.files.stamp(f))
-            path = _part_path(store, day, f)
-            part = _cached_part(store, path, stamp)
+        stamps = {f.name: store.files.stamp(f) for f in files}
+        state = _read_state(store, day)
+        if state is not None and all(stamps.get(name) == entry[0] for name, entry in state[1].items()):
+            parts, covered = [state[0]], dict(state[1])
+        else:
+            parts, covered = [], {}
+        new = [f for f in files if f.name not in covered]
+        for f in new:
             source = pq.ParquetFile(str(f), filesystem=store.filesystem)
-            if part is None:
-                part, _ = part_of(source.iter_batches(batch_size=READ_BATCH_ROWS, columns=READ_COLUMNS))
-                store.files.write_bytes(path, _parquet_bytes(part, {_STAMP_KEY: stamp}))
-                walked += 1
-            kinds = source.read(columns=["frame_kind"])["frame_kind"].value_counts().to_pylist()
-            for row in kinds:
-                other[row["values"]] = other.get(row["values"], 0) + row["counts"]
+            part, _ = part_of(source.iter_batches(batch_size=READ_BATCH_ROWS, columns=READ_COLUMNS))
+            kinds = {r["values"]: r["counts"] for r in source.read(columns=["frame_kind"])["frame_kind"]
+                     .value_counts().to_pylist()}
             parts.append(part)
-    keep = {_part_path(store, day, f).name for f in files}
-    for stale in store.files.files(store.root / CATALOG_DIR / "parts" / f"date={day}", "*.parquet"):
-        if stale.name not in keep:
-            store.files.delete(stale)
-    table = merge_parts(parts)
+            covered[f.name] = [stamps[f.name], kinds]
+    combined = combine_parts(parts) if len(parts) != 1 or new else parts[0]
+    if new or state is None or len(covered) != len(state[1]):
+        store.files.write_bytes(state_path(store, day), _parquet_bytes(combined, {_STATE_KEY: orjson.dumps(covered)}))
+    table = finish(combined)
+    other: dict[str, int] = {}
+    for _, kinds in covered.values():
+        for kind, n in kinds.items():
+            other[str(kind)] = other.get(str(kind), 0) + n
     frames = other.pop("event", 0)
     path = catalog_path(store, day)
     store.files.write_bytes(path, _parquet_bytes(table))
-    return DayCatalog(table, path, frames, dict(sorted(other.items(), key=lambda kv: str(kv[0]))), len(files), walked)
+    return DayCatalog(table, path, frames, dict(sorted(other.items())), len(files), len(new))
 
 
 def catalog_days(store: Store) -> list[str]:
