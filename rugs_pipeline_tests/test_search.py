@@ -3,7 +3,10 @@ written, atomic rebuilds, refusals, and the Dagster asset."""
 
 from __future__ import annotations
 
+import os
 import re
+import subprocess
+import sys
 import threading
 from pathlib import Path
 
@@ -101,6 +104,12 @@ def test_s3_lake_is_refused_in_one_line() -> None:
     with pytest.raises(ConfigError, match="s3 lake") as err:
         search.index_path(Store.at("s3://bucket/prefix"))
     assert "\n" not in str(err.value)
+    # nor is the asset in an s3 lake's code location, for automation to fail after every landing
+    code = ("from rugs_pipeline.definitions import defs; "
+            "print(sorted(k.to_user_string() for k in defs.resolve_asset_graph().get_all_asset_keys()))")
+    out = subprocess.run([sys.executable, "-c", code], env={**os.environ, "RUGS_DATA_DIR": "s3://bucket/prefix"},
+                         capture_output=True, text=True, check=True)
+    assert "event_catalog" in out.stdout and "events_index" not in out.stdout
 
 
 def test_asset_builds_the_index(real_store, tmp_path) -> None:  # noqa: F811
