@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import os
 from collections import defaultdict
-from pathlib import Path
+from datetime import datetime
 
 import dagster as dg
 import orjson
@@ -214,7 +214,6 @@ def _land(store: Store, day: str, frames: list[str | bytes]) -> None:
 
 
 def _ns(day: str) -> int:
-    from datetime import datetime
     return int(datetime.fromisoformat(f"{day}T12:00:00+00:00").timestamp() * 1e9)
 
 

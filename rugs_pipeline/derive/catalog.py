@@ -1,6 +1,7 @@
 """The feed catalog: what every event's payload holds, path by path, from every frame of a day.
 
-Pure functions over ``ws_event`` rows (Arrow). One catalog row per (event_name, path) and one per
+Pure functions over ``ws_event`` rows (Arrow), then ``build_day``, which reads a day's files from the
+store and writes its catalog beside them (outside ``events_parquet``). One catalog row per (event_name, path) and one per
 event_name as a whole (``path`` ''), both directions, every event frame (``frame_kind = 'event'``);
 other frames (malformed, pings, lifecycle records) are counted by the caller, not catalogued.
 
@@ -82,7 +83,7 @@ DESCRIPTIONS = {
 
 
 def payload_of(raw_json: str):
-    """An event frame's payload (its last argument, None without one); raises orjson.JSONDecodeError."""
+    """An event frame's payload (its last argument, None without one); raises ValueError if not JSON."""
     args = orjson.loads(raw_json[raw_json.index("["):])
     return args[-1] if len(args) > 1 else None
 
@@ -228,7 +229,7 @@ class Walker:
                                               events["raw_json"].to_pylist(), events["event_name"].to_pylist()):
             try:
                 payload = payload_of(raw)
-            except (orjson.JSONDecodeError, ValueError):  # framing said event: only a hand-built row gets here
+            except ValueError:  # landing's framing parsed it as an event: only a hand-built row gets here
                 continue
             self.add(name, (t, session, seq), payload)
             n += 1
