@@ -1,12 +1,13 @@
-"""The feed catalog's assets: ``event_catalog`` (what each event's payload holds, per day) and its checks."""
+"""The feed catalog's wiring: ``event_catalog`` (what each event's payload holds, per day), its
+``protocol_drift`` check, and ``events_index`` (the LanceDB search index built from every day's catalog)."""
 
 import warnings
 
 import dagster as dg
 
+from rugs_pipeline.consumers import search
 from rugs_pipeline.defs.assets import derive_automation, ws_event
 from rugs_pipeline.defs.partitions import daily
-from rugs_pipeline.consumers import search
 from rugs_pipeline.defs.resources import StoreResource
 from rugs_pipeline.derive import catalog, drift
 
