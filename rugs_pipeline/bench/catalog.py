@@ -1,6 +1,6 @@
 """The catalog's cost: ``event_catalog`` of the day as landed, beside the day's derivation.
 
-- ``from_scratch``: every file walked (a day catalogued for the first time, or after compaction).
+- ``from_scratch``: every file walked (a day catalogued for the first time, or after a migration).
 - ``live_run``: what a scheduled run on the live day costs: the day catalogued before its last
   ``LIVE_FILES`` (5 minutes of 30 s segments, one ``RUGS_DERIVE_CRON`` interval), then the merge.
 

@@ -168,7 +168,7 @@ def _catalog(day: synth.SyntheticDay, work: Path, progress: Progress) -> Figure:
         f"event_catalog of the day as landed ({len(files):,} files, {frames:,} event frames, {rows:,} rows): a live "
         f"run (the day catalogued before its last {catalog.LIVE_FILES} files landed, as each "
         f"{catalog.LIVE_FILES * 30 // 60}-minute run finds it) {live.seconds:.1f} s = {ratio:.0%} of deriving the day ({derive.seconds:.1f} s); "
-        f"from scratch (every file walked: a first run, or after compaction) {full.seconds:.1f} s = "
+        f"from scratch (every file walked: a first run, or after a migration) {full.seconds:.1f} s = "
         f"{full.seconds / derive.seconds:.1f}x, peak {max(live.peak_rss, full.peak_rss) / MIB:,.0f} MiB",
         "a live run <= 25% of the day's derivation; memory bounded (<= 1 GiB)",
         ratio <= 0.25 and max(live.peak_rss, full.peak_rss) <= GIB)

@@ -37,6 +37,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from rugs_pipeline.store.compaction import merged_version
 from rugs_pipeline.store.layout import Store
 
 MAX_DEPTH = 32
@@ -392,22 +393,47 @@ def _read_state(store: Store, day: str) -> tuple[pa.Table, dict] | None:
     return table.replace_schema_metadata(None), covered
 
 
+def _still_covered(store: Store, covered: dict, files: list, stamps: dict) -> dict | None:
+    """What the day's state covers among ``files`` now; None when it no longer describes them.
+
+    A covered file rewritten in place (a migration) invalidates it. Covered files gone are what compaction
+    merged: the state carries over to the new merged files when they hold exactly as many rows (compaction
+    only moves rows; nothing else deletes a day's file), else it is invalid.
+    """
+    if any(name in stamps and stamps[name] != entry[0] for name, entry in covered.items()):
+        return None
+    gone = {name: entry for name, entry in covered.items() if name not in stamps}
+    if not gone:
+        return covered
+    merged = [f for f in files if f.name not in covered and merged_version(f) is not None]
+    rows = sum(pq.read_metadata(str(f), filesystem=store.filesystem).num_rows for f in merged)
+    if not merged or rows != sum(sum(kinds.values()) for _, kinds in gone.values()):
+        return None
+    kinds: dict[str, int] = {}
+    for _, counts in gone.values():
+        for kind, n in counts.items():
+            kinds[kind] = kinds.get(kind, 0) + n
+    kept = {name: entry for name, entry in covered.items() if name in stamps}
+    # the frame kinds of the merged rows, kept on the first merged file (the day's totals are what is reported)
+    kept.update({f.name: [stamps[f.name], kinds if i == 0 else {}] for i, f in enumerate(merged)})
+    return kept
+
+
 def build_day(store: Store, day: str) -> DayCatalog:
     """Catalogue ``day``'s ws_event files and write ``catalog/date=<day>/event_catalog.parquet`` atomically.
 
     The day's partial catalog is kept in ``catalog/state/date=<day>/`` with the files it covers and their
-    stamps (size and mtime, or ETag). When every covered file is still there unchanged, only the files
-    landed since are walked and combined with it (a live day's run); otherwise (compaction or a migration
-    rewrote the day's files) every file is walked again.
+    stamps (size and mtime, or ETag). Only files it does not cover are walked and combined with it: those
+    landed since the last run (a live day's), none after compaction merged covered files (``_still_covered``);
+    every file when a covered file was rewritten (a migration).
     """
     with store.partition_lock("ws_event", day, shared=True):
         files = store.partition_files("ws_event", day)
         stamps = {f.name: store.files.stamp(f) for f in files}
         state = _read_state(store, day)
-        if state is not None and all(stamps.get(name) == entry[0] for name, entry in state[1].items()):
-            parts, covered = [state[0]], dict(state[1])
-        else:
-            parts, covered = [], {}
+        covered = _still_covered(store, state[1], files, stamps) if state is not None else None
+        parts = [state[0]] if covered is not None else []
+        covered = covered or {}
         new = [f for f in files if f.name not in covered]
         for f in new:
             source = pq.ParquetFile(str(f), filesystem=store.filesystem)
@@ -417,7 +443,7 @@ def build_day(store: Store, day: str) -> DayCatalog:
             parts.append(part)
             covered[f.name] = [stamps[f.name], kinds]
     combined = combine_parts(parts) if len(parts) != 1 or new else parts[0]
-    if new or state is None or len(covered) != len(state[1]):
+    if new or state is None or covered != state[1]:
         store.files.write_bytes(state_path(store, day), _parquet_bytes(combined, {_STATE_KEY: orjson.dumps(covered)}))
     table = finish(combined)
     other: dict[str, int] = {}
