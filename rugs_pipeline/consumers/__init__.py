@@ -20,7 +20,8 @@ MIGRATE_HINT = "run `rugs-pipeline migrate` (or the migrate_schema job in the Da
 
 
 def connect(data_dir: Path | str | None = None, require: str | None = None) -> duckdb.DuckDBPyConnection:
-    """An in-memory DuckDB connection with views ``ws_event``, ``game_tick``, ... over the Parquet.
+    """An in-memory DuckDB connection with views ``ws_event``, ``game_tick``, ... over the Parquet, and
+    ``event_catalog`` over the feed catalog's days.
 
     ``data_dir``: a folder, ``file:///folder`` or ``s3://bucket/prefix`` (default ``$RUGS_DATA_DIR``); an s3
     lake is read through s3fs, registered on the connection (DuckDB's httpfs is not needed).
@@ -64,4 +65,3 @@ def _catalog_view(con: duckdb.DuckDBPyConnection, store: Store) -> None:
     else:
         con.register("_event_catalog_empty", catalog.CATALOG_SCHEMA.empty_table())
         con.execute("CREATE VIEW event_catalog AS SELECT *, NULL::DATE AS date FROM _event_catalog_empty")
-
