@@ -123,3 +123,13 @@ def test_asset_builds_the_index(real_store, tmp_path) -> None:  # noqa: F811
     tbl = lancedb.connect(str(search.index_path(store))).open_table("events")
     assert meta["events"].value + meta["paths"].value == tbl.count_rows() > 100
     assert {"text", "vector", "event", "path", "types", "examples"} <= set(tbl.schema.names)
+
+
+def test_a_store_without_catalog_gets_an_empty_index(tmp_path) -> None:
+    store = Store(tmp_path / "rugs_data")
+    store.ensure_manifest()
+    with pytest.raises(FileNotFoundError, match="no search index yet"):
+        search.search(store, "price")
+    report = search.build_index(store)
+    assert (report.events, report.paths, report.days) == (0, 0, [])
+    assert search.search(store, "What fields are in playerUpdate?") == []
