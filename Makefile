@@ -46,7 +46,7 @@ validate: install
 soak: install
 	$(BIN)/python -m pytest -m slow -s rugs_pipeline_tests/test_capture_crash.py rugs_pipeline_tests/test_capture_soak.py
 
-# Performance: nine figures about a synthetic day of feed, each beside its goal. The first run builds
+# Performance: ten figures about a synthetic day of feed, each beside its goal. The first run builds
 # and caches the day (~5 min, ~5 GB in ~/.cache/rugs_pipeline/bench); BENCH_ARGS="--frames 250000" etc.
 .PHONY: bench
 bench: install

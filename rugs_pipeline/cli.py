@@ -74,9 +74,12 @@ def main() -> None:
 @click.option("--burst-every", "burst_every_s", type=float, help="Fault: every this many s hold all sending ...")
 @click.option("--burst-hold", "burst_hold_s", default=2.0, show_default=True, type=float,
               help="... for this many s, then send it at once.")
+@click.option("--protocol-drift", is_flag=True,
+              help="Serve a changed protocol: a new event, a new field, a retyped and a removed field "
+              "(what the protocol_drift check must name).")
 @click.argument("replay_files", nargs=-1, type=click.Path(path_type=Path))
 def simulate(host: str, port: int, seed: int, speed: float, replay: tuple[Path, ...], replay_files: tuple[Path, ...],
-             ping_interval_ms: int, ping_timeout_ms: int, **faults) -> None:
+             ping_interval_ms: int, ping_timeout_ms: int, protocol_drift: bool, **faults) -> None:
     """Run the feed simulator: a local Socket.IO server speaking the rugs.fun protocol.
 
     Fault options combine. Connection faults come in episodes: one at start and one after each
@@ -88,7 +91,7 @@ def simulate(host: str, port: int, seed: int, speed: float, replay: tuple[Path, 
 
     run(SimulatorConfig(host=host, port=port, seed=seed, speed=speed, replay=[*replay, *replay_files],
                         ping_interval_ms=ping_interval_ms, ping_timeout_ms=ping_timeout_ms,
-                        faults=FaultConfig(**faults)))
+                        protocol_drift=protocol_drift, faults=FaultConfig(**faults)))
 
 
 @main.command()
@@ -219,12 +222,12 @@ def import_(files: tuple[Path, ...], tz, max_frame_mb: float) -> None:
 @click.option("--capture-frames", default=50_000, show_default=True, type=int, help="Frames the capture figure sends.")
 @click.option("--query-frames", default=250_000, show_default=True, type=int,
               help="Frames per day of the 30 days the query figure reads.")
-@click.option("--only", multiple=True, type=click.IntRange(1, 9), help="Measure only this figure (repeatable).")
+@click.option("--only", multiple=True, type=click.IntRange(1, 10), help="Measure only this figure (repeatable).")
 @click.option("--work", type=click.Path(path_type=Path), help="Scratch folder (default beside the cache).")
 @click.option("--keep", is_flag=True, help="Keep the scratch data of this run.")
 def bench(frames: int, seed: int, capture_frames: int, query_frames: int, only: tuple[int, ...], work: Path | None,
           keep: bool) -> None:
-    """Measure the pipeline on a synthetic day: nine figures, each beside its goal.
+    """Measure the pipeline on a synthetic day: ten figures, each beside its goal.
 
     The day is built from the simulator once and cached in $RUGS_BENCH_CACHE
     (default ~/.cache/rugs_pipeline/bench); a 1M-frame day takes ~5 GB there.
@@ -441,6 +444,22 @@ def replay(first, last, games: tuple[str, ...], events: tuple[str, ...], speed: 
 
     source = Replay(first.date(), last.date() if last else None, games, events)  # refused before listening
     run(source, ReplayConfig(host=host, port=port, speed=None if fastest else speed, disconnects=with_disconnects))
+
+
+@main.command("search")
+@click.argument("question")
+@click.option("--limit", default=10, show_default=True, type=click.IntRange(1, 100), help="Hits to print.")
+def search_(question: str, limit: int) -> None:
+    """Search the feed catalog (vectors/events.lance): which events and fields answer QUESTION."""
+    from rugs_pipeline.consumers import search
+    from rugs_pipeline.store.layout import Store
+
+    hits = search.search(Store.at(config.data_root()), question, limit)
+    table = Table("event", "path", "types", "examples", "seen", "sample frame", title=question)
+    for h in hits:
+        table.add_row(h["event"], h["path"] or "(payload)", h["types"], ", ".join(h["examples"]),
+                      f"{h['frames']:,} frames, {h['occurrences']:,} values", search.show_frame_command(h))
+    console.print(table if hits else "no hit: is the catalog built? (event_catalog, then events_index)")
 
 
 if __name__ == "__main__":

@@ -4,6 +4,7 @@ import dagster as dg
 
 from rugs_pipeline import config
 from rugs_pipeline.defs.assets import derived_assets, ws_event
+from rugs_pipeline.defs.catalog import catalog_assets, catalog_checks, events_index
 from rugs_pipeline.defs.checks import schema_checks
 from rugs_pipeline.defs.compaction import ws_event_compaction
 from rugs_pipeline.defs.execution import executor_from_env
@@ -17,10 +18,13 @@ from rugs_pipeline.store.lake import S3Path, parse_root
 
 # An s3 lake is not compacted (store/compaction.py): without the asset, automation does not fail it every day.
 compaction = [] if isinstance(parse_root(config.data_root()), S3Path) else [ws_event_compaction]
+# Nor the catalog's search index, which needs a local folder (consumers/search.py).
+catalog = [a for a in catalog_assets if a is not events_index] if isinstance(parse_root(config.data_root()), S3Path) \
+    else catalog_assets
 
 defs = dg.Definitions(
-    assets=[ws_event, *compaction, *derived_assets, *game_assets, schema_migration],
-    asset_checks=[*schema_checks, *game_checks],
+    assets=[ws_event, *compaction, *derived_assets, *game_assets, schema_migration, *catalog],
+    asset_checks=[*schema_checks, *game_checks, *catalog_checks],
     jobs=[land_job, rederive_job, land_and_derive_job, migrate_job],
     sensors=[spool_sensor, derive_automation_sensor],
     schedules=[nightly_rederive],

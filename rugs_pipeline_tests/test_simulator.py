@@ -384,3 +384,21 @@ def test_run_returns_once_the_replay_is_served(tmp_path):
 
     assert arun(watch())[1:] == ['42["newChatMessage",{"message":"gm"}]']
     assert proc.wait(timeout=10) == 0
+
+
+def test_protocol_drift_serves_the_changed_protocol() -> None:
+    async def scenario() -> tuple[list[dict], set[str]]:
+        states, names = [], set()
+        async with simulator(seed=2, speed=200, protocol_drift=True) as sim, joined(sim) as (ws, _):
+            async for frame in frames(ws):
+                names.add(frame.event_name)
+                if frame.event_name == "gameStateUpdate":
+                    states.append(frame.payload)
+                if "marketPulse" in names and any("price" in s for s in states):
+                    return states, names
+        return states, names
+
+    states, names = arun(scenario(), timeout=60)
+    assert "marketPulse" in names
+    assert all(s["serverRegion"] == "eu-west" and "connectedPlayers" not in s for s in states)  # the snapshot too
+    assert all(isinstance(s["price"], str) for s in states if "price" in s)

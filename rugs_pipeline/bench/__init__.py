@@ -1,1 +1,1 @@
-"""The performance benchmark (``make bench``): a synthetic day, nine figures, each with its goal."""
+"""The performance benchmark (``make bench``): a synthetic day, ten figures, each with its goal."""

@@ -16,7 +16,7 @@ from pathlib import Path
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
-from rugs_pipeline.bench import capture, derivation, landing, query, replay, sidebet_env, synth
+from rugs_pipeline.bench import capture, catalog, derivation, landing, query, replay, sidebet_env, synth
 from rugs_pipeline.bench.measure import GIB, MIB, Measured, isolated
 
 SCALES = (0.25, 0.5, 1.0)
@@ -45,7 +45,7 @@ class Options:
     query_frames: int = 250_000
     work: Path | None = None  # scratch space (default: beside the cache)
     keep: bool = False
-    only: set[int] = field(default_factory=lambda: set(range(1, 10)))
+    only: set[int] = field(default_factory=lambda: set(range(1, 11)))
 
 
 def run(options: Options, console: Console | None = None) -> list[Figure]:
@@ -105,6 +105,8 @@ def _measure(day: synth.SyntheticDay, options: Options, work: Path, progress: Pr
         figures[8] = _replay_reader(day, work, progress)
     if 9 in options.only:
         figures[9] = _sidebet_env(day, work, progress)
+    if 10 in options.only:
+        figures[10] = _catalog(day, work, progress)
     return [figures[n] for n in sorted(options.only)]
 
 
@@ -191,6 +193,29 @@ def _sidebet_env(day: synth.SyntheticDay, work: Path, progress: Progress) -> Fig
         f"day's first {sidebet_env.ENV_FRAMES:,} frames via consumers.episodes; {env.steps:,} steps of a random "
         f"policy with the {env.resets:,} resets between games; best of {sidebet_env.ROUNDS})",
         ">= 50,000 steps/s on one core", env.rate >= 50_000 and env.cpus == 1)
+
+
+def _catalog(day: synth.SyntheticDay, work: Path, progress: Progress) -> Figure:
+    """event_catalog of the day as landed: a live run (parts cached but the last files') and from scratch,
+    beside one derivation of the same files."""
+    t = _step(progress, "catalog: live run, from scratch, derivation")
+    files = day.files()
+    live = isolated(catalog.build, work / "catalog-live", warmup=(catalog.prepare, files, work / "catalog-live", True))
+    full = isolated(catalog.build, work / "catalog-full", warmup=(catalog.prepare, files, work / "catalog-full", False))
+    derive = isolated(derivation.pipeline_derive, files, work / "catalog-derived",
+                      warmup=(derivation.pipeline_derive, files[:1], work / "catalog-warmup"))
+    progress.advance(t)
+    walked, frames, rows = full.value
+    ratio = live.seconds / derive.seconds
+    return Figure(
+        10, "catalog",
+        f"event_catalog of the day as landed ({len(files):,} files, {frames:,} event frames, {rows:,} rows): a live "
+        f"run (the day catalogued before its last {catalog.LIVE_FILES} files landed, as each "
+        f"{catalog.LIVE_FILES * 30 // 60}-minute run finds it) {live.seconds:.1f} s = {ratio:.0%} of deriving the day ({derive.seconds:.1f} s); "
+        f"from scratch (every file walked: a first run, or after a migration) {full.seconds:.1f} s = "
+        f"{full.seconds / derive.seconds:.1f}x, peak {max(live.peak_rss, full.peak_rss) / MIB:,.0f} MiB",
+        "a live run <= 25% of the day's derivation; memory bounded (<= 1 GiB)",
+        ratio <= 0.25 and max(live.peak_rss, full.peak_rss) <= GIB)
 
 
 def _derivation(day: synth.SyntheticDay, work: Path, progress: Progress) -> dict[int, Figure]:

@@ -108,17 +108,20 @@ def store_holding(files: list[Path], root: Path) -> Store:
     return store
 
 
-def synthetic_day(frames: int, seed: int = 1, progress: Callable[[int], None] | None = None) -> SyntheticDay:
-    """The cached day of ``frames`` records (built first if absent: a minute or two per million)."""
+def synthetic_day(frames: int, seed: int = 1, progress: Callable[[int], None] | None = None,
+                  drift: bool = False) -> SyntheticDay:
+    """The cached day of ``frames`` records (built first if absent: a minute or two per million).
+
+    ``drift``: the simulator's changed protocol (``simulator.PROTOCOL_DRIFT``)."""
     if not 0 < frames <= MAX_FRAMES:
         raise ValueError(f"a synthetic day holds 1..{MAX_FRAMES} frames, not {frames}")
     # the files are landed by this code: a cache landed at another schema version is not this code's day
-    final = cache_root() / f"day-v{VERSION}-{schema.SCHEMA_VERSION}-seed{seed}-{frames}"
+    final = cache_root() / f"day-v{VERSION}-{schema.SCHEMA_VERSION}-seed{seed}-{frames}{'-drift' if drift else ''}"
     marker = final / "synthetic_day.json"
     if not marker.exists():
         building = final.with_name(f".{final.name}.{os.getpid()}")
         shutil.rmtree(building, ignore_errors=True)
-        stats = _build(Store(building), frames, seed, progress)
+        stats = _build(Store(building), frames, seed, progress, drift)
         (building / marker.name).write_text(json.dumps(stats))
         shutil.rmtree(final, ignore_errors=True)
         os.replace(building, final)
@@ -126,14 +129,14 @@ def synthetic_day(frames: int, seed: int = 1, progress: Callable[[int], None] | 
     return SyntheticDay(final, stats["frames"], stats["json_bytes"], stats["mix"])
 
 
-def _build(store: Store, frames: int, seed: int, progress: Callable[[int], None] | None) -> dict:
+def _build(store: Store, frames: int, seed: int, progress: Callable[[int], None] | None, drift: bool) -> dict:
     clock = _Clock(DAY_START.timestamp() * 1000)
     writer = spool.SpoolWriter(store.spool_dir, f"{DAY_START:%Y%m%dT%H%M%SZ}-{seed:08x}", "public_ws",
                                seal_interval_s=SEAL_INTERVAL_S, fsync_interval_s=SEAL_INTERVAL_S,
                                clock=lambda: clock.ms / 1000)
     mix: Counter[str] = Counter()
     size = 0
-    with closing(_records(seed, clock)) as records:
+    with closing(_records(seed, clock, drift)) as records:
         for kind, text, direction, name in records:
             if writer.next_seq > frames:
                 break
@@ -165,7 +168,7 @@ def _suspend():
     yield
 
 
-def _records(seed: int, clock: _Clock) -> Iterator[tuple[str, str, str | None, str]]:
+def _records(seed: int, clock: _Clock, drift: bool = False) -> Iterator[tuple[str, str, str | None, str]]:
     """(spool kind, text, direction, name) of a recorder session, until the consumer stops."""
     yield _lifecycle("started")
     yield _lifecycle("connecting")
@@ -177,7 +180,7 @@ def _records(seed: int, clock: _Clock) -> Iterator[tuple[str, str, str | None, s
     out: list[str] = []
     rng = random.Random(f"{seed}:bench:logged-in")
     with _virtual_time(clock):
-        feed = simulator._GameFeed(seed, SPEED, out.append)
+        feed = simulator._GameFeed(seed, SPEED, out.append, drift=drift)
         yield spool.KIND_FRAME, feed.snapshot(), "received", "gameStateUpdate"
         game = feed.run()
         next_ping = clock.ms + PING_INTERVAL_MS

@@ -16,6 +16,7 @@ import duckdb
 from rugs_pipeline import config
 from rugs_pipeline.consumers.episodes import episodes
 from rugs_pipeline.consumers.replay import Frame, Replay, ReplayError, areplay, replay
+from rugs_pipeline.derive import catalog
 from rugs_pipeline.store import schema
 from rugs_pipeline.store.layout import (
     DOCTOR_HINT, SchemaVersionError, Store, UnreadableFileError, check_compatible, footer_problem, parse_version,
@@ -26,7 +27,8 @@ MIGRATE_HINT = "run `rugs-pipeline migrate` (or the migrate_schema job in the Da
 
 
 def connect(data_dir: Path | str | None = None, require: str | None = None) -> duckdb.DuckDBPyConnection:
-    """An in-memory DuckDB connection with views ``ws_event``, ``game_tick``, ... over the Parquet.
+    """An in-memory DuckDB connection with views ``ws_event``, ``game_tick``, ... over the Parquet, and
+    ``event_catalog`` over the feed catalog's days.
 
     ``data_dir``: a folder, ``file:///folder`` or ``s3://bucket/prefix`` (default ``$RUGS_DATA_DIR``); an s3
     lake is read through s3fs, registered on the connection (DuckDB's httpfs is not needed).
@@ -77,7 +79,22 @@ def connect_views(data_dir: Path | str | None = None,
         else:
             con.register(f"_{doc_type}_empty", schema.empty_table())
             con.execute(f"CREATE VIEW {doc_type} AS SELECT *, NULL::DATE AS date FROM _{doc_type}_empty")
+    try:
+        _catalog_view(con, store)
+    except duckdb.Error as exc:
+        skipped["event_catalog"] = str(exc).splitlines()[0]
     return con, skipped
+
+
+def _catalog_view(con: duckdb.DuckDBPyConnection, store: Store) -> None:
+    """View ``event_catalog``: the feed catalog's days (``catalog/date=<day>/event_catalog.parquet``)."""
+    if catalog.catalog_days(store):
+        glob = str(store.root / catalog.CATALOG_DIR / "date=*" / catalog.CATALOG_FILE)
+        con.execute(f"CREATE VIEW event_catalog AS SELECT * FROM read_parquet({sql_literal(glob)}, "
+                    "hive_partitioning = true, union_by_name = true)")
+    else:
+        con.register("_event_catalog_empty", catalog.CATALOG_SCHEMA.empty_table())
+        con.execute("CREATE VIEW event_catalog AS SELECT *, NULL::DATE AS date FROM _event_catalog_empty")
 
 
 def _why_unreadable(store: Store, doc_type: str, exc: duckdb.Error) -> str:

@@ -85,6 +85,7 @@ class SimulatorConfig:
     ping_interval_ms: int = 25000
     ping_timeout_ms: int = 20000
     replay: list[Path] = field(default_factory=list)  # recordings to serve instead of generated games
+    protocol_drift: bool = False  # serve the changed protocol of PROTOCOL_DRIFT
     faults: FaultConfig = field(default_factory=FaultConfig)
 
 
@@ -124,7 +125,8 @@ class Simulator:
         self._aux: list[asyncio.Task[None]] = []
         self._server: Server | None = None
         self._feed: asyncio.Task[None] | None = None
-        self._games = None if config.replay else _GameFeed(config.seed, config.speed, self._broadcast)
+        self._games = None if config.replay else _GameFeed(config.seed, config.speed, self._broadcast,
+                                                           drift=config.protocol_drift)
         self._first_client = asyncio.Event()
         self.port = 0
 
@@ -352,8 +354,9 @@ class Simulator:
 class _GameFeed:
     """The live game cycle as one deterministic sequence of frames."""
 
-    def __init__(self, seed: int, speed: float, emit: Callable[[str], None]) -> None:
+    def __init__(self, seed: int, speed: float, emit: Callable[[str], None], drift: bool = False) -> None:
         self._generator = GameGenerator(seed)
+        self._drift, self._state_frames = drift, 0
         self._rng = random.Random(f"{seed}:feed")  # connectedPlayers, delays, trace ids, side events
         self._speed, self._emit = speed, emit
         self._history: deque[dict[str, Any]] = deque(maxlen=HISTORY_LEN)
@@ -420,13 +423,16 @@ class _GameFeed:
             if key == "partialPrices":
                 key, value = "prices", list(self._game.prices[: self._price_tick() + 1])
             frame[key] = value
-        return encode_event("gameStateUpdate", frame)
+        return encode_event("gameStateUpdate", _drifted(frame) if self._drift else frame)
 
     # --- sending ----------------------------------------------------------------------
 
     def _step(self, state: dict[str, Any], at: tuple[str, int] | None = None) -> None:
         """One state frame, then the game's events scheduled at it, then maybe a low-rate event."""
-        self._emit(encode_event("gameStateUpdate", state))
+        self._emit(encode_event("gameStateUpdate", _drifted(state) if self._drift else state))
+        self._state_frames += 1
+        if self._drift and self._state_frames % DRIFT_EVENT_EVERY == 0:
+            self._emit(encode_event(DRIFT_EVENT, {"gameId": state.get("gameId"), "mood": "calm", "level": 1}))
         events = self._game.events
         while at is not None and self._cursor < len(events) and events[self._cursor].at == at:
             event = events[self._cursor]
@@ -542,6 +548,26 @@ class _GameFeed:
         god_candles = {k: v for n in (2, 10, 50) for k, v in self._god_candles[n].items()}
         return {"gameHistory": list(self._history), **self._stats(), **self._highest, **god_candles,
                 "availableShitcoins": SHITCOINS, **self._core()}
+
+
+# --protocol-drift: the server changed its protocol overnight. Each kind of change the catalog's
+# protocol_drift check names, once: a new event, a new field, a retyped field, a removed field.
+PROTOCOL_DRIFT = {
+    "new event": "marketPulse (after every 50th state frame)",
+    "new field": "gameStateUpdate.serverRegion",
+    "retyped field": "gameStateUpdate.price: number -> string",
+    "removed field": "gameStateUpdate.connectedPlayers",
+}
+DRIFT_EVENT, DRIFT_EVENT_EVERY = "marketPulse", 50
+
+
+def _drifted(state: dict[str, Any]) -> dict[str, Any]:
+    """A state frame as the changed protocol sends it (a copy: the feed's own state stays as it was)."""
+    out = {k: v for k, v in state.items() if k != "connectedPlayers"}
+    if "price" in out:
+        out["price"] = repr(float(out["price"]))
+    out["serverRegion"] = "eu-west"
+    return out
 
 
 def _no_god_candle(n: int) -> dict[str, Any]:
