@@ -27,6 +27,7 @@ from rugs_pipeline.store.layout import Store
 from .test_derive import FIXTURES
 
 SIM_FRAMES = 3_000
+NEXT_DAY = "2025-11-02"  # the day after synth.DAY
 
 
 # --- the oracle: every frame of the day, one at a time, straight from the definitions -------------------
@@ -161,7 +162,7 @@ def test_simulator_day_matches_the_oracle_and_cached_parts_give_the_same(sim_day
 def test_a_field_seen_once_is_in_the_catalog(sim_day, tmp_path) -> None:
     store = sim_day.landed_copy(tmp_path / "store")
     catalog.build_day(store, synth.DAY)
-    _land(store, "2025-06-01", ['42["gameStateUpdate",{"gameId":"x","onceOnly":{"deep":[{"v":"rare"}]}}]'])
+    _land(store, synth.DAY, ['42["gameStateUpdate",{"gameId":"x","onceOnly":{"deep":[{"v":"rare"}]}}]'])
     assert catalog.build_day(store, synth.DAY).walked == 1  # the live day's next run walks the new file only
     ours = assert_matches_oracle(store, synth.DAY)
     row = ours[("gameStateUpdate", "onceOnly.deep[].v")]
@@ -312,19 +313,19 @@ def test_simulated_protocol_change_is_named(sim_day, drift_day, tmp_path) -> Non
 
 def test_drift_check_in_dagster_baseline_then_warns(sim_day, drift_day, tmp_path) -> None:
     store = sim_day.landed_copy(tmp_path / "store")
-    later = store.partition_dir("ws_event", "2025-06-02")
+    later = store.partition_dir("ws_event", NEXT_DAY)
     later.mkdir(parents=True)
     for f in drift_day.files():
         os.link(f, later / f.name)
     instance = dg.DagsterInstance.ephemeral()
     results = {}
-    for day in (synth.DAY, "2025-06-02"):
+    for day in (synth.DAY, NEXT_DAY):
         run = dg.materialize([event_catalog, protocol_drift], partition_key=day, instance=instance,
                              resources={"store": StoreResource(data_dir=str(store.root))})
         assert run.success
         (results[day],) = run.get_asset_check_evaluations()
     assert results[synth.DAY].passed and "baseline" in results[synth.DAY].description
-    warned = results["2025-06-02"]
+    warned = results[NEXT_DAY]
     assert not warned.passed and warned.severity == dg.AssetCheckSeverity.WARN
     table = warned.metadata["drift"].value
     for expected in ("| new event | `marketPulse` |", "| new path | `gameStateUpdate` | `serverRegion` |",
