@@ -117,25 +117,27 @@ def record(url: str | None, source: str, seal_interval: float, fsync_interval: f
     """
     import logging
 
-    from rugs_pipeline.capture.recorder import RecorderConfig, RecorderError, run
+    from rugs_pipeline.capture.recorder import RecorderConfig, RecorderError, check_feed_url, run
     from rugs_pipeline.store.layout import Store
 
+    feed = check_feed_url(url or config.feed_url())  # before anything is created
     try:
         legacy = config.legacy_recorders()
     except ValueError as exc:
         raise RecorderError(str(exc)) from None
     logging.basicConfig(format="%(message)s", level=logging.WARNING)
+    logging.getLogger("rugs_pipeline.capture").setLevel(logging.INFO)  # connection state changes, the summary
     store = Store.from_env()
     if legacy and store.remote:
         raise RecorderError(f"the legacy JSONL capture is written under RUGS_DATA_DIR, which is {store.root}: set "
                             "RUGS_LEGACY_RECORDERS=false or give the recorder a local RUGS_DATA_DIR")
-    cfg = RecorderConfig(url=url or config.feed_url(), spool_dir=store.spool_dir, source=source,
+    cfg = RecorderConfig(url=feed.real, spool_dir=store.spool_dir, source=source,
                          seal_interval_s=seal_interval, fsync_interval_s=fsync_interval, stale_game_s=stale_after,
                          stale_idle_s=stale_idle_after, min_connect_interval_s=min_connect_interval,
                          backoff_max_s=backoff_max, max_frame_bytes=int(max_frame_mb * 2**20),
                          resume_free_bytes=int(resume_free_mb * 2**20),
                          legacy_dir=store.root / "legacy_jsonl" if legacy else None)
-    click.echo(f"recording {cfg.url} into {cfg.spool_dir}", err=True)
+    click.echo(f"recording {feed.shown} into {cfg.spool_dir}", err=True)
     run(cfg)
 
 
