@@ -103,13 +103,15 @@ def simulate(host: str, port: int, seed: int, speed: float, replay: tuple[Path, 
 @click.option("--min-connect-interval", default=1.0, show_default=True, type=float,
               help="Never start two connects closer than this (s).")
 @click.option("--backoff-max", default=30.0, show_default=True, type=float, help="Longest wait between reconnects (s).")
+@click.option("--retry-after-max", default=600.0, show_default=True, type=float,
+              help="Honour a server's Retry-After up to this long (s).")
 @click.option("--max-frame-mb", default=16.0, show_default=True, type=float,
               help="Refuse (and count) frames bigger than this (MiB); bounds the recorder's memory.")
 @click.option("--resume-free-mb", default=16.0, show_default=True, type=float,
               help="After a write fails (disk full), resume once this much space is free (MiB).")
 def record(url: str | None, source: str, seal_interval: float, fsync_interval: float, stale_after: float,
-           stale_idle_after: float, min_connect_interval: float, backoff_max: float, max_frame_mb: float,
-           resume_free_mb: float) -> None:
+           stale_idle_after: float, min_connect_interval: float, backoff_max: float, retry_after_max: float,
+           max_frame_mb: float, resume_free_mb: float) -> None:
     """Record the feed into the spool until SIGINT/SIGTERM, then seal what is held.
 
     With $RUGS_LEGACY_RECORDERS true (the default) it also writes the legacy JSONL
@@ -134,7 +136,7 @@ def record(url: str | None, source: str, seal_interval: float, fsync_interval: f
     cfg = RecorderConfig(url=feed.real, spool_dir=store.spool_dir, source=source,
                          seal_interval_s=seal_interval, fsync_interval_s=fsync_interval, stale_game_s=stale_after,
                          stale_idle_s=stale_idle_after, min_connect_interval_s=min_connect_interval,
-                         backoff_max_s=backoff_max, max_frame_bytes=int(max_frame_mb * 2**20),
+                         backoff_max_s=backoff_max, retry_after_max_s=retry_after_max, max_frame_bytes=int(max_frame_mb * 2**20),
                          resume_free_bytes=int(resume_free_mb * 2**20),
                          legacy_dir=store.root / "legacy_jsonl" if legacy else None)
     click.echo(f"recording {feed.shown} into {cfg.spool_dir}", err=True)

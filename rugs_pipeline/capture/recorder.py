@@ -449,7 +449,7 @@ class Recorder:
             )
         except websockets.InvalidStatus as exc:
             response = exc.response
-            retry_after = _retry_after(response.headers.get("Retry-After"))
+            retry_after = _retry_after(response.headers.get_all("Retry-After"))
             error = f"HTTP {response.status_code} {response.reason_phrase}".strip()
             self._lifecycle("connect_failed", error=error, status=response.status_code, retry_after_s=retry_after)
             self._went_down(f"cannot connect: {error}" + (f", Retry-After {retry_after:g} s" if retry_after else ""))
@@ -577,7 +577,10 @@ class Recorder:
                     conn.rejected.set_result(f"unusable handshake: {frame.error}")
             reply = reply_to(frame)
             if reply is not None:
-                await ws.send(reply)
+                try:
+                    await ws.send(reply)
+                except websockets.ConnectionClosed:
+                    continue  # too late to answer; what the server sent before closing is still to be read
                 writer.append(spool.KIND_FRAME, reply, time.time_ns(), "sent")
 
     async def _watch(self, conn: _Connection) -> tuple[str, str]:
@@ -634,11 +637,11 @@ def _why(exc: OSError | None) -> str:
     return (exc.strerror if exc is not None and exc.strerror else None) or str(exc)
 
 
-def _retry_after(value: str | None) -> float | None:
-    """Seconds to wait from a Retry-After header (delta-seconds or an HTTP date); None if absent or unreadable."""
-    if not value:
+def _retry_after(values: list[str]) -> float | None:
+    """Seconds to wait from the (first) Retry-After header (delta-seconds or an HTTP date); None if absent or unreadable."""
+    if not values:
         return None
-    value = value.strip()
+    value = values[0].strip()
     if value.isascii() and value.isdigit():
         return float(value)
     try:
