@@ -22,8 +22,8 @@ from rugs_pipeline.store.landing import NOT_UTF8_STORED
 from rugs_pipeline.store.layout import Store
 
 from .capture_harness import (
-    CLI, Recorder, Script, ScriptedServer, Sim, assert_clean_audit, audit, land_and_derive, lifecycle, outages,
-    records, text, wait_until,
+    CLI, Recorder, Script, ScriptedServer, Sim, assert_clean_audit, audit, close_frame, land_and_derive, lifecycle,
+    outages, records, text, wait_until,
 )
 from .test_capture_recorder import fill, small_disk  # noqa: F401 - the fixture
 
@@ -50,7 +50,9 @@ def test_unusable_handshakes_are_kept_recorded_and_retried(tmp_path: Path) -> No
         for bad in BAD_OPENS:
             wait_until(lambda: server.waiting or recorder.proc.poll() is not None, 60, "the recorder to connect")
             assert recorder.proc.poll() is None, recorder.stderr
+            finished = server.finished
             server.play(Script([text(bad)]))  # and wait: the recorder must end it
+            wait_until(lambda: server.finished > finished, 60, "the recorder to close the connection")
         server.play(Script([text(GOOD_OPEN), text(encode_connect("ns")), text(encode_event("hello", {"n": 1}))]))
         recorder.wait_acked(frames=len(BAD_OPENS) + 3)
         assert recorder.stop() == 0, recorder.stderr
@@ -79,8 +81,9 @@ def test_a_text_frame_that_is_not_utf8_is_kept_and_the_connection_stays(tmp_path
     try:
         recorder = Recorder(server.url, tmp_path / "data")
         server.play(Script([text(GOOD_OPEN), text(encode_connect("ns")), text(encode_event("hello", {"n": 1})),
-                            text(bad), (Opcode.BINARY, b"\x00\x01"), text(after)]))
-        recorder.wait_acked(frames=6)
+                            text(bad), (Opcode.BINARY, b"\x00\x01"), text(after)], close_frame(1000, b"done")))
+        server.play(Script(response=(503, [("Retry-After", "600")], b"")))  # then it waits while we stop it
+        wait_until(lambda: server.finished == 2, 60, "both scripts to play")
         assert recorder.stop() == 0, recorder.stderr
     finally:
         server.stop()
@@ -88,7 +91,8 @@ def test_a_text_frame_that_is_not_utf8_is_kept_and_the_connection_stays(tmp_path
     frames = received(data)
     assert [r.data for r in frames][3:] == [bad, b"\x00\x01", after], "the frame's bytes kept, and what came after"
     assert [r.not_utf8 for r in frames][3:] == [True, False, False], "flagged apart from a binary frame"
-    assert [r["cause"] for r in lifecycle(data) if r["event"] == "disconnected"] == ["stopping"], "no drop (1007)"
+    ends = [(r["cause"], r["code"], r["reason"]) for r in lifecycle(data) if r["event"] == "disconnected"]
+    assert ends == [("server_closed", 1000, "done")], "no drop (1007): the server's own close"
     rows = [r for r in land_and_derive(data)["ws_event"].to_pylist() if r["direction"] == "received"]
     assert rows[3]["parse_error"] == NOT_UTF8_STORED and base64.b64decode(rows[3]["raw_json"]) == bad
     assert rows[4]["parse_error"].startswith("binary websocket frame") and rows[5]["event_name"] == "hello"
@@ -107,11 +111,12 @@ def test_credentials_in_the_feed_url_are_used_to_connect_and_never_written_or_pr
     data = tmp_path / "data"
     try:
         recorder = Recorder(url, data)
-        wait_until(lambda: "outage over after" in recorder.stderr, 90, "a server close and a reconnect")
+        wait_until(lambda: [r for r in lifecycle(data) if r["event"] == "outage"], 90, "a server close and a reconnect")
         recorder.wait_acked(frames=recorder.ack()["frames_received"] + 1)
         live = [*data.glob("spool/*.ack"), *data.glob("spool/*.lock"), *data.glob("spool/*/*.part"),
                 *data.glob("legacy_jsonl/*")]
-        assert {p.suffix for p in live} == {".ack", ".lock", ".part", ".jsonl"} and all(map(private, live)), live
+        assert {".ack", ".lock", ".jsonl"} <= {p.suffix for p in live}
+        assert [oct(p.stat().st_mode & 0o777) for p in live] == ["0o600"] * len(live), live
         assert recorder.stop() == 0, recorder.stderr
     finally:
         sim.stop()
@@ -140,7 +145,7 @@ def test_record_reports_connection_state_and_a_summary(tmp_path: Path) -> None:
     data = tmp_path / "data"
     try:
         recorder = Recorder(sim.url, data, *FAST_RETRY)
-        wait_until(lambda: recorder.stderr.count("outage over after") >= 2, 90, "two outages to end")
+        wait_until(lambda: len([r for r in lifecycle(data) if r["event"] == "outage"]) >= 2, 90, "two outages to end")
         assert recorder.stop() == 0, recorder.stderr
     finally:
         sim.stop()
