@@ -81,14 +81,14 @@ def close_frame(code: int, reason: bytes = b"") -> bytes:
 class Script:
     """What the scripted server does with one connection.
 
-    ``response``: answer the upgrade with this HTTP response (status, headers, body) instead.
-    Else complete the handshake, write ``frames`` as they are, then ``end`` (raw bytes: a close
+    ``response``: answer the upgrade with this HTTP response (status, headers, body) instead, or with
+    these raw bytes (then drop the TCP connection). Else complete the handshake, write ``frames`` as they are, then ``end`` (raw bytes: a close
     frame, garbage, or nothing) and drop the TCP connection; ``end`` None: wait until the client closes.
     """
 
     frames: list[tuple[Opcode, bytes]] = field(default_factory=list)
     end: bytes | None = None
-    response: tuple[int, list[tuple[str, str]], bytes] | None = None
+    response: tuple[int, list[tuple[str, str]], bytes] | bytes | None = None
 
 
 class ScriptedServer:
@@ -133,8 +133,12 @@ class ScriptedServer:
         connection.script = script
         if script.response is None:
             return None
-        status, headers, body = script.response
         self.finished += 1
+        if isinstance(script.response, bytes):
+            connection.transport.write(script.response)
+            connection.transport.abort()  # websockets' own answer below goes nowhere
+            return Response(500, "Unsent", Headers())
+        status, headers, body = script.response
         return Response(status, "Scripted", Headers(headers), body)
 
     async def _handler(self, ws: ServerConnection) -> None:

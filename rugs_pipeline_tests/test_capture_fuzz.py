@@ -6,7 +6,7 @@ instead of the upgrade (any status, odd Retry-After and Location headers, garbag
 Engine.IO OPEN packet (valid, with wrong or missing fields, or mutated bytes), a few frames
 (events, protocol packets, random text, bytes that are not UTF-8, binary, mutations) and an
 end (a close frame with any code and reason, invalid ones too, garbage, or a dropped TCP
-connection). After each script the recorder must come back for the next; at the end every
+connection); raw bytes in place of the HTTP answer, too. After each script the recorder must come back for the next; at the end every
 frame of every connection must be in the spool, byte for byte, and each connection must have
 its end recorded with a cause. The recorder shares its state across examples, so a failure
 is reported as generated (no shrinking). ``make test`` runs a few dozen fixed examples; the
@@ -92,7 +92,11 @@ http_scripts = st.builds(
              | st.tuples(st.just("Location"), locations), max_size=4),
     st.binary(max_size=40),
 )
-scripts = st.one_of(http_scripts, websocket_scripts, websocket_scripts)
+UPGRADE = (b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+           b"Sec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n\r\n")
+raw_http_scripts = st.builds(Script, response=st.one_of(st.binary(max_size=60), mutated(UPGRADE),
+                                                         mutated(b"HTTP/1.1 429 Too Many\r\nRetry-After: 1\r\n\r\n")))
+scripts = st.one_of(http_scripts, raw_http_scripts, websocket_scripts, websocket_scripts)
 
 LAST = Script([(Opcode.TEXT, OPEN), (Opcode.TEXT, EVENT)])  # stays open until the recorder stops
 

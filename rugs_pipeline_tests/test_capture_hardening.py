@@ -243,3 +243,25 @@ def test_storage_back_by_the_stop_gets_its_outage_and_a_stopped_record(tmp_path:
     assert [r["message"] for r in rows] == [
         "connection lost: cannot write the spool: No space left on device (recorder stopped)"]
     assert rows[0]["duration_s"] > 0
+
+
+def test_a_crash_while_the_disk_is_full_is_one_outage_recorded_by_the_next_start(tmp_path: Path,
+                                                                                 small_disk: Path) -> None:
+    sim = Sim(tmp_path, "--speed", "10", "--rate", "200")
+    data = small_disk / "data"
+    try:
+        recorder = Recorder(sim.url, data, "--resume-free-mb", "1")
+        recorder.wait_acked(frames=100)
+        filler = fill(small_disk)
+        full_disk_error(recorder, 1)
+        recorder.kill9()
+        filler.unlink()
+        first = next(iter(records(data)))
+        again = Recorder(sim.url, data)
+        again.wait_acked(frames=50)
+        assert again.stop() == 0, again.stderr
+    finally:
+        sim.stop()
+    assert_clean_audit(sim.sent_log, data)
+    rows = outages(land_and_derive(data))
+    assert [r["message"] for r in rows] == [f"recorder down: session {first} stopped without sealing"]
