@@ -17,6 +17,8 @@ import duckdb
 from websockets.frames import Opcode
 
 from rugs_pipeline.capture import spool
+from rugs_pipeline.capture.feed_url import parse_feed_url
+from rugs_pipeline.config import DEFAULT_FEED_URL
 from rugs_pipeline.feed.protocol import encode_connect, encode_event, encode_open
 from rugs_pipeline.store.landing import NOT_UTF8_STORED
 from rugs_pipeline.store.layout import Store
@@ -265,3 +267,13 @@ def test_a_crash_while_the_disk_is_full_is_one_outage_recorded_by_the_next_start
     assert_clean_audit(sim.sent_log, data)
     rows = outages(land_and_derive(data))
     assert [r["message"] for r in rows] == [f"recorder down: session {first} stopped without sealing"]
+
+
+def test_the_feed_url_shows_no_userinfo_and_no_secret_looking_query_value() -> None:
+    feed = parse_feed_url("wss://bob:pa%24%24word@h.example:443/socket.io/?EIO=4&transport=websocket"
+                          "&access_token=abcd1234&apiKey=K3Y-K3Y&X-Signature=s1gnature&sessionid=&frontend-version=1.0")
+    assert feed.shown == ("wss://***@h.example:443/socket.io/?EIO=4&transport=websocket"
+                          "&access_token=***&apiKey=***&X-Signature=***&sessionid=&frontend-version=1.0")
+    assert feed.scrub("HTTP 401 for pa$$word, abcd1234 and K3Y-K3Y (bob:pa%24%24word)") == \
+        "HTTP 401 for ***, *** and *** (***)"
+    assert parse_feed_url(DEFAULT_FEED_URL).shown == DEFAULT_FEED_URL

@@ -212,6 +212,7 @@ class Recorder:
     # --- outages ------------------------------------------------------------------------
 
     def _went_down(self, cause: str, since_ns: int | None = None) -> None:
+        cause = self._clean(cause)  # it goes to the .ack file too (a redirect's error may quote the URL)
         if self._down is None:
             self._down = _Down(since_ns or time.time_ns(), cause)
         elif self._down.cause is None:
