@@ -204,6 +204,7 @@ def test_disk_full_again_and_still_full_at_stop_is_recorded_by_the_next_start(tm
         full_disk_error(recorder, 2)
         top = fill(small_disk / "top")  # what the recorder freed cutting back to its last fsync
         assert recorder.stop() == 1, recorder.stderr
+        assert recorder.stderr.splitlines()[-2].startswith("stopped: ")
         error = recorder.stderr.splitlines()[-1]
         assert error.startswith("error: could not record the end of session ") and "No space left on device" in error
         assert error.endswith("what was acknowledged is kept; the next start of the recorder records the outage")

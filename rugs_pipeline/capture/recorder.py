@@ -346,10 +346,14 @@ class Recorder:
                 self.writer.release()
                 if self.legacy is not None:
                     self.legacy.file.abandon()
+                self._summary()
                 raise RecorderError(
                     f"could not record the end of session {self.writer.session_id} in {self.config.spool_dir} "
                     f"({_why(exc)}): what was acknowledged is kept; the next start of the recorder records "
                     "the outage") from None
+        self._summary()
+
+    def _summary(self) -> None:
         self._say("stopped: %d frames (%.1f MiB) received, %d outages, %d segments sealed", self.frames_received,
                   self.bytes_received / 2**20, self.outages_recorded, self.writer.segments_sealed)
 
