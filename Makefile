@@ -41,10 +41,12 @@ validate: install
 	$(BIN)/dagster definitions validate -w workspace.yaml
 
 # Capture under load: kill -9 at 10,000 frames/s, then a 10-minute soak at 10,000 frames/s
-# (RUGS_SOAK_S, RUGS_SOAK_RATE) that prints the recorder's memory over time.
+# (RUGS_SOAK_S, RUGS_SOAK_RATE) that prints the recorder's memory over time, and the long fuzz run of
+# the recorder (RUGS_FUZZ_EXAMPLES, 500 generated server scripts).
 .PHONY: soak
 soak: install
-	$(BIN)/python -m pytest -m slow -s rugs_pipeline_tests/test_capture_crash.py rugs_pipeline_tests/test_capture_soak.py
+	$(BIN)/python -m pytest -m slow -s rugs_pipeline_tests/test_capture_crash.py rugs_pipeline_tests/test_capture_soak.py \
+		rugs_pipeline_tests/test_capture_fuzz.py
 
 # Performance: ten figures about a synthetic day of feed, each beside its goal. The first run builds
 # and caches the day (~5 min, ~5 GB in ~/.cache/rugs_pipeline/bench); BENCH_ARGS="--frames 250000" etc.

@@ -107,13 +107,15 @@ def simulate(host: str, port: int, seed: int, speed: float, replay: tuple[Path, 
 @click.option("--min-connect-interval", default=1.0, show_default=True, type=float,
               help="Never start two connects closer than this (s).")
 @click.option("--backoff-max", default=30.0, show_default=True, type=float, help="Longest wait between reconnects (s).")
+@click.option("--retry-after-max", default=600.0, show_default=True, type=float,
+              help="Honour a server's Retry-After up to this long (s).")
 @click.option("--max-frame-mb", default=16.0, show_default=True, type=float,
               help="Refuse (and count) frames bigger than this (MiB); bounds the recorder's memory.")
 @click.option("--resume-free-mb", default=16.0, show_default=True, type=float,
               help="After a write fails (disk full), resume once this much space is free (MiB).")
 def record(url: str | None, source: str, seal_interval: float, fsync_interval: float, stale_after: float,
-           stale_idle_after: float, min_connect_interval: float, backoff_max: float, max_frame_mb: float,
-           resume_free_mb: float) -> None:
+           stale_idle_after: float, min_connect_interval: float, backoff_max: float, retry_after_max: float,
+           max_frame_mb: float, resume_free_mb: float) -> None:
     """Record the feed into the spool until SIGINT/SIGTERM, then seal what is held.
 
     With $RUGS_LEGACY_RECORDERS true (the default) it also writes the legacy JSONL
@@ -121,25 +123,27 @@ def record(url: str | None, source: str, seal_interval: float, fsync_interval: f
     """
     import logging
 
-    from rugs_pipeline.capture.recorder import RecorderConfig, RecorderError, run
+    from rugs_pipeline.capture.recorder import RecorderConfig, RecorderError, check_feed_url, run
     from rugs_pipeline.store.layout import Store
 
+    feed = check_feed_url(url or config.feed_url())  # before anything is created
     try:
         legacy = config.legacy_recorders()
     except ValueError as exc:
         raise RecorderError(str(exc)) from None
     logging.basicConfig(format="%(message)s", level=logging.WARNING)
+    logging.getLogger("rugs_pipeline.capture").setLevel(logging.INFO)  # connection state changes, the summary
     store = Store.from_env()
     if legacy and store.remote:
         raise RecorderError(f"the legacy JSONL capture is written under RUGS_DATA_DIR, which is {store.root}: set "
                             "RUGS_LEGACY_RECORDERS=false or give the recorder a local RUGS_DATA_DIR")
-    cfg = RecorderConfig(url=url or config.feed_url(), spool_dir=store.spool_dir, source=source,
+    cfg = RecorderConfig(url=feed.real, spool_dir=store.spool_dir, source=source,
                          seal_interval_s=seal_interval, fsync_interval_s=fsync_interval, stale_game_s=stale_after,
                          stale_idle_s=stale_idle_after, min_connect_interval_s=min_connect_interval,
-                         backoff_max_s=backoff_max, max_frame_bytes=int(max_frame_mb * 2**20),
+                         backoff_max_s=backoff_max, retry_after_max_s=retry_after_max, max_frame_bytes=int(max_frame_mb * 2**20),
                          resume_free_bytes=int(resume_free_mb * 2**20),
                          legacy_dir=store.root / "legacy_jsonl" if legacy else None)
-    click.echo(f"recording {cfg.url} into {cfg.spool_dir}", err=True)
+    click.echo(f"recording {feed.shown} into {cfg.spool_dir}", err=True)
     run(cfg)
 
 

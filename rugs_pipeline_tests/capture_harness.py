@@ -6,16 +6,23 @@ time, so the tests hold on a loaded two-core machine.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import re
 import signal
 import subprocess
+import threading
 import time
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pyarrow as pa
+from websockets.asyncio.server import ServerConnection, serve
+from websockets.datastructures import Headers
+from websockets.frames import Frame, Opcode
+from websockets.http11 import Response
 
 from rugs_pipeline.capture import spool
 from rugs_pipeline.derive.datasets import derive_all
@@ -58,6 +65,94 @@ class Sim:
         if self.proc.poll() is None:
             self.proc.send_signal(signal.SIGINT)
         assert self.proc.wait(timeout=60) == 0, self.proc.stderr.read()
+
+
+def text(message: str | bytes) -> tuple[Opcode, bytes]:
+    """A text frame (its bytes as given: they need not be UTF-8)."""
+    return Opcode.TEXT, message.encode() if isinstance(message, str) else message
+
+
+def close_frame(code: int, reason: bytes = b"") -> bytes:
+    """A close frame on the wire, whatever its code (invalid ones too)."""
+    return Frame(Opcode.CLOSE, code.to_bytes(2, "big") + reason).serialize(mask=False, extensions=[])
+
+
+@dataclass
+class Script:
+    """What the scripted server does with one connection.
+
+    ``response``: answer the upgrade with this HTTP response (status, headers, body) instead, or with
+    these raw bytes (then drop the TCP connection). Else complete the handshake, write ``frames`` as they are, then ``end`` (raw bytes: a close
+    frame, garbage, or nothing) and drop the TCP connection; ``end`` None: wait until the client closes.
+    """
+
+    frames: list[tuple[Opcode, bytes]] = field(default_factory=list)
+    end: bytes | None = None
+    response: tuple[int, list[tuple[str, str]], bytes] | bytes | None = None
+
+
+class ScriptedServer:
+    """A real websockets server on 127.0.0.1 that plays one ``Script`` per connection, in order.
+
+    A connection waits in the upgrade until a script is queued for it (``play``); ``waiting``
+    counts connections doing so (the recorder is back), ``finished`` the scripts played out.
+    """
+
+    def __init__(self) -> None:
+        self.waiting = self.finished = 0
+        self._ready = threading.Event()
+        self._thread = threading.Thread(target=asyncio.run, args=(self._main(),), daemon=True)
+        self._thread.start()
+        assert self._ready.wait(30), "scripted server did not start"
+
+    @property
+    def url(self) -> str:
+        return f"ws://127.0.0.1:{self._port}/socket.io/?EIO=4&transport=websocket"
+
+    def play(self, script: Script) -> None:
+        self._loop.call_soon_threadsafe(self._scripts.put_nowait, script)
+
+    def stop(self) -> None:
+        self._loop.call_soon_threadsafe(self._stop.set)
+        self._thread.join(30)
+
+    async def _main(self) -> None:
+        self._loop, self._scripts, self._stop = asyncio.get_running_loop(), asyncio.Queue(), asyncio.Event()
+        async with serve(self._handler, "127.0.0.1", 0, process_request=self._request, compression=None,
+                         ping_interval=None, open_timeout=None, max_size=None) as server:
+            self._port = server.sockets[0].getsockname()[1]
+            self._ready.set()
+            await self._stop.wait()
+
+    async def _request(self, connection: ServerConnection, _request) -> Response | None:
+        self.waiting += 1
+        try:
+            script = await self._scripts.get()
+        finally:
+            self.waiting -= 1
+        connection.script = script
+        if script.response is None:
+            return None
+        self.finished += 1
+        if isinstance(script.response, bytes):
+            connection.transport.write(script.response)
+            connection.transport.abort()  # websockets' own answer below goes nowhere
+            return Response(500, "Unsent", Headers())
+        status, headers, body = script.response
+        return Response(status, "Scripted", Headers(headers), body)
+
+    async def _handler(self, ws: ServerConnection) -> None:
+        script: Script = ws.script
+        try:
+            for opcode, data in script.frames:  # written raw: websockets would refuse to send invalid frames
+                ws.transport.write(Frame(opcode, data).serialize(mask=False, extensions=[]))
+            if script.end is None:
+                await ws.wait_closed()
+            else:
+                ws.transport.write(script.end)
+                ws.transport.close()
+        finally:
+            self.finished += 1
 
 
 class Recorder:

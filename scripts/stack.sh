@@ -92,7 +92,7 @@ if [ "$mode" = demo ]; then
   # the recorder must not race the simulator's bind
   for _ in $(seq 50); do grep -q listening "$logs/simulator.log" && break; sleep 0.2; done
 else
-  url=${RUGS_FEED_URL:-}
+  url=""  # the recorder reads $RUGS_FEED_URL itself: a URL with credentials stays off the process list
 fi
 
 spawn "$BIN/rugs-pipeline" record ${url:+--url "$url"} --seal-interval "${RUGS_SEAL_INTERVAL:-30}" \

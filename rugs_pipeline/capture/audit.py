@@ -10,6 +10,11 @@ write). Between connections the feed goes on without us: every broadcast frame n
 connection got must fall inside an outage that the data records. The report also
 checks that every acknowledged record is in the spool, that each session's seqs
 are gap-free, and that landed ``ws_event`` files hold exactly their segments' rows.
+
+A tail not received yet is pending only while its session is alive (a process holds
+its lock). A session that is gone without a ``stopped`` record and not yet recovered
+by a later start has lost that tail with no record of why: a problem, until the next
+start of the recorder records the crash.
 """
 
 from __future__ import annotations
@@ -30,7 +35,6 @@ from rugs_pipeline.feed.protocol import parse_frame
 from rugs_pipeline.store import landing
 from rugs_pipeline.store.layout import Store
 
-BINARY_STORED = "binary websocket frame, stored base64-encoded"
 # A recorder-side end of a connection can lose the frames in flight; a server's clean close cannot.
 CLEAN_SERVER_CLOSE = "server_closed"
 
@@ -140,6 +144,7 @@ class Session:
     started_ns: int | None = None
     stopped: bool = False
     crashed: bool = False  # a later session recovered it
+    alive: bool = False  # a process holds its lock
     records: int = 0
     seq_gaps: int = 0
     last_seq: int = 0
@@ -201,6 +206,7 @@ def read_sessions(store: Store) -> dict[str, Session]:
             crashed.crashed = True
             crashed.acked_seq = info.get("acked_seq")
     for session in sessions.values():
+        session.alive = spool.session_alive(store.spool_dir, session.id)
         ack = spool.read_ack(store.spool_dir, session.id)
         if ack.get("acked_seq") is not None:
             session.acked_seq = ack["acked_seq"]
@@ -253,7 +259,7 @@ def check_landed(store: Store) -> Landed:
 
 
 def _landed_data(raw: str, parse_error: str | None) -> str | bytes:
-    return base64.b64decode(raw) if parse_error == BINARY_STORED else raw
+    return base64.b64decode(raw) if parse_error in (landing.BINARY_STORED, landing.NOT_UTF8_STORED) else raw
 
 
 # --- the comparison ---------------------------------------------------------------------
@@ -273,7 +279,8 @@ class Report:
     frames_captured: int = 0
     lost_explained: dict[str, int] = field(default_factory=dict)  # by cause
     lost_unexplained: int = 0
-    lost_pending: int = 0  # tail of a session that has not ended yet
+    lost_pending: int = 0  # tail of a session that is still running
+    lost_unrecorded: int = 0  # tail of a session gone without a record of its end (no stop, not recovered yet)
     duplicated: int = 0
     reordered: int = 0
     unexpected: int = 0  # received on a matched connection but never sent on it
@@ -287,12 +294,14 @@ class Report:
 
     @property
     def lost(self) -> int:
-        return sum(self.lost_explained.values()) + self.lost_unexplained + self.lost_pending
+        return sum(self.lost_explained.values()) + self.lost_unexplained + self.lost_pending + self.lost_unrecorded
 
     @property
     def problems(self) -> list[str]:
         checks = {
             "frames lost without explanation": self.lost_unexplained,
+            "frames lost by a session that ended without recording its end (start the recorder: it records "
+            "the crash)": self.lost_unrecorded,
             "frames duplicated": self.duplicated,
             "frames reordered": self.reordered,
             "frames received that were never sent": self.unexpected,
@@ -375,7 +384,10 @@ def _compare(sent: SentConn, got: CapturedConn, session: Session, report: Report
         if j < last:
             report.lost_unexplained += 1  # a hole: frames after it arrived
         elif cause is None:
-            report.lost_pending += 1
+            if session.alive:
+                report.lost_pending += 1
+            else:
+                report.lost_unrecorded += 1
         elif cause == CLEAN_SERVER_CLOSE:
             report.lost_unexplained += 1
         else:
@@ -443,7 +455,9 @@ def render(report: Report, sent_log: Path, store: Store) -> Iterator[str]:
     causes = ", ".join(f"{n} {c}" for c, n in sorted(r.lost_explained.items()))
     yield (f"lost:       {r.lost} frames sent but not captured: {r.lost_unexplained} unexplained"
            + (f", explained by the connection's end: {causes}" if causes else "")
-           + (f", {r.lost_pending} not yet (session still running)" if r.lost_pending else ""))
+           + (f", {r.lost_pending} not yet (session still running)" if r.lost_pending else "")
+           + (f", {r.lost_unrecorded} lost by a session that ended without recording its end" if r.lost_unrecorded
+              else ""))
     yield f"duplicated: {r.duplicated}"
     yield f"reordered:  {r.reordered}" + (f"; {r.unexpected} frames received that were never sent" if r.unexpected else "")
     yield (f"missed:     {r.missed_frames} feed frames in {r.missed_gaps} gaps between connections, "

@@ -19,7 +19,17 @@ data arrives. A watchdog drops a connection that stops delivering data. Each
 outage, from the last data before it to the first data after it (a crash, a lost
 connection, refused connects, a full disk), becomes one ``outage`` lifecycle
 record written when it ends, so the store holds one row per outage even when it
-spans many attempts or midnight.
+spans many attempts or midnight; so does each stretch of storage failure, including one
+still open at shutdown (written then if storage is back, else left, with the session's lock
+file, for the next start to record as a crash).
+
+Nothing the server sends ends it: a handshake it cannot use (an OPEN packet with a
+ping field that is not a positive number, ...) is kept raw, recorded as a disconnect
+with its cause, and followed by a reconnect; text frames are received undecoded, so one
+that is not UTF-8 is kept as bytes (flagged ``not_utf8``) instead of dropping the
+connection. The feed URL is shown and stored only with its credentials masked
+(``feed_url``). State changes go to the log (stderr): connected, disconnected and why,
+the retry delay, each outage's length, and a summary at stop.
 """
 
 from __future__ import annotations
@@ -31,6 +41,7 @@ import random
 import shutil
 import signal
 import time
+from collections import deque
 from dataclasses import dataclass, field
 from email.utils import parsedate_to_datetime
 from pathlib import Path
@@ -38,10 +49,12 @@ from pathlib import Path
 import orjson
 import websockets
 from websockets.asyncio.client import ClientConnection, connect
+from websockets.frames import Frame, Opcode
 
 from rugs_pipeline.capture import legacy, spool
+from rugs_pipeline.capture.feed_url import FeedUrl, FeedUrlError, parse_feed_url
 from rugs_pipeline.config import FEED_ORIGIN
-from rugs_pipeline.feed.protocol import Handshake, parse_frame, reply_to
+from rugs_pipeline.feed.protocol import EIO_OPEN, Handshake, parse_frame, reply_to
 
 log = logging.getLogger(__name__)
 
@@ -54,6 +67,41 @@ DRAIN_TIMEOUT_S = 5.0  # websockets' own close timeout (2 s) normally ends the d
 
 class RecorderError(RuntimeError):
     """A fatal configuration problem, reported as one line."""
+
+
+def check_feed_url(url: str) -> FeedUrl:
+    """The feed URL, checked before anything is created (a bad one is a one-line ``RecorderError``)."""
+    try:
+        return parse_feed_url(url)
+    except FeedUrlError as exc:
+        raise RecorderError(str(exc)) from None
+
+
+class _FrameConnection(ClientConnection):
+    """Hands over each message undecoded, with whether it came as a text frame.
+
+    websockets decodes text frames itself and fails the connection (1007) on one that is
+    not UTF-8; the recorder keeps every frame, so it receives the bytes and decodes them here.
+    """
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self._text: deque[bool] = deque()  # one per message not received yet: its first frame's opcode
+
+    def process_event(self, event) -> None:
+        if isinstance(event, Frame) and event.opcode in (Opcode.TEXT, Opcode.BINARY):
+            self._text.append(event.opcode is Opcode.TEXT)
+        super().process_event(event)
+
+    async def recv_frame(self) -> tuple[str | bytes, bool, int]:
+        """(the message: str for UTF-8 text, else bytes; whether it is text that is not UTF-8; its size in bytes)."""
+        raw = await self.recv(decode=False)
+        if not self._text.popleft():
+            return raw, False, len(raw)
+        try:
+            return raw.decode(), False, len(raw)
+        except UnicodeDecodeError:
+            return raw, True, len(raw)
 
 
 @dataclass
@@ -88,8 +136,17 @@ class _Down:
 
 
 @dataclass
+class _StoragePause:
+    """Capture paused since ``since_ns`` because storage failed; ``dropped`` unacknowledged records."""
+
+    since_ns: int
+    dropped: int
+
+
+@dataclass
 class _Connection:
     silence_s: float
+    rejected: asyncio.Future = field(default_factory=lambda: asyncio.get_running_loop().create_future())
     last_frame: float = field(default_factory=time.monotonic)
     last_data: float = field(default_factory=time.monotonic)
     last_data_ns: int = 0
@@ -103,18 +160,36 @@ class Recorder:
         self._stop = asyncio.Event()
         self._storage_failed = asyncio.Event()
         self._storage_error: OSError | None = None
+        self._storage_pause: _StoragePause | None = None
         self._io = asyncio.Lock()  # one durability step at a time; none while storage recovers
         self.writer: spool.SpoolWriter | None = None
         self.legacy: legacy.LegacyWriter | None = None
+        self.feed: FeedUrl | None = None
         self.frames_received = 0
+        self.bytes_received = 0
+        self.outages_recorded = 0
         self._down: _Down | None = None
         self._closing = False
 
     def stop(self) -> None:
         self._stop.set()
 
+    def _clean(self, value):
+        """Fit to print or store: no credential, and no lone surrogate (undecodable bytes of an HTTP
+        header in an error message), which JSON cannot hold."""
+        if isinstance(value, str):
+            return self.feed.scrub(value.encode("utf-8", "backslashreplace").decode())
+        if isinstance(value, list):
+            return [self._clean(v) for v in value]
+        if isinstance(value, dict):
+            return {k: self._clean(v) for k, v in value.items()}
+        return value
+
+    def _say(self, message: str, *args) -> None:
+        log.info(self._clean(message % args))
+
     def _record(self, event: str, **fields) -> None:
-        record = {"event": event, "v": LIFECYCLE_VERSION, **fields}
+        record = self._clean({"event": event, "v": LIFECYCLE_VERSION, **fields})
         self.writer.append(spool.KIND_LIFECYCLE, orjson.dumps(record).decode(), time.time_ns(), None)
 
     def _lifecycle(self, event: str, **fields) -> None:
@@ -137,6 +212,7 @@ class Recorder:
     # --- outages ------------------------------------------------------------------------
 
     def _went_down(self, cause: str, since_ns: int | None = None) -> None:
+        cause = self._clean(cause)  # it goes to the .ack file too (a redirect's error may quote the URL)
         if self._down is None:
             self._down = _Down(since_ns or time.time_ns(), cause)
         elif self._down.cause is None:
@@ -146,6 +222,8 @@ class Recorder:
     def _end_outage(self, end_ns: int, ended_by: str | None = None) -> None:
         down, self._down = self._down, None
         if down is not None and down.cause is not None:
+            self.outages_recorded += 1
+            self._say("outage over after %.1f s: %s", (end_ns - down.since_ns) / 1e9, down.cause)
             self._lifecycle("outage", start_ns=down.since_ns, end_ns=end_ns, cause=down.cause,
                             duration_s=round((end_ns - down.since_ns) / 1e9, 6), ended_by=ended_by)
         self.writer.status.update(state="receiving", down_since_ns=None, cause=None)
@@ -154,6 +232,7 @@ class Recorder:
 
     async def run(self) -> None:
         cfg = self.config
+        self.feed = check_feed_url(cfg.url)
         _check_writable(cfg.spool_dir)
         if cfg.legacy_dir is not None:
             _check_writable(cfg.legacy_dir)
@@ -187,13 +266,13 @@ class Recorder:
             cfg.spool_dir, session, cfg.source,
             seal_interval_s=cfg.seal_interval_s, fsync_interval_s=cfg.fsync_interval_s, status_files=True,
         )
-        self.writer.status.update(url=cfg.url, state="starting")
+        self.writer.status.update(url=self.feed.shown, state="starting")
         if cfg.legacy_dir is not None:
             for rec in recovered:
                 legacy.repair(cfg.legacy_dir, rec.session_id)
             self.legacy = legacy.LegacyWriter(cfg.legacy_dir, session)
         started = time.time_ns()
-        self._lifecycle("started", url=cfg.url, pid=os.getpid(),
+        self._lifecycle("started", url=self.feed.shown, pid=os.getpid(),
                         legacy_jsonl=str(self.legacy.path) if self.legacy else None)
         self._down = _Down(started, None)
         crashed: list[tuple[int, str]] = []
@@ -230,6 +309,7 @@ class Recorder:
             if retry_after is not None:
                 delay = max(delay, min(retry_after, cfg.retry_after_max_s))
             self._lifecycle("reconnecting", attempt=attempt, delay_s=round(delay, 3))
+            self._say("retry in %.1f s (attempt %d)", delay, attempt + 1)
             await self._pause(delay, self._storage_failed)
 
     async def _pause(self, seconds: float, *wake: asyncio.Event) -> bool:
@@ -242,20 +322,40 @@ class Recorder:
         return self._stop.is_set()
 
     async def _shutdown(self, durability: asyncio.Task) -> None:
+        """Record the end (the storage failure and outage still open, ``stopped``) and seal, if storage allows.
+
+        If it does not, what is acknowledged stays and the lock file is left: the next start
+        recovers the session as a crashed one and records its outage.
+        """
         self._closing = True
         await durability
+        if self._storage_failed.is_set():
+            await self._pause_for_storage()
         async with self._io:
             try:
+                if self._storage_pause is not None:
+                    await self._storage_back()
                 if self._down is not None:
                     self._end_outage(time.time_ns(), ended_by="recorder stopped")
-                self._lifecycle("stopped", frames_received=self.frames_received)
+                self._record("stopped", frames_received=self.frames_received)
+                if self._storage_failed.is_set():  # a record above could not be written
+                    raise self._storage_error
                 await asyncio.to_thread(self._close_files)
             except OSError as exc:
-                log.error("error: could not seal the spool on shutdown (%s): kept what was acknowledged", _why(exc))
                 self.writer.abandon()
-                self.writer.close()
+                self.writer.release()
                 if self.legacy is not None:
                     self.legacy.file.abandon()
+                self._summary()
+                raise RecorderError(
+                    f"could not record the end of session {self.writer.session_id} in {self.config.spool_dir} "
+                    f"({_why(exc)}): what was acknowledged is kept; the next start of the recorder records "
+                    "the outage") from None
+        self._summary()
+
+    def _summary(self) -> None:
+        self._say("stopped: %d frames (%.1f MiB) received, %d outages, %d segments sealed", self.frames_received,
+                  self.bytes_received / 2**20, self.outages_recorded, self.writer.segments_sealed)
 
     def _close_files(self) -> None:
         self.writer.close()
@@ -299,63 +399,79 @@ class Recorder:
     async def _wait_for_storage(self) -> None:
         """Keep what is acknowledged, then wait for space (or the cause to go away) and resume."""
         cfg = self.config
+        await self._pause_for_storage()
+        since = self._storage_pause.since_ns
+        while not await self._pause(cfg.storage_retry_s):
+            if shutil.disk_usage(cfg.spool_dir).free < cfg.resume_free_bytes:
+                continue
+            async with self._io:
+                try:
+                    await self._storage_back()
+                except OSError:
+                    self.writer.abandon()
+                    continue
+            log.warning("capture resumed: %s is writable again after %.1f s", cfg.spool_dir, (time.time_ns() - since) / 1e9)
+            return
+
+    async def _pause_for_storage(self) -> None:
+        """After a failed write: cut back to what is acknowledged and count the stretch as an outage (once)."""
+        if self._storage_pause is not None:
+            return
+        cfg = self.config
         exc = self._storage_error
         async with self._io:
             dropped = self.writer.abandon()
             if self.legacy is not None:
                 self.legacy.abandon()
         since = time.time_ns()
+        self._storage_pause = _StoragePause(since, dropped)
         kept_until = self.writer.acked_ts_ns or since
         self._went_down(f"cannot write the spool: {_why(exc)}", since_ns=kept_until)
         self._down.since_ns = min(self._down.since_ns, kept_until)  # what was dropped is part of the outage
         log.error("error: cannot write %s (%s): capture paused, %d unacknowledged record(s) dropped; retrying every "
                   "%g s until %g MiB are free", cfg.spool_dir, _why(exc), dropped, cfg.storage_retry_s,
                   cfg.resume_free_bytes / 2**20)
-        while not await self._pause(cfg.storage_retry_s):
-            if shutil.disk_usage(cfg.spool_dir).free < cfg.resume_free_bytes:
-                continue
-            async with self._io:
-                try:
-                    self._record("storage_failed", error=f"{type(exc).__name__}: {exc}", since_ns=since,
-                                    until_ns=time.time_ns(), dropped_records=dropped)
-                    await asyncio.to_thread(self.writer.sync)
-                except OSError:
-                    self.writer.abandon()
-                    continue
-            self._storage_error = None
-            self._storage_failed.clear()
-            log.warning("capture resumed: %s is writable again after %.1f s", cfg.spool_dir, (time.time_ns() - since) / 1e9)
-            return
+
+    async def _storage_back(self) -> None:
+        """Record the stretch of storage failure that ends now, durably (OSError: storage still fails)."""
+        pause, exc = self._storage_pause, self._storage_error
+        self._record("storage_failed", error=f"{type(exc).__name__}: {exc}", since_ns=pause.since_ns,
+                     until_ns=time.time_ns(), dropped_records=pause.dropped)
+        await asyncio.to_thread(self.writer.sync)
+        self._storage_error = self._storage_pause = None
+        self._storage_failed.clear()
 
     # --- one connection -----------------------------------------------------------------
 
     async def _connect_once(self, attempt: int) -> tuple[bool, float | None]:
         """One connection, from connect to close: (whether data arrived, the server's Retry-After)."""
         cfg = self.config
-        self._lifecycle("connecting", url=cfg.url, attempt=attempt)
+        self._lifecycle("connecting", url=self.feed.shown, attempt=attempt)
         try:
             ws = await connect(
-                cfg.url, origin=cfg.origin, open_timeout=cfg.connect_timeout_s, max_size=cfg.max_frame_bytes,
-                ping_interval=None, close_timeout=2, compression="deflate",
+                self.feed.real, origin=cfg.origin, open_timeout=cfg.connect_timeout_s, max_size=cfg.max_frame_bytes,
+                ping_interval=None, close_timeout=2, compression="deflate", create_connection=_FrameConnection,
             )
-        except websockets.InvalidURI as exc:
-            raise RecorderError(f"bad feed URL {cfg.url!r}: {exc}") from exc
         except websockets.InvalidStatus as exc:
             response = exc.response
-            retry_after = _retry_after(response.headers.get("Retry-After"))
+            retry_after = _retry_after(response.headers.get_all("Retry-After"))
             error = f"HTTP {response.status_code} {response.reason_phrase}".strip()
             self._lifecycle("connect_failed", error=error, status=response.status_code, retry_after_s=retry_after)
             self._went_down(f"cannot connect: {error}" + (f", Retry-After {retry_after:g} s" if retry_after else ""))
+            self._say("connect failed: %s", error)
             return False, retry_after
-        except (OSError, asyncio.TimeoutError, websockets.InvalidHandshake, websockets.InvalidMessage) as exc:
+        except Exception as exc:  # noqa: BLE001 - whatever the server answers (a redirect to a bad URI, ...), try again
             error = f"{type(exc).__name__}: {exc}"
             self._lifecycle("connect_failed", error=error)
             self._went_down(f"cannot connect: {error}")
+            self._say("connect failed: %s", error)
             return False, None
-        self._lifecycle("connected", url=cfg.url)
+        self._lifecycle("connected", url=self.feed.shown)
+        self._say("connected to %s", self.feed.shown)
         conn = _Connection(silence_s=cfg.default_silence_s)
         cause, code, reason = await self._serve(ws, conn)
         self._lifecycle("disconnected", code=code, reason=reason, cause=cause, frames=conn.frames)
+        self._say("disconnected (%s): %s", cause, reason)
         self._legacy_note(time.time_ns(), "disconnect")
         if cause == "stopping":
             pass  # stopping on purpose is no outage
@@ -371,7 +487,7 @@ class Recorder:
         watchdog = asyncio.create_task(self._watch(conn))
         stopping = asyncio.create_task(self._stop.wait())
         failing = asyncio.create_task(self._storage_failed.wait())
-        ends = (watchdog, stopping, failing)
+        ends = (watchdog, stopping, failing, conn.rejected)
         try:
             await asyncio.wait((reader, *ends), return_when=asyncio.FIRST_COMPLETED)
         finally:
@@ -389,6 +505,8 @@ class Recorder:
         if watchdog.done():
             cause, reason = watchdog.result()
             code = 1001
+        elif conn.rejected.done() and not conn.rejected.cancelled():
+            cause, code, reason = "bad_handshake", 1002, conn.rejected.result()
         else:
             cause, code, reason = "stopping", 1000, "recorder stopping"
         # Close, and keep reading: what the server sent before it saw our close frame is still kept.
@@ -406,14 +524,23 @@ class Recorder:
             self._fail_storage(exc)
             return "storage", None, f"cannot write the spool: {_why(exc)}"
         if not isinstance(exc, websockets.ConnectionClosed):
-            raise exc
+            # A bug of ours, not the server's doing: the frame is kept already; record it and reconnect.
+            log.error("error: the recorder failed on a frame (reconnecting)", exc_info=exc)
+            return "internal_error", 1011, f"{type(exc).__name__}: {exc}"
         return _closed(exc, self.config.max_frame_bytes)
 
-    async def _receive(self, ws: ClientConnection, conn: _Connection) -> None:
+    async def _receive(self, ws: _FrameConnection, conn: _Connection) -> None:
         writer, legacy_writer = self.writer, self.legacy
         while True:
-            message = await ws.recv()
+            message, not_utf8, size = await ws.recv_frame()
             ts_ns = time.time_ns()
+            self.bytes_received += size
+            if not_utf8:
+                writer.append(spool.KIND_FRAME, message, ts_ns, "received", not_utf8=True)
+                self.frames_received += 1
+                conn.frames += 1
+                conn.last_frame = time.monotonic()
+                continue
             data = isinstance(message, str) and message.startswith("42")
             if data and self._down is not None:
                 # The first data after an outage ends it. Frame and outage record reach the file in
@@ -449,9 +576,16 @@ class Recorder:
                                 ping_timeout_s=hs.ping_timeout_s)
             elif frame.kind == "connect":
                 self._legacy_note(ts_ns, "connect")
+            elif frame.kind == "malformed" and isinstance(message, str) and message.startswith(EIO_OPEN):
+                # Kept (above); the heartbeat it should set is unknown, so this connection cannot be trusted.
+                if not conn.rejected.done():
+                    conn.rejected.set_result(f"unusable handshake: {frame.error}")
             reply = reply_to(frame)
             if reply is not None:
-                await ws.send(reply)
+                try:
+                    await ws.send(reply)
+                except websockets.ConnectionClosed:
+                    continue  # too late to answer; what the server sent before closing is still to be read
                 writer.append(spool.KIND_FRAME, reply, time.time_ns(), "sent")
 
     async def _watch(self, conn: _Connection) -> tuple[str, str]:
@@ -494,8 +628,11 @@ def _stopped_receiving(segments: list[Path]) -> int | None:
 
 def _closed(exc: websockets.ConnectionClosed, max_frame_bytes: int) -> tuple[str, int | None, str]:
     """(cause, code, reason) of a connection that ended under the reader."""
-    if exc.sent is not None and exc.sent.code == 1009 and not exc.rcvd_then_sent:
-        return "frame_too_big", 1009, f"a frame over {max_frame_bytes} bytes was refused"
+    if exc.sent is not None and not exc.rcvd_then_sent:  # websockets failed the connection
+        if exc.sent.code == 1009:
+            return "frame_too_big", 1009, f"a frame over {max_frame_bytes} bytes was refused"
+        return "protocol_error", exc.sent.code, ("the server broke the WebSocket protocol: "
+                                                    + (exc.sent.reason or f"close {exc.sent.code}"))
     if exc.rcvd is not None:
         return "server_closed", exc.rcvd.code, exc.rcvd.reason or f"closed by the server ({exc.rcvd.code})"
     return "lost", None, "connection closed without a close frame"
@@ -505,16 +642,16 @@ def _why(exc: OSError | None) -> str:
     return (exc.strerror if exc is not None and exc.strerror else None) or str(exc)
 
 
-def _retry_after(value: str | None) -> float | None:
-    """Seconds to wait from a Retry-After header (delta-seconds or an HTTP date); None if absent or unreadable."""
-    if not value:
+def _retry_after(values: list[str]) -> float | None:
+    """Seconds to wait from the (first) Retry-After header (delta-seconds or an HTTP date); None if absent or unreadable."""
+    if not values:
         return None
-    value = value.strip()
-    if value.isdigit():
+    value = values[0].strip()
+    if value.isascii() and value.isdigit():
         return float(value)
     try:
         return max(0.0, parsedate_to_datetime(value).timestamp() - time.time())
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         return None
 
 

@@ -18,6 +18,9 @@ A live recorder session also keeps two files beside the day folders:
 After a crash ``recover`` completes every ``.part`` of a dead session: it drops a
 torn last line and seals what is left, so every acknowledged record survives and
 nothing else is left behind.
+
+Every file here is created mode 0600: records may hold what the feed URL or the
+server's messages carry.
 """
 
 from __future__ import annotations
@@ -43,6 +46,8 @@ SEALED_SUFFIX = ".seg"
 LOCK_SUFFIX = ".lock"
 ACK_SUFFIX = ".ack"
 
+FILE_MODE = 0o600
+
 KIND_FRAME = "frame"
 KIND_LIFECYCLE = "lifecycle"
 # The largest frame a record may hold by default: the recorder refuses bigger ones (--max-frame-mb),
@@ -58,6 +63,7 @@ class SpoolRecord:
     data: str | bytes  # frame text (bytes for binary frames) or lifecycle JSON text
     direction: str | None = "received"  # received | sent; None for lifecycle
     rebuilt: bool = False  # rebuilt from a decoded recording (import), not wire bytes
+    not_utf8: bool = False  # data: the bytes of a text frame that are not valid UTF-8 (else bytes: a binary frame)
 
     def to_line(self) -> bytes:
         obj: dict = {"seq": self.seq, "ts": self.ts_ns, "kind": self.kind, "dir": self.direction}
@@ -67,12 +73,15 @@ class SpoolRecord:
             obj["data"] = self.data
         if self.rebuilt:
             obj["rebuilt"] = True
+        if self.not_utf8:
+            obj["not_utf8"] = True
         return orjson.dumps(obj) + b"\n"
 
     @classmethod
     def from_obj(cls, obj: dict) -> "SpoolRecord":
         data = base64.b64decode(obj["b64"]) if "b64" in obj else obj["data"]
-        return cls(obj["seq"], obj["ts"], obj["kind"], data, obj.get("dir"), bool(obj.get("rebuilt")))
+        return cls(obj["seq"], obj["ts"], obj["kind"], data, obj.get("dir"), bool(obj.get("rebuilt")),
+                   bool(obj.get("not_utf8")))
 
 
 @dataclass(frozen=True)
@@ -176,7 +185,7 @@ def write_sealed_segment(spool_dir: Path, header: SegmentHeader, records: list[S
     folder.mkdir(parents=True, exist_ok=True)
     final = folder / (segment_stem(header.session_id, first.seq, first.ts_ns) + SEALED_SUFFIX)
     tmp = final.with_name(f".{final.name}.tmp")
-    with open(tmp, "wb") as fh:
+    with open_private(tmp, "wb") as fh:
         fh.write(header.to_line())
         fh.writelines(r.to_line() for r in records)  # one line at a time: no copy of the whole segment
         fh.flush()
@@ -222,9 +231,30 @@ def read_ack(spool_dir: Path, session_id: str) -> dict:
     return value if isinstance(value, dict) else {}
 
 
+def open_private(path: Path, mode: str):
+    """``open`` for a new or existing file, created mode 0600 (``mode``: "wb", "xb", "ab" or "a+b")."""
+    flags = {"wb": os.O_WRONLY | os.O_CREAT | os.O_TRUNC, "xb": os.O_WRONLY | os.O_CREAT | os.O_EXCL,
+             "ab": os.O_WRONLY | os.O_CREAT | os.O_APPEND, "a+b": os.O_RDWR | os.O_CREAT | os.O_APPEND}[mode]
+    return os.fdopen(os.open(path, flags, FILE_MODE), mode)
+
+
+def session_alive(spool_dir: Path, session_id: str) -> bool:
+    """Whether a process holds the session's lock (it is recording now). Changes nothing."""
+    try:
+        fh = open(lock_path(spool_dir, session_id), "rb")
+    except FileNotFoundError:
+        return False
+    with fh:
+        try:
+            fcntl.flock(fh, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return True
+    return False
+
+
 def _try_lock(path: Path):
     """The open, exclusively locked file, or None when a live process holds it."""
-    fh = open(path, "a+b")
+    fh = open_private(path, "a+b")
     try:
         fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
@@ -327,7 +357,7 @@ class AppendFile:
 
     def __init__(self, path: Path, *, new: bool = True) -> None:
         self.path = path
-        self.fh = open(path, "xb" if new else "ab")
+        self.fh = open_private(path, "xb" if new else "ab")
         self.written = self.synced = self.fh.tell()
         self._dir_synced = not new
 
@@ -400,8 +430,9 @@ class DurabilityJob:
         # disk the records are safe but their acknowledgement cannot be published.
         tmp = path.with_name(f".{path.name}.tmp")
         try:
-            tmp.write_bytes(orjson.dumps({**status, "acked_seq": self.upto_seq, "acked_ts_ns": self.upto_ts_ns,
-                                          "updated_ns": time.time_ns()}))
+            with open_private(tmp, "wb") as fh:
+                fh.write(orjson.dumps({**status, "acked_seq": self.upto_seq, "acked_ts_ns": self.upto_ts_ns,
+                                       "updated_ns": time.time_ns()}))
             os.replace(tmp, path)
         except OSError:
             tmp.unlink(missing_ok=True)
@@ -442,6 +473,7 @@ class SpoolWriter:
         self.acked_seq = first_seq - 1
         self.acked_ts_ns = 0  # receive time of the last acknowledged record
         self.last_sealed: Segment | None = None  # not a list: a recorder runs for weeks
+        self.segments_sealed = 0
         self.status: dict = {"session_id": session_id, "pid": os.getpid()}
         self._clock = clock
         self._current: _OpenSegment | None = None
@@ -459,7 +491,8 @@ class SpoolWriter:
     def session_id(self) -> str:
         return self.header.session_id
 
-    def append(self, kind: str, data: str | bytes, ts_ns: int, direction: str | None = "received", rebuilt: bool = False) -> int:
+    def append(self, kind: str, data: str | bytes, ts_ns: int, direction: str | None = "received", rebuilt: bool = False,
+               not_utf8: bool = False) -> int:
         """Append one record; returns its seq. Durable after the next sync (or sealing) step."""
         day = utc_day(ts_ns)
         if self._current is not None and day != self._current.day:
@@ -467,7 +500,7 @@ class SpoolWriter:
         seq = self.next_seq
         if self._current is None:
             self._open(seq, ts_ns, day)
-        line = SpoolRecord(seq, ts_ns, kind, data, direction, rebuilt).to_line()
+        line = SpoolRecord(seq, ts_ns, kind, data, direction, rebuilt, not_utf8).to_line()
         if self._held is None:
             self._current.file.write(line)
         else:
@@ -522,6 +555,7 @@ class SpoolWriter:
         if job.seal:
             self._sealing.remove(job.segment)
             self.last_sealed = Segment(job.segment.file.path.with_suffix(SEALED_SUFFIX))
+            self.segments_sealed += 1
 
     def tick(self) -> None:
         """Call often (at least every ``fsync_interval_s``): fsyncs and seals on schedule, blocking."""
@@ -548,9 +582,17 @@ class SpoolWriter:
         if self._lock is not None:
             ack_path(self.spool_dir, self.session_id).unlink(missing_ok=True)
             lock_path(self.spool_dir, self.session_id).unlink(missing_ok=True)
+            self.release()
+        return sealed
+
+    def release(self) -> None:
+        """Let go of the lock and leave its file: the next ``recover`` takes the session for a crashed one.
+
+        For a session that could not record its own end (the disk still full): its successor records it.
+        """
+        if self._lock is not None:
             self._lock.close()
             self._lock = None
-        return sealed
 
     def abandon(self) -> int:
         """After a failed write or step: keep what is durable, seal it, and carry on from there.
@@ -571,6 +613,7 @@ class SpoolWriter:
             else:  # its sealing step failed after the rename: all of it is kept
                 seg.synced_seq, seg.synced_ts_ns = seg.last_seq, seg.last_ts_ns
             self.last_sealed = Segment(final)
+            self.segments_sealed += 1
             if seg.synced_seq > self.acked_seq:
                 self.acked_seq, self.acked_ts_ns = seg.synced_seq, seg.synced_ts_ns
         self._current, self._sealing = None, []

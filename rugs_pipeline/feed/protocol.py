@@ -90,12 +90,23 @@ def parse_frame(frame: str | bytes) -> Frame:
             info = orjson.loads(rest)
         except orjson.JSONDecodeError as exc:
             return _malformed(f"OPEN packet is not JSON: {exc}")
-        if not isinstance(info, dict) or "sid" not in info:
-            return _malformed("OPEN packet without sid")
+        if not isinstance(info, dict) or not isinstance(info.get("sid"), str):
+            return _malformed("OPEN packet without a string sid")
+        for name in ("pingInterval", "pingTimeout"):
+            # Absent: Engine.IO's default. Anything but a positive number would break the heartbeat.
+            value = info.get(name, 1)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
+                return _malformed(f"OPEN packet with invalid {name} {orjson.dumps(value).decode()[:40]}: "
+                                  "not a positive number of ms")
         return Frame(kind="open", data=info)
     if eio != EIO_MESSAGE:
         return Frame(kind=EIO_NAMES[eio], data=rest or None)
     return _parse_socketio(rest)
+
+
+def _digits(text: str) -> bool:
+    """ASCII digits only: ``str.isdigit`` also takes "²", which ``int`` refuses."""
+    return text.isascii() and text.isdigit()
 
 
 def _parse_socketio(packet: str) -> Frame:
@@ -108,7 +119,7 @@ def _parse_socketio(packet: str) -> Frame:
     pos = 1
     if kind in ("binary_event", "binary_ack"):
         dash = packet.find("-", pos)
-        if dash < 0 or not packet[pos:dash].isdigit():
+        if dash < 0 or not _digits(packet[pos:dash]):
             return _malformed("binary packet without attachment count")
         pos = dash + 1
     namespace = "/"
@@ -118,7 +129,7 @@ def _parse_socketio(packet: str) -> Frame:
         namespace = packet[pos:end]
         pos = end + 1 if comma >= 0 else end
     start = pos
-    while pos < len(packet) and packet[pos].isdigit():
+    while pos < len(packet) and _digits(packet[pos]):
         pos += 1
     ack_id = int(packet[start:pos]) if pos > start else None
     body = packet[pos:]
@@ -180,9 +191,10 @@ class Handshake:
 
     @classmethod
     def from_open(cls, frame: Frame) -> "Handshake":
-        info = frame.data or {}
+        """From an ``open`` frame (``parse_frame`` has checked its fields)."""
+        info = frame.data
         return cls(
-            sid=str(info.get("sid")),
+            sid=info["sid"],
             ping_interval_s=float(info.get("pingInterval", 25000)) / 1000.0,
             ping_timeout_s=float(info.get("pingTimeout", 20000)) / 1000.0,
         )

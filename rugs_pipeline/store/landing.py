@@ -59,6 +59,11 @@ def _count(counter: dict[str, int], column: pa.ChunkedArray) -> None:
         counter[row["values"]] = counter.get(row["values"], 0) + row["counts"]
 
 
+# Frames kept as bytes land base64-encoded, with one of these as their parse_error.
+BINARY_STORED = "binary websocket frame, stored base64-encoded"
+NOT_UTF8_STORED = "text frame that is not valid UTF-8, stored base64-encoded"
+
+
 def records_to_table(header: spool.SegmentHeader, records: list[spool.SpoolRecord]) -> pa.Table:
     """One ``ws_event`` row per spool record: the frame as received plus what the framing says."""
     cols: dict[str, list] = {
@@ -79,7 +84,7 @@ def records_to_table(header: spool.SegmentHeader, records: list[spool.SpoolRecor
         elif isinstance(rec.data, bytes):
             raw = base64.b64encode(rec.data).decode()
             kind, name = "malformed", None
-            error = "binary websocket frame, stored base64-encoded"
+            error = NOT_UTF8_STORED if rec.not_utf8 else BINARY_STORED
         else:
             raw = rec.data
             frame = parse_frame(raw)
