@@ -118,7 +118,7 @@ def test_episodes_of_the_real_recordings(real, tmp_path) -> None:  # noqa: F811
 def test_episodes_refuse_bad_ranges_and_stores(sim, tmp_path) -> None:
     root, _ = sim
     with pytest.raises(ValueError, match=r"no games derived in .* for 2025-05-01 to 2025-05-02: it holds games of "
-                                         r"2025-06-01 to 2025-06-01 \(1 days\)"):
+                                         rf"{synth.DAY} to {synth.DAY} \(1 days\)"):
         episodes("2025-05-01", "2025-05-02", data_dir=root)
     with pytest.raises(ValueError, match="end 2025-05-31 is before start 2025-06-01"):
         episodes("2025-06-01", "2025-05-31", data_dir=root)
@@ -135,8 +135,8 @@ def test_episodes_refuse_bad_ranges_and_stores(sim, tmp_path) -> None:
     unfinished = games.filter(pc.not_equal(games["message"], "complete"))
     assert unfinished.num_rows >= 1
     store.replace_partition("games", synth.DAY, unfinished)
-    with pytest.raises(ValueError, match="no complete games in .* for 2025-06-01 .every game there lacks some tick"):
-        episodes("2025-06-01", data_dir=tmp_path)
+    with pytest.raises(ValueError, match=f"no complete games in .* for {synth.DAY} .every game there lacks some tick"):
+        episodes(synth.DAY, data_dir=tmp_path)
     manifest = json.loads(store.manifest_path.read_text())
     store.manifest_path.write_text(json.dumps({**manifest, "version": "2.0.0"}))
     with pytest.raises(SchemaVersionError, match="'2.0.0' is not readable"):

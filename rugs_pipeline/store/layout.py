@@ -47,6 +47,8 @@ def footer_problem(path: Path | S3Path, filesystem=None) -> str | None:
     """Why a Parquet file's footer cannot be read, or None when it can."""
     try:
         pq.read_metadata(str(path), filesystem=filesystem)
+    except FileNotFoundError:  # gone since it was listed (a compaction's swap, a re-derivation): not corrupt
+        return None
     except (pa.ArrowInvalid, OSError) as exc:
         text = "".join(c if c.isprintable() else " " for c in str(exc))  # thrift quotes the bad byte
         return " ".join(text.split()) or type(exc).__name__
