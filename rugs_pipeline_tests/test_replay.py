@@ -13,6 +13,7 @@ import os
 import re
 import socket
 import subprocess
+import threading
 import time
 from datetime import datetime, timezone
 from pathlib import Path
@@ -379,3 +380,23 @@ def test_a_client_that_stops_reading_holds_the_max_replay_back(store) -> None:
     got, held_back = asyncio.run(scenario())
     assert got == [text for _, text in frames]
     assert held_back < len(frames) / 2, f"{held_back} of {len(frames)} frames sent to a client that read none"
+
+
+
+def test_reads_one_slice_ahead_at_most_and_stopping_ends_the_read_ahead(store, monkeypatch) -> None:
+    """The next slice is read in a worker thread while one is served: never more (memory), and a consumer that
+    stops leaves no thread behind."""
+    monkeypatch.setattr(replay_module, "SLICE_ROWS", 10)
+    write_session(store, "s", [(minute * 60_000 * MS, state("g", minute)) for minute in range(20)])
+    read = []  # each slice read: its first µs
+    real = replay_module.Replay._slice
+    monkeypatch.setattr(replay_module.Replay, "_slice",
+                        lambda self, con, day, lo, hi: read.append(lo) or real(self, con, day, lo, hi))
+    frames = replay(DAY, data_dir=store.root)
+    for n, frame in enumerate(frames):
+        assert sum(lo > frame.ts_us for lo in read) <= 1  # the frame's slice, and at most the next
+        if n == 10:
+            break
+    assert len(read) >= 2 and any(t.name.startswith("replay-read") for t in threading.enumerate())
+    frames.close()
+    assert not any(t.name.startswith("replay-read") for t in threading.enumerate())
