@@ -386,7 +386,7 @@ def test_a_client_that_stops_reading_holds_the_max_replay_back(store) -> None:
 def test_reads_one_slice_ahead_at_most_and_stopping_ends_the_read_ahead(store, monkeypatch) -> None:
     """The next slice is read in a worker thread while one is served: never more (memory), and a consumer that
     stops leaves no thread behind."""
-    monkeypatch.setattr(replay_module, "SLICE_ROWS", 10)
+    monkeypatch.setattr(replay_module, "SLICE_ROWS", 2)  # 10 slices of 2 minutes
     write_session(store, "s", [(minute * 60_000 * MS, state("g", minute)) for minute in range(20)])
     read = []  # each slice read: its first µs
     real = replay_module.Replay._slice
@@ -394,6 +394,8 @@ def test_reads_one_slice_ahead_at_most_and_stopping_ends_the_read_ahead(store, m
                         lambda self, con, day, lo, hi: read.append(lo) or real(self, con, day, lo, hi))
     frames = replay(DAY, data_dir=store.root)
     for n, frame in enumerate(frames):
+        if n % 4 == 0:
+            time.sleep(0.2)  # time for any read ahead to happen
         assert sum(lo > frame.ts_us for lo in read) <= 1  # the frame's slice, and at most the next
         if n == 10:
             break
