@@ -157,6 +157,7 @@ class Replay:
             raise ReplayError(f"{self.store.manifest_path} not found: {self.store.root} is not a rugs_pipeline store")
         check_compatible(manifest.get("version"), self.store.manifest_path)
         self.games, self.events = _names(games), _names(events)
+        self._schemas: dict[str, str] = {}  # a schema's text held once (a landed day: thousands of files, few schemas)
         self._files: dict[str, list[_File]] = {}  # the days with files, each with its files
         for day in (first + timedelta(n) for n in range((last - first).days + 1)):
             if files := self._list(day.isoformat()):
@@ -194,8 +195,12 @@ class Replay:
         with self._lock(day):
             # a footer at a time: they hold the statistics of every column (a state frame's text is its own min/max),
             # so reading a landed day's thousands at once would hold them all
-            return [_File(str(f), _row_groups(pq.read_metadata(str(f), filesystem=self.store.filesystem)))
-                    for f in self.store.partition_files("ws_event", day)]
+            return [self._file(str(f)) for f in self.store.partition_files("ws_event", day)]
+
+    def _file(self, path: str) -> _File:
+        meta = pq.read_metadata(path, filesystem=self.store.filesystem)
+        schema = str(meta.schema).split("\n", 1)[1]  # (its first line is the object's address)
+        return _File(path, _row_groups(meta), self._schemas.setdefault(schema, schema))
 
     def _source(self, day: str, columns: str, lo: int | None = None, hi: int | None = None,
                 only: str | None = None) -> str:
@@ -204,15 +209,18 @@ class Replay:
 
         Only the files whose receive times overlap the range are named: a day as landed has thousands.
         """
-        files = [f.path for f in self._files[day] if (lo is None or f.overlaps(lo, hi)) and only in (None, f.path)]
+        chosen = [f for f in self._files[day] if (lo is None or f.overlaps(lo, hi)) and only in (None, f.path)]
+        files = [f.path for f in chosen]
         if not files:
             return f"SELECT {columns} FROM (SELECT NULL::TIMESTAMPTZ AS ts) WHERE false"
         conditions = [self._where()]
         if lo is not None:
             conditions += [f"ts >= make_timestamptz({lo})", f"ts < make_timestamptz({hi})"]
-        # by name: a day part-way through a migration holds files of two versions (the columns read are 1.0.0's)
+        # by name where a day part-way through a migration holds files of two versions (the columns read are
+        # 1.0.0's); only there: uniting the files' schemas opens each one once more
+        by_name = len({f.schema for f in chosen}) > 1
         return (f"SELECT {columns} FROM read_parquet({_sql_list(files)}, hive_partitioning = false, "
-                f"union_by_name = true) WHERE {' AND '.join(conditions)}")
+                f"union_by_name = {str(by_name).lower()}) WHERE {' AND '.join(conditions)}")
 
     def _lock(self, day: str):
         """The day's shared partition lock, against a compaction swapping its files. An s3 lake is never
@@ -329,6 +337,7 @@ def _days_summary(store: Store) -> str:
 class _File:
     path: str
     groups: tuple[tuple[int, int, int | None, int | None], ...]  # each row group's (rows, text bytes, first µs, last)
+    schema: str  # the Parquet schema, as text
 
     def overlaps(self, lo: int, hi: int) -> bool:
         """Whether the file may hold a row received from ``lo`` to before ``hi`` (µs)."""
