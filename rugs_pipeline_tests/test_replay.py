@@ -13,6 +13,7 @@ import os
 import re
 import socket
 import subprocess
+import threading
 import time
 from datetime import datetime, timezone
 from pathlib import Path
@@ -83,6 +84,19 @@ def test_frames_in_receive_order_byte_exact_without_control_packets_or_lifecycle
     assert first.ts == datetime.fromtimestamp((T0 + 10 * MS) / 1e9, timezone.utc)
     assert frames[2].payload == {"id": "t1", "gameId": "g1"}  # the last argument, after the trace header
     assert frames[1].payload == {"message": "hi ünïcode"} and frames[-1].payload is None
+
+
+def test_a_day_of_files_of_two_schemas_is_read_whole(store) -> None:
+    """Part-way through a migration a day holds files of two versions: columns in another order, of another type,
+    missing (one read, too: a file from before `is_rebuilt`)."""
+    a, b = [(0, state("g", 0)), (20 * MS, state("g", 2))], [(10 * MS, state("g", 1))]
+    write_session(store, "s-a", a)
+    write_session(store, "s-b", b)
+    path = store.partition_dir("ws_event", DAY) / "s-b.parquet"
+    older = pq.read_table(path)
+    older = older.select(sorted(set(older.column_names) - {"source", "doc_type", "is_rebuilt"}))
+    pq.write_table(older.set_column(older.column_names.index("seq"), "seq", older["seq"].cast(pa.int32())), path)
+    assert [f.raw for f in replay(DAY, data_dir=store.root)] == [state("g", t) for t in range(3)]
 
 
 def test_payload_is_parsed_only_on_access(store, monkeypatch) -> None:
@@ -379,3 +393,25 @@ def test_a_client_that_stops_reading_holds_the_max_replay_back(store) -> None:
     got, held_back = asyncio.run(scenario())
     assert got == [text for _, text in frames]
     assert held_back < len(frames) / 2, f"{held_back} of {len(frames)} frames sent to a client that read none"
+
+
+
+def test_reads_one_slice_ahead_at_most_and_stopping_ends_the_read_ahead(store, monkeypatch) -> None:
+    """The next slice is read in a worker thread while one is served: never more (memory), and a consumer that
+    stops leaves no thread behind."""
+    monkeypatch.setattr(replay_module, "SLICE_ROWS", 2)  # 10 slices of 2 minutes
+    write_session(store, "s", [(minute * 60_000 * MS, state("g", minute)) for minute in range(20)])
+    read = []  # each slice read: its first µs
+    real = replay_module.Replay._slice
+    monkeypatch.setattr(replay_module.Replay, "_slice",
+                        lambda self, con, day, lo, hi: read.append(lo) or real(self, con, day, lo, hi))
+    frames = replay(DAY, data_dir=store.root)
+    for n, frame in enumerate(frames):
+        if n % 4 == 0:
+            time.sleep(0.2)  # time for any read ahead to happen
+        assert sum(lo > frame.ts_us for lo in read) <= 1  # the frame's slice, and at most the next
+        if n == 10:
+            break
+    assert len(read) >= 2 and any(t.name.startswith("replay-read") for t in threading.enumerate())
+    frames.close()
+    assert not any(t.name.startswith("replay-read") for t in threading.enumerate())

@@ -21,7 +21,8 @@ Socket.IO server (``replay_server.py``). Invariants:
   each one DuckDB query over the files whose receive times overlap the slice, whose filters (event
   names, games, the slice's time range) reach the Parquet reader, which skips row groups by their
   statistics; days are chosen by the ``date=`` partition folder. Memory depends on the slice, never on
-  the day (a minute busier than a slice is one slice). Queries hold the partition's shared lock; a
+  the day (a minute busier than a slice is one slice). The next slice is read (in a worker thread) while
+  one is served: two slices are held at most. Queries hold the partition's shared lock; a
   compaction between two slices (which keeps every row) makes a listed file vanish, and the day's
   files are then listed again.
 - **Pacing.** ``speed=None``: as fast as the reader goes. ``speed=X``: the recorded gap before each
@@ -34,6 +35,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import concurrent.futures
 import contextlib
 import functools
 import time
@@ -54,7 +56,7 @@ from rugs_pipeline import config
 from rugs_pipeline.derive.games import FIRST_RECEIVED
 from rugs_pipeline.store.layout import SchemaVersionError, Store, check_compatible, sql_literal
 
-# per query, at most (but one minute's worth): a slice's frames are what is held. Bytes too: a state frame
+# per query, at most (but one minute's worth): two slices' frames are what is held. Bytes too: a state frame
 # with a gameHistory is ~50x the average frame, and some minutes are full of them
 SLICE_ROWS = 8_192
 SLICE_BYTES = 24 * 2**20
@@ -155,6 +157,7 @@ class Replay:
             raise ReplayError(f"{self.store.manifest_path} not found: {self.store.root} is not a rugs_pipeline store")
         check_compatible(manifest.get("version"), self.store.manifest_path)
         self.games, self.events = _names(games), _names(events)
+        self._schemas: dict[str, str] = {}  # a schema's text held once (a landed day: thousands of files, few schemas)
         self._files: dict[str, list[_File]] = {}  # the days with files, each with its files
         for day in (first + timedelta(n) for n in range((last - first).days + 1)):
             if files := self._list(day.isoformat()):
@@ -192,8 +195,12 @@ class Replay:
         with self._lock(day):
             # a footer at a time: they hold the statistics of every column (a state frame's text is its own min/max),
             # so reading a landed day's thousands at once would hold them all
-            return [_File(str(f), _row_groups(pq.read_metadata(str(f), filesystem=self.store.filesystem)))
-                    for f in self.store.partition_files("ws_event", day)]
+            return [self._file(str(f)) for f in self.store.partition_files("ws_event", day)]
+
+    def _file(self, path: str) -> _File:
+        meta = pq.read_metadata(path, filesystem=self.store.filesystem)
+        schema = str(meta.schema).split("\n", 1)[1]  # (its first line is the object's address)
+        return _File(path, _row_groups(meta), self._schemas.setdefault(schema, schema))
 
     def _source(self, day: str, columns: str, lo: int | None = None, hi: int | None = None,
                 only: str | None = None) -> str:
@@ -202,15 +209,18 @@ class Replay:
 
         Only the files whose receive times overlap the range are named: a day as landed has thousands.
         """
-        files = [f.path for f in self._files[day] if (lo is None or f.overlaps(lo, hi)) and only in (None, f.path)]
+        chosen = [f for f in self._files[day] if (lo is None or f.overlaps(lo, hi)) and only in (None, f.path)]
+        files = [f.path for f in chosen]
         if not files:
             return f"SELECT {columns} FROM (SELECT NULL::TIMESTAMPTZ AS ts) WHERE false"
         conditions = [self._where()]
         if lo is not None:
             conditions += [f"ts >= make_timestamptz({lo})", f"ts < make_timestamptz({hi})"]
-        # by name: a day part-way through a migration holds files of two versions (the columns read are 1.0.0's)
+        # by name where a day part-way through a migration holds files of two versions (the columns read are
+        # 1.0.0's); only there: uniting the files' schemas opens each one once more
+        by_name = len({f.schema for f in chosen}) > 1
         return (f"SELECT {columns} FROM read_parquet({_sql_list(files)}, hive_partitioning = false, "
-                f"union_by_name = true) WHERE {' AND '.join(conditions)}")
+                f"union_by_name = {str(by_name).lower()}) WHERE {' AND '.join(conditions)}")
 
     def _lock(self, day: str):
         """The day's shared partition lock, against a compaction swapping its files. An s3 lake is never
@@ -227,15 +237,17 @@ class Replay:
                 return True
         return False
 
-    def _query(self, day: str, sql: Callable[[], str]) -> pa.Table:
-        """Run ``sql()`` over the day's files; listed again, once, when one has gone (a compaction swapped them)."""
+    def _query(self, day: str, sql: Callable[[], str], con: duckdb.DuckDBPyConnection | None = None) -> pa.Table:
+        """Run ``sql()`` over the day's files (on ``con``, else the source's connection); listed again, once, when
+        one has gone (a compaction swapped them)."""
+        con = con or self._con
         try:
             with self._lock(day):
-                return self._con.sql(sql()).to_arrow_table()
+                return con.sql(sql()).to_arrow_table()
         except duckdb.IOException:
             self._files[day] = self._list(day)
             with self._lock(day):
-                return self._con.sql(sql()).to_arrow_table()
+                return con.sql(sql()).to_arrow_table()
 
     @functools.cached_property
     def outages(self) -> list[Outage]:
@@ -263,20 +275,36 @@ class Replay:
                 "WHERE frame_kind = 'lifecycle' AND event_name = 'outage'")
 
     def batches(self) -> Iterator[list[Frame]]:
-        """The frames in order, deduplicated, a slice's Arrow batch at a time."""
+        """The frames in order, deduplicated, a slice's Arrow batch at a time.
+
+        The next slice is read (on a cursor of its own, in a worker thread: DuckDB reads without the GIL) while
+        this one's frames are built and consumed, so reading and building overlap: two slices are held at most.
+        """
         dedup = _Dedup()
+        con = self._con.cursor()
+        reader = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="replay-read")
+        try:
+            ahead = [reader.submit(self._slice, con, *s) for s in self.slices[:1]]
+            for n in range(len(self.slices)):
+                table, sessions = ahead.pop().result()
+                ahead += [reader.submit(self._slice, con, *s) for s in self.slices[n + 1:n + 2]]
+                for batch in table.to_batches():
+                    ts, session, seq, name, raw, rebuilt = (column.to_pylist() for column in batch.columns)
+                    yield dedup.keep(list(map(Frame, ts, session, seq, name, raw, rebuilt)), sessions)
+        finally:  # (also when the consumer stops early: the read under way, if any, ends first)
+            reader.shutdown(cancel_futures=True)
+            con.close()
+
+    def _slice(self, con: duckdb.DuckDBPyConnection, day: str, lo: int, hi: int) -> tuple[pa.Table, set[str]]:
+        """The slice's frames in order (received from ``lo`` to before ``hi``, µs), and their sessions."""
         columns = "epoch_us(ts) AS ts, session_id, seq, event_name, raw_json, is_rebuilt"
-        for day, lo, hi in self.slices:
-            table = self._query(day, lambda: self._source(day, columns, lo, hi))
-            # the files' order is mostly the order wanted already (one session's segments, in turn): sort the
-            # keys, and move the rows (their text) only when that is not so
-            order = pc.sort_indices(table, [(key, "ascending") for key in FIRST_RECEIVED.split(", ")])
-            if not np.array_equal(order.to_numpy(), np.arange(len(table))):
-                table = table.take(order)
-            for batch in table.to_batches():
-                cols = [batch.column(i).to_pylist() for i in range(6)]
-                frames = [Frame(*row) for row in zip(*cols)]
-                yield dedup.keep(frames)
+        table = self._query(day, lambda: self._source(day, columns, lo, hi), con)
+        # the files' order is mostly the order wanted already (one session's segments, in turn): sort the
+        # keys, and move the rows (their text) only when that is not so
+        order = pc.sort_indices(table, [(key, "ascending") for key in FIRST_RECEIVED.split(", ")])
+        if not np.array_equal(order.to_numpy(), np.arange(len(table))):
+            table = table.take(order)
+        return table, set(pc.unique(table["session_id"]).to_pylist())
 
     def close(self) -> None:
         self._con.close()
@@ -309,6 +337,7 @@ def _days_summary(store: Store) -> str:
 class _File:
     path: str
     groups: tuple[tuple[int, int, int | None, int | None], ...]  # each row group's (rows, text bytes, first µs, last)
+    schema: str  # the Parquet schema, as text
 
     def overlaps(self, lo: int, hi: int) -> bool:
         """Whether the file may hold a row received from ``lo`` to before ``hi`` (µs)."""
@@ -318,7 +347,7 @@ class _File:
 def _row_groups(meta: pq.FileMetaData) -> tuple[tuple[int, int, int | None, int | None], ...]:
     """Each row group's (rows, bytes of frame text, first receive time µs, last), the times None without
     statistics."""
-    names = meta.schema.to_arrow_schema().names
+    names = meta.schema.names  # the leaf columns' (row groups' columns are leaves)
     ts, text = names.index("ts"), names.index("raw_json")
     out = []
     for g in range(meta.num_row_groups):
@@ -382,19 +411,20 @@ class _Dedup:
         self._texts: dict[str, Frame] | None = None  # text -> the frame that first had it (several sessions)
         self._span = int(DEDUP_WINDOW.total_seconds() * _US)
 
-    def keep(self, frames: list[Frame]) -> list[Frame]:
-        """The frames of ``frames`` (in order) that are not another session's copy of one kept before."""
+    def keep(self, frames: list[Frame], sessions: set[str]) -> list[Frame]:
+        """The frames of ``frames`` (in order) that are not another session's copy of one kept before. ``sessions``:
+        at least the sessions of ``frames`` (their slice's)."""
         if not frames:
             return frames
         self._expire(frames[0].ts_us)
-        sessions = {f.session_id for f in frames}
+        sessions = set(sessions)
         for _, held in self._window:
             sessions |= held
         if len(sessions) <= 1:
             self._texts = None  # one session: nothing to match
-            kept = frames
-        else:
-            kept = [f for f in frames if not self._copy(f)]
+            self._window.append((frames, sessions))
+            return frames
+        kept = [f for f in frames if not self._copy(f)]
         self._window.append((kept, {f.session_id for f in kept}))
         return kept
 
