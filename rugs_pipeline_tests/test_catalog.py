@@ -256,6 +256,32 @@ def test_deep_nesting_stops_at_max_depth(tmp_path) -> None:
     assert max(len(path) for _, path in ours) == 2 * catalog.MAX_DEPTH
 
 
+def test_frames_out_of_order_and_values_equal_in_python_but_not_in_json(tmp_path, monkeypatch) -> None:
+    """The walk goes in frame order (ts, session_id, seq), whatever the file's; examples tell 1, 1.0 and true
+    apart, and 0.0 from -0.0; long texts cut to the same example are one example; a file's batches merge."""
+    store = Store(tmp_path / "rugs_data")
+    day = "2026-01-05"
+    long = "a" * (2 * catalog.EXAMPLE_CHARS)
+    by_ts = [("0.0", "1", f'"{long}"'), ("-0.0", "1.0", f'"{long}b"'), ("0.0", "true", '"x"'), ("-0.0", "1", '"y"')]
+    writer = spool.SpoolWriter(store.spool_dir, "20260105T120000Z-order", "public_ws", seal_interval_s=3600,
+                               fsync_interval_s=3600)
+    # seq goes up while ts goes down (a clock stepped back): the file's order is not the frames' order
+    for i, (z, n, text) in enumerate(reversed(by_ts)):
+        writer.append(spool.KIND_FRAME, f'42["mix",{{"z":{z},"n":{n},"s":{text},"a":[{n},{z}]}}]',
+                      _ns(day) - i * 1000, "received")
+    writer.close()
+    landing.land_day(store, day)
+    (landed,) = store.partition_files("ws_event", day)
+    ts = pq.read_table(landed, columns=["ts"])["ts"].to_pylist()
+    assert ts == sorted(ts, reverse=True)
+    monkeypatch.setattr(catalog, "READ_BATCH_ROWS", 3)  # two batches: their parts are merged
+    ours = assert_matches_oracle(store, day)
+    assert ours[("mix", "z")]["examples"] == ["0.0", "-0.0"]
+    assert ours[("mix", "n")]["examples"] == ["1", "1.0", "true"]
+    assert ours[("mix", "s")]["examples"] == ['"' + "a" * (catalog.EXAMPLE_CHARS - 4) + "...", '"x"', '"y"']
+    assert ours[("mix", "a[]")]["examples"] == ["1", "0.0", "1.0"]
+
+
 # --- the view and the asset -----------------------------------------------------------------------------
 
 def test_view_in_connect_and_the_seed_glob_still_works(real_store) -> None:

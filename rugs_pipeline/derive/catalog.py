@@ -45,6 +45,7 @@ EXAMPLES = 3
 EXAMPLE_CHARS = 40
 TYPES = ("object", "array", "string", "number", "boolean", "null")
 _TYPE_INDEX = {dict: 0, list: 1, str: 2, int: 3, float: 3, bool: 4, type(None): 5}
+SEEN_MAX = 64  # values remembered per unsettled path (bounded memory)
 _NAME = re.compile(r"^[A-Za-z_$][A-Za-z0-9_$]*$")
 
 READ_COLUMNS = ["ts", "session_id", "seq", "raw_json", "frame_kind", "event_name"]
@@ -95,19 +96,19 @@ def _example(value) -> str:
 
 
 class _Node:
-    """One (event, path): type counts, frames, first/last frame key, the first distinct examples, its children."""
+    """One (event, path) within one walk: type counts, frames, first/last frame, the first distinct examples, its children."""
 
-    __slots__ = ("path", "counts", "frames", "first", "last", "examples", "full", "mark", "keys", "items", "digits")
+    __slots__ = ("path", "counts", "frames", "first", "last", "examples", "seen", "done", "keys", "items", "digits")
 
     def __init__(self, path: str) -> None:
         self.path = path
         self.counts = [0] * len(TYPES)
         self.frames = 0
-        self.first = None
-        self.last = None
-        self.examples: list = []  # [((frame key, position), text)], sorted, distinct texts, at most EXAMPLES
-        self.full = None  # with EXAMPLES examples: the last one's frame key (a later frame cannot displace them)
-        self.mark = -1  # the last frame counted in ``frames``
+        self.first = -1  # index of the first frame with the path (frames are walked in order)
+        self.last = -1  # ... and of the last: a frame is counted in ``frames`` once, when ``last`` moves to it
+        self.examples: list = []  # [(frame index, position, text)]: the first distinct texts, at most EXAMPLES
+        self.seen: set = set()  # values already known to give one of ``examples`` (not floats: -0.0 == 0.0)
+        self.done = False  # EXAMPLES examples: later values cannot displace them
         self.keys: dict[str, _Node] = {}  # an object's members by key
         self.items: _Node | None = None  # an array's elements
         self.digits: _Node | None = None  # the members whose key is digits ("*"), not kept by key: unbounded
@@ -124,23 +125,6 @@ class _Node:
         node = self.items = _Node(self.path + "[]")
         return node
 
-    def offer(self, key: tuple, value) -> None:
-        ex = self.examples
-        if len(ex) == EXAMPLES and key >= ex[-1][0]:
-            return
-        text = _example(value)
-        for i, (k, t) in enumerate(ex):
-            if t == text:
-                if key < k:
-                    ex[i] = (key, text)
-                break
-        else:
-            ex.append((key, text))
-        ex.sort()
-        del ex[EXAMPLES:]
-        if len(ex) == EXAMPLES:
-            self.full = ex[-1][0][0]
-
 
 def _child(path: str, key: str) -> str:
     if key.isascii() and key.isdigit():
@@ -152,89 +136,95 @@ def _child(path: str, key: str) -> str:
     return f"{path}.{seg}" if path else seg
 
 
+_ORDER = [("ts", "ascending"), ("session_id", "ascending"), ("seq", "ascending")]
+
+
 class Walker:
-    """Accumulates frames' payloads into per-(event, path) partial rows."""
+    """The partial rows of one batch of ws_event rows (READ_COLUMNS): its event frames, walked in frame order.
 
-    def __init__(self) -> None:
+    In that order a path's first frame and first distinct values are the first met, so the walk keeps no
+    frame keys per value: a path holding EXAMPLES examples is settled, and one that is not yet skips the values
+    it has seen (``_Node.seen``) without formatting them again.
+    """
+
+    def __init__(self, rows: pa.Table | pa.RecordBatch) -> None:
         self.roots: dict[str, _Node] = {}
-        self._frame = 0
-
-    def add(self, event: str, frame_key: tuple, payload) -> None:
-        """One frame: ``frame_key`` = (ts in µs, session_id, seq)."""
-        root = self.roots.get(event)
-        if root is None:
-            root = self.roots[event] = _Node("")
-        self._frame += 1
-        touched: list[_Node] = []
-        self._pos = 0
-        self._walk(root, payload, 0, frame_key, touched)
-        for node in touched:
-            if node.first is None or frame_key < node.first:
-                node.first = frame_key
-            if node.last is None or frame_key > node.last:
-                node.last = frame_key
-
-    def _walk(self, node: _Node, value, depth: int, frame_key: tuple, touched: list) -> None:
-        # The hot loop: one call per object or array; scalars (most values) are handled inline.
-        # A node's examples are settled once it holds EXAMPLES from frames before this one (``full``).
-        frame = self._frame
-        if node.mark != frame:
-            node.mark = frame
-            node.frames += 1
-            touched.append(node)
-        t = _TYPE_INDEX[type(value)]
-        node.counts[t] += 1
-        pos = self._pos
-        self._pos = pos + 1
-        if t >= 2:
-            if t < 5 and (node.full is None or frame_key <= node.full):
-                node.offer((frame_key, pos), value)
-            return
-        if depth >= MAX_DEPTH:
-            return
-        if t == 0:
-            pairs = value.items()
-            keys = node.keys
-        elif value:
-            pairs = None
-            child = node.items or node.element()
-        else:
-            return
-        for item in pairs if pairs is not None else value:
-            if pairs is not None:
-                k, v = item
-                child = keys.get(k) or node.child(k)
-            else:
-                v = item
-            tv = type(v)
-            if tv is dict or tv is list:
-                self._walk(child, v, depth + 1, frame_key, touched)
-                continue
-            if child.mark != frame:
-                child.mark = frame
-                child.frames += 1
-                touched.append(child)
-            tc = _TYPE_INDEX[tv]
-            child.counts[tc] += 1
-            pos = self._pos
-            self._pos = pos + 1
-            if tc < 5 and (child.full is None or frame_key <= child.full):
-                child.offer((frame_key, pos), v)
-
-    def add_rows(self, rows: pa.Table | pa.RecordBatch) -> int:
-        """The event frames among ``rows`` (READ_COLUMNS); returns how many were catalogued."""
         events = rows.filter(pc.equal(rows["frame_kind"], "event"))
+        events = events.take(pc.sort_indices(events, _ORDER))
+        self.frame_keys: list[tuple] = []  # (ts in µs, session_id, seq) by frame index
+        self._pos = 0  # examples' position: increasing in walk order, so within a frame too
         ts = events["ts"].cast(pa.int64()).to_pylist()
-        n = 0
         for t, session, seq, raw, name in zip(ts, events["session_id"].to_pylist(), events["seq"].to_pylist(),
                                               events["raw_json"].to_pylist(), events["event_name"].to_pylist()):
             try:
                 payload = payload_of(raw)
             except ValueError:  # landing's framing parsed it as an event: only a hand-built row gets here
                 continue
-            self.add(name, (t, session, seq), payload)
-            n += 1
-        return n
+            frame = len(self.frame_keys)
+            self.frame_keys.append((t, session, seq))
+            root = self.roots.get(name)
+            if root is None:
+                root = self.roots[name] = _Node("")
+            self._walk(root, [payload], -1, frame)
+
+    @property
+    def frames(self) -> int:
+        """Event frames catalogued."""
+        return len(self.frame_keys)
+
+    def _walk(self, node: _Node, value, depth: int, frame: int) -> None:
+        """Count the members or elements of ``value`` (at ``node``, ``depth``), walking into containers.
+
+        The hot loop: one call per object or array, scalars (most values) inline. The payload comes in as the
+        one element of a list at depth -1 whose node is its event's root.
+        """
+        if depth < 0:
+            pairs = None
+            child = node
+        elif type(value) is dict:
+            pairs = value.items()
+            keys = node.keys
+        else:
+            pairs = None
+            child = node.items or node.element()
+        depth += 1
+        for item in pairs if pairs is not None else value:
+            if pairs is not None:
+                k, v = item
+                child = keys.get(k) or node.child(k)
+            else:
+                v = item
+            if child.last != frame:
+                child.last = frame
+                child.frames += 1
+                if child.first < 0:
+                    child.first = frame
+            tv = type(v)
+            if tv is dict or tv is list:
+                child.counts[0 if tv is dict else 1] += 1
+                if v and depth < MAX_DEPTH:
+                    self._walk(child, v, depth, frame)
+            elif v is None:
+                child.counts[5] += 1
+            else:
+                child.counts[_TYPE_INDEX[tv]] += 1
+                if not child.done:
+                    self._offer(child, v, tv, frame)
+
+    def _offer(self, node: _Node, value, tv: type, frame: int) -> None:
+        key = None if tv is float else value if tv is str else (tv, value)  # True == 1: keyed by type
+        if key is not None and key in node.seen:
+            return
+        text = _example(value)
+        examples = node.examples
+        if all(t != text for _, _, t in examples):
+            self._pos += 1
+            examples.append((frame, self._pos, text))
+            if len(examples) == EXAMPLES:
+                node.done, node.seen = True, set()
+                return
+        if key is not None and len(node.seen) < SEEN_MAX:
+            node.seen.add(key)
 
     def _nodes(self):
         """((event, path), node) of every path seen."""
@@ -249,18 +239,19 @@ class Walker:
     def part(self) -> pa.Table:
         """The partial rows (PART_SCHEMA), sorted by (event_name, path)."""
         cols: dict[str, list] = {f.name: [] for f in PART_SCHEMA}
+        keys = self.frame_keys
         for (event, path), acc in sorted(self._nodes()):
             cols["event_name"].append(event)
             cols["path"].append(path)
             for t, n in zip(TYPES, acc.counts):
                 cols[f"n_{t}"].append(n)
             cols["frames"].append(acc.frames)
-            for end, key in (("first", acc.first), ("last", acc.last)):
-                cols[f"{end}_ts"].append(key[0])
-                cols[f"{end}_session_id"].append(key[1])
-                cols[f"{end}_seq"].append(key[2])
-            cols["examples"].append([{"value": text, "ts": k[0][0], "session_id": k[0][1], "seq": k[0][2], "pos": k[1]}
-                                     for k, text in acc.examples])
+            for end, frame in (("first", acc.first), ("last", acc.last)):
+                cols[f"{end}_ts"].append(keys[frame][0])
+                cols[f"{end}_session_id"].append(keys[frame][1])
+                cols[f"{end}_seq"].append(keys[frame][2])
+            cols["examples"].append([{"value": text, "ts": keys[frame][0], "session_id": keys[frame][1],
+                                      "seq": keys[frame][2], "pos": pos} for frame, pos, text in acc.examples])
         arrays = []
         for f in PART_SCHEMA:
             if pa.types.is_timestamp(f.type):
@@ -276,9 +267,12 @@ class Walker:
 
 def part_of(batches: Iterable[pa.Table | pa.RecordBatch]) -> tuple[pa.Table, int]:
     """The partial catalog of some ws_event rows, and how many event frames it holds."""
-    walker = Walker()
-    n = sum(walker.add_rows(b) for b in batches)
-    return walker.part(), n
+    parts, n = [], 0
+    for batch in batches:
+        walker = Walker(batch)
+        parts.append(walker.part())
+        n += walker.frames
+    return (parts[0] if len(parts) == 1 else combine_parts(parts)), n
 
 
 _COMBINE = f"""
