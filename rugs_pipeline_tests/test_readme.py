@@ -25,7 +25,8 @@ EXERCISED_ELSEWHERE = {"make test", "make demo"}
 # python blocks that need more than the walkthrough's store, each run as written by its own test
 PYTHON_EXERCISED_ELSEWHERE = {"rugs_pipeline.rl": "test_episodes.py", "import lancedb": "test_search.py"}
 PAST_DAY = "2025-12-12"  # the day of the real recording the walkthrough imports
-# runs a README python block as written, then reports the row count of each pandas DataFrame it made
+# runs a README python block as written, then reports (on its last line) the row count of each pandas DataFrame
+# it made
 RUN_SNIPPET = """
 import json, sys
 import pandas as pd
@@ -80,7 +81,7 @@ def test_readme_walkthrough_runs_as_written(real_dir: Path, tmp_path: Path) -> N
     for snippet in (s for s in snippets if not any(key in s for key in PYTHON_EXERCISED_ELSEWHERE)):
         out = subprocess.run([sys.executable, "-c", RUN_SNIPPET, snippet], env=env, capture_output=True, text=True)
         assert out.returncode == 0, f"README snippet failed:\n{snippet}\n{out.stderr[-3000:]}"
-        frames = json.loads(out.stdout)
+        frames = json.loads(out.stdout.splitlines()[-1])  # after what the snippet prints itself
         assert all(frames.values()) and (frames or ".df()" not in snippet), f"no rows from:\n{snippet}\n{frames}"
         if "games_df" in frames:  # the game_tick snippet reads both days' games
             assert {PAST_DAY.replace("-", ""), today} <= set(frames["games_df"]), frames

@@ -291,7 +291,7 @@ def test_backfill_over_several_days_through_graphql(stack: DemoStack, gql: Graph
 @pytest.mark.timeout(3 * TIMEOUT_S)
 def test_materialise_a_partition_from_the_ui(stack: DemoStack, gql: GraphQL, page) -> None:
     # The lineage graph with its groups expanded: a reload fits it to the (tall) view.
-    page.set_viewport_size({"width": 2400, "height": 2400})  # three groups: room for whole labels
+    page.set_viewport_size({"width": 3200, "height": 3200})  # four groups: room for whole labels
     page.goto(f"{stack.url}/asset-groups")
     page.locator("[aria-label=unfold_more]").first.wait_for()  # the collapsed groups are drawn
     page.locator("[aria-label=settings]").last.click()
