@@ -54,7 +54,7 @@ FIXTURES = {
 }
 
 # The golden day: its receive times are UTC with an offset. It comes first in every list of recordings.
-GOLDEN = Path(__file__).resolve().parent / "golden" / "golden_day.jsonl.gz"
+GOLDEN = Path(__file__).resolve().parent / "golden" / golden.RECORDING
 RECORDINGS = ("golden", *FIXTURES)
 
 
@@ -212,9 +212,7 @@ def run_pipeline(files: list[Path], root: Path, tz) -> Run:
 
 def unpacked_golden(folder: Path) -> Path:
     """The golden day as the importer reads it (plain JSON lines), in ``folder``."""
-    path = folder / GOLDEN.name.removesuffix(".gz")
-    path.write_bytes(gzip.decompress(GOLDEN.read_bytes()))
-    return path
+    return golden.unpacked(GOLDEN, folder)
 
 
 @pytest.fixture(scope="module")
