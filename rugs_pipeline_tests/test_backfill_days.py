@@ -18,10 +18,12 @@ import pyarrow as pa
 from rich.console import Console
 
 from rugs_pipeline.backfill import DayResult, backfill_commands, plan, rederive, result_table
+from rugs_pipeline.bench import golden
 from rugs_pipeline.capture.importer import import_recordings
 from rugs_pipeline.store.layout import Store, file_schema
 
 from .conftest import REPO_ROOT
+from .test_derive import unpacked_golden
 
 BIN = REPO_ROOT / ".venv" / "bin"
 EVENING = "public_2025-12-06_sandbox.jsonl"  # 19:57 in New York, 00:57 UTC the next day
@@ -118,19 +120,19 @@ def _at_80_columns(results: list[DayResult]) -> str:
     return console.export_text()
 
 
-def test_backfill_reports_every_step_of_a_day_and_its_table_fits_80_columns(real_dir: Path, tmp_path: Path,
-                                                                          monkeypatch) -> None:
+def test_backfill_reports_every_step_of_a_day_and_its_table_fits_80_columns(tmp_path: Path, monkeypatch) -> None:
     monkeypatch.setenv("RUGS_DATA_DIR", str(tmp_path / "rugs_data"))
     monkeypatch.setenv("DAGSTER_HOME", str(tmp_path / "dagster_home"))
-    import_recordings([real_dir / EVENING], Store.from_env().spool_dir)
+    import_recordings([unpacked_golden(tmp_path)], Store.from_env().spool_dir)
+    day = golden.START.date().isoformat()
     calls = []
-    (result,) = rederive(["2025-12-07"], "land_and_derive", lambda *call: calls.append(call))
+    (result,) = rederive([day], "land_and_derive", lambda *call: calls.append(call))
     assert result.success
 
     steps = {step for _, step, _, _ in calls}
     (total,) = {total for *_, total in calls}
     assert len(steps) == total > 10 and {"ws_event", "game_tick_schema_valid", "games"} <= steps
-    assert {day for day, *_ in calls} == {"2025-12-07"}
+    assert {d for d, *_ in calls} == {day}
     assert len(calls) == 2 * total  # each step's start and end, as they happened
     assert [finished for *_, finished, _ in calls] == sorted(finished for *_, finished, _ in calls)
     assert calls[0][1:3] == ("ws_event", 0) and calls[-1][2] == total

@@ -1,5 +1,6 @@
 """The benchmark's machinery at toy size (no timings asserted: `make bench` measures), and the
-row-at-a-time deriver as the second opinion on every optimised derivation, on the real recordings."""
+row-at-a-time deriver as the second opinion on every optimised derivation, on the golden day and
+the real recordings (where ``../shared`` holds them)."""
 
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ from rugs_pipeline.derive.games import NEXT_DAY_HEAD, rebuild_games, summarize_g
 from rugs_pipeline.store import compaction, landing
 from rugs_pipeline.store.layout import Store
 
-from .test_derive import FIXTURES
+from .test_derive import FIXTURES, RECORDINGS, tz_of, unpacked_golden
 
 FRAMES = 2_000
 
@@ -54,13 +55,16 @@ def test_pipeline_and_row_at_a_time_deriver_agree_on_the_synthetic_day(day, tmp_
     assert size > 0 and seconds > 0
 
 
-@pytest.mark.parametrize("name", sorted(FIXTURES))
-def test_row_at_a_time_deriver_agrees_with_the_sql_on_real_recordings(real_dir, tmp_path, name) -> None:
+@pytest.mark.parametrize("name", RECORDINGS)
+def test_row_at_a_time_deriver_agrees_with_the_sql_on_recordings(request, tmp_path, name) -> None:
     """Every optimisation of the SQL derivations (reading Parquet in place, pre-filters, the scans of a
     compacted day) is checked here: on each day as landed, then on the same days compacted."""
-    pattern, tz = FIXTURES[name]
-    store = Store(tmp_path)
-    reports = import_recordings(sorted(real_dir.glob(pattern)), store.spool_dir, tz=tz)
+    if name == "golden":
+        files = [unpacked_golden(tmp_path)]
+    else:
+        files = sorted(request.getfixturevalue("real_dir").glob(FIXTURES[name][0]))
+    store = Store(tmp_path / "data")
+    reports = import_recordings(files, store.spool_dir, tz=tz_of(name))
     days = sorted({seg.day for rep in reports for seg in rep.segments})
     for d in days:
         landing.land_day(store, d)

@@ -10,9 +10,11 @@ from pathlib import Path
 import pytest
 
 from rugs_pipeline import consumers
+from rugs_pipeline.bench import golden
 from rugs_pipeline.store.layout import SchemaVersionError, Store
 
 from .conftest import REPO_ROOT
+from .test_derive import unpacked_golden
 
 BIN = REPO_ROOT / ".venv" / "bin"
 
@@ -21,7 +23,7 @@ def _run(args: list, env: dict, **kw) -> subprocess.CompletedProcess:
     return subprocess.run([str(a) for a in args], env=env, capture_output=True, text=True, cwd=REPO_ROOT, **kw)
 
 
-def test_import_then_dagster_cli_materialize_then_query(real_dir: Path, tmp_path: Path) -> None:
+def test_import_then_dagster_cli_materialize_then_query(tmp_path: Path) -> None:
     data = tmp_path / "rugs_data"
     # in_process (the default, named here so an RUGS_EXECUTOR of the caller's does not change it): the
     # run in one process instead of one Python process per step (on two cores ~7 s instead of ~55 s).
@@ -29,14 +31,14 @@ def test_import_then_dagster_cli_materialize_then_query(real_dir: Path, tmp_path
     env = {**os.environ, "RUGS_DATA_DIR": str(data), "DAGSTER_HOME": str(tmp_path / "dagster_home"),
            "RUGS_EXECUTOR": "in_process"}
     (tmp_path / "dagster_home").mkdir()
-    fixture = real_dir / "public_2025-12-12_raw.jsonl"
-    out = _run([BIN / "rugs-pipeline", "import", fixture, "--tz", "America/New_York"], env)
+    fixture = unpacked_golden(tmp_path)
+    out = _run([BIN / "rugs-pipeline", "import", fixture], env)
     assert out.returncode == 0, out.stderr
     assert fixture.name in out.stdout
 
     # the README's command for materialising a day by hand
     out = _run([BIN / "dagster", "asset", "materialize", "-m", "rugs_pipeline.definitions",
-                "--select", "ws_event*", "--partition", "2025-12-12"], env, timeout=300)
+                "--select", "ws_event*", "--partition", golden.START.date().isoformat()], env, timeout=300)
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
 
     lines = [json.loads(line) for line in fixture.read_text().splitlines()]
@@ -50,7 +52,8 @@ def test_import_then_dagster_cli_materialize_then_query(real_dir: Path, tmp_path
     con = consumers.connect(data)
     assert con.execute(sql).fetchall() == sorted(rugs.items())
     out = _run([BIN / "rugs-pipeline", "query", "SELECT count(*) AS frames FROM ws_event WHERE frame_kind = 'event'"], env)
-    assert out.returncode == 0 and str(sum(1 for o in lines if o["event"] != "connect")) in out.stdout
+    # connect and disconnect are the client library's pseudo-events: lifecycle records, not frames
+    assert out.returncode == 0 and str(sum(1 for o in lines if o["event"] not in ("connect", "disconnect"))) in out.stdout
 
 
 def test_consumer_refuses_unknown_major_version_and_missing_store(tmp_path: Path) -> None:

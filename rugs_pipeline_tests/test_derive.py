@@ -1,4 +1,8 @@
-"""Derivations (game_tick, player_action, server_state, system_event; games in test_games.py) over real recordings.
+"""Derivations (game_tick, player_action, server_state, system_event; games in test_games.py) over recordings.
+
+The recordings: the golden day committed beside the tests (``golden/``, made by the feed simulator:
+``scripts/golden_day.py``), which runs in any clone, and the real recordings where ``../shared`` holds
+them. A test that names one real recording is about that recording's quirk and skips without it.
 
 Every test goes the real way: ``import_recordings`` -> ``landing.land_day`` for each day ->
 ``store.read_partition("ws_event", day)`` -> ``derive``. Expected values are computed
@@ -8,6 +12,7 @@ code's output, so the tests follow the fixtures if they change.
 
 from __future__ import annotations
 
+import gzip
 import json
 import random
 from collections import defaultdict
@@ -16,10 +21,14 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
+import duckdb
 import orjson
 import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 
+from rugs_pipeline.bench import golden
+from rugs_pipeline.bench.derivation import _NORMAL
 from rugs_pipeline.capture import spool
 from rugs_pipeline.capture.importer import import_recordings
 from rugs_pipeline.derive.datasets import DERIVATIONS, derive, derive_all
@@ -43,6 +52,15 @@ FIXTURES = {
     "keysamples": ("keysamples_2026-02-06.json", UTC),  # timestamp_ms
     "example_seq": ("example_seq_*.json", UTC),  # naive UTC (their gameId dates only fit UTC)
 }
+
+# The golden day: its receive times are UTC with an offset. It comes first in every list of recordings.
+GOLDEN = Path(__file__).resolve().parent / "golden" / golden.RECORDING
+RECORDINGS = ("golden", *FIXTURES)
+
+
+def tz_of(name: str):
+    return UTC if name == "golden" else FIXTURES[name][1]
+
 
 # Columns that depend on the file's bytes and line order (session id, record seq), not on the feed.
 _POSITIONAL = ("session_id", "seq")
@@ -192,17 +210,27 @@ def run_pipeline(files: list[Path], root: Path, tz) -> Run:
     return Run(files, events, reports, store, days, derived)
 
 
+def unpacked_golden(folder: Path) -> Path:
+    """The golden day as the importer reads it (plain JSON lines), in ``folder``."""
+    return golden.unpacked(GOLDEN, folder)
+
+
 @pytest.fixture(scope="module")
-def real(real_dir, tmp_path_factory):
-    """real(name) -> Run of that fixture, imported once per module."""
+def real(request, tmp_path_factory):
+    """real(name) -> Run of that recording, imported once per module: "golden" in any clone, a real
+    recording where ``../shared`` holds it (else the test skips, saying where it looked)."""
     cache: dict[str, Run] = {}
 
     def get(name: str) -> Run:
         if name not in cache:
-            pattern, tz = FIXTURES[name]
-            files = sorted(real_dir.glob(pattern))
-            assert files, f"no fixture matches {pattern} in {real_dir}"
-            cache[name] = run_pipeline(files, tmp_path_factory.mktemp(name), tz)
+            folder = tmp_path_factory.mktemp(name)
+            if name == "golden":
+                files = [unpacked_golden(folder)]
+            else:
+                real_dir = request.getfixturevalue("real_dir")
+                files = sorted(real_dir.glob(FIXTURES[name][0]))
+                assert files, f"no fixture matches {FIXTURES[name][0]} in {real_dir}"
+            cache[name] = run_pipeline(files, folder / "data", tz_of(name))
         return cache[name]
 
     return get
@@ -260,8 +288,8 @@ def check_game_ticks(run: Run) -> dict[str, Game]:
     return games
 
 
-@pytest.mark.parametrize("name", ["sandbox", "raw", "cdp", "keysamples", "example_seq"])
-def test_game_tick_per_real_fixture(real, name):
+@pytest.mark.parametrize("name", RECORDINGS)
+def test_game_tick_per_recording(real, name):
     run = real(name)
     games = check_game_ticks(run)
     assert games, "every fixture holds at least one tick frame"
@@ -291,7 +319,7 @@ def test_game_tick_facts_stated_by_the_fixture_readme(real):
     assert rows[129]["price"] == frames[0]["payload"]["price"]
 
 
-@pytest.mark.parametrize("name", ["raw", "cdp", "keysamples", "sandbox"])
+@pytest.mark.parametrize("name", ["golden", "raw", "cdp", "keysamples", "sandbox"])
 def test_presale_frames_are_not_ticks(real, name):
     run = real(name)
     presale = [e for e in received(run.events, "gameStateUpdate")
@@ -300,8 +328,10 @@ def test_presale_frames_are_not_ticks(real, name):
     rows = {(r["game_id"], r["tick"]): r for r in run.rows("game_tick")}
     for e in presale:
         row = rows.get((e["payload"]["gameId"], 0))
-        if row is not None:  # the game's tick 0 comes from its active frame, not the presale one
+        if row is not None and row["tick_source"] == "observed":  # from its active frame, not the presale one
             assert json.loads(row["raw_json"])["active"] is True and row["ts"] > e["ts"]
+        elif row is not None:  # its active frame was missed (the golden day's outage): filled, not the presale frame's
+            assert row["raw_json"] is None and row["ts"] != e["ts"]
         else:
             assert not any(g == e["payload"]["gameId"] for g, _ in rows)
 
@@ -327,17 +357,18 @@ def test_lone_post_rug_frame_gives_the_rug_tick_it_reports(real):
 # --- duplicates ------------------------------------------------------------------------------
 
 
-def test_duplicated_and_shuffled_copy_derives_the_same(real, real_dir, tmp_path):
+@pytest.mark.parametrize("name", ["golden", "raw"])
+def test_duplicated_and_shuffled_copy_derives_the_same(real, tmp_path, name):
     """Exact duplicates of every frame, slightly out of order: same ticks, one row per trade id."""
-    original = real("raw")
-    lines = [line for line in (real_dir / FIXTURES["raw"][0]).read_text().splitlines() if line.strip()]
+    original = real(name)
+    lines = [line for line in original.files[0].read_text().splitlines() if line.strip()]
     doubled = [line for line in lines for _ in range(2)]
     rng = random.Random(7)
     for i in range(0, len(doubled) - 3, 5):  # swap neighbours within small windows
         j = i + rng.randint(1, 3)
         doubled[i], doubled[j] = doubled[j], doubled[i]
-    copy = write_jsonl(tmp_path / "raw_dup.jsonl", doubled)
-    run = run_pipeline([copy], tmp_path / "data", EASTERN)
+    copy = write_jsonl(tmp_path / f"{name}_dup.jsonl", doubled)
+    run = run_pipeline([copy], tmp_path / "data", tz_of(name))
 
     assert len(run.events) == 2 * len(original.events)
     assert content(run.rows("game_tick")) == content(original.rows("game_tick"))
@@ -373,7 +404,7 @@ def check_trades(run: Run) -> list[dict]:
     return rows
 
 
-@pytest.mark.parametrize("name", ["sandbox", "raw", "keysamples"])
+@pytest.mark.parametrize("name", ["golden", "sandbox", "raw", "keysamples"])
 def test_trades_one_row_per_trade_id(real, name):
     assert check_trades(real(name))
 
@@ -396,16 +427,20 @@ def test_cdp_lossy_trades_yield_no_trade_rows(real):
     assert not [r for r in run.rows("player_action") if r["event_name"] == "standard/newTrade"]
 
 
-@pytest.mark.parametrize("name", ["sandbox", "raw", "cdp", "keysamples", "example_seq"])
+@pytest.mark.parametrize("name", RECORDINGS)
 def test_history_sidebets_deduplicated_by_id_and_type(real, name):
     run = real(name)
     first: dict[tuple[str, str, str], tuple] = {}  # (day, id, action_type) -> first sighting
-    for e in received(run.events, "gameStateUpdate"):
+    for e in sorted(received(run.events, "gameStateUpdate") + received(run.events, "newSideBet"), key=lambda e: e["ts"]):
         day = e["ts"].strftime("%Y-%m-%d")
+        if e["name"] == "newSideBet":  # seen live first: the live row stands for it
+            sb = e["payload"]
+            first.setdefault((day, sb.get("id"), "sidebet_" + (sb.get("type") or "placed")), (e, None, sb))
         for game in e["payload"].get("gameHistory") or []:
             for sb in game.get("globalSidebets") or []:
                 if sb.get("id") is not None:
                     first.setdefault((day, sb["id"], "sidebet_" + (sb.get("type") or "placed")), (e, game, sb))
+    first = {key: seen for key, seen in first.items() if seen[1] is not None}
     rows = [r for r in run.rows("player_action") if r["event_name"] == "gameHistory.globalSidebets"]
     got = [(r["ts"].strftime("%Y-%m-%d"), r["trade_id"], r["action_type"]) for r in rows]
     assert len(got) == len(set(got)) == len(first)
@@ -455,7 +490,7 @@ def test_sent_orders_from_cdp(real, real_dir, tmp_path):
 # --- server_state ----------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("name", ["cdp", "example_seq", "raw", "sandbox", "keysamples"])
+@pytest.mark.parametrize("name", ["golden", "cdp", "example_seq", "raw", "sandbox", "keysamples"])
 def test_server_state_player_snapshots(real, name):
     run = real(name)
     rows = run.rows("server_state")
@@ -479,7 +514,7 @@ def test_server_state_player_snapshots(real, name):
         assert {x[2] for x in got} == {"playerUpdate", "gameStatePlayerUpdate"}
 
 
-@pytest.mark.parametrize("name", ["sandbox", "raw", "cdp", "keysamples", "example_seq"])
+@pytest.mark.parametrize("name", RECORDINGS)
 def test_final_leaderboard_from_last_rugged_frame(real, name):
     run = real(name)
     last: dict[str, dict] = {}
@@ -504,9 +539,10 @@ def test_final_leaderboard_from_last_rugged_frame(real, name):
 # --- system_event ----------------------------------------------------------------------------
 
 
-def test_import_errors_become_system_events(real, real_dir, tmp_path):
-    original = real("raw")
-    lines = [line for line in (real_dir / FIXTURES["raw"][0]).read_text().splitlines() if line.strip()]
+@pytest.mark.parametrize("name", ["golden", "raw"])
+def test_import_errors_become_system_events(real, tmp_path, name):
+    original = real(name)
+    lines = [line for line in original.files[0].read_text().splitlines() if line.strip()]
     bad = {
         1: '{"seq": 0, "ts": "2025-12-12T17:16:58.000000", "event": "gameStat',  # torn, before any good line
         40: "[1, 2, 3]",  # JSON, not an object
@@ -517,7 +553,7 @@ def test_import_errors_become_system_events(real, real_dir, tmp_path):
     for number in sorted(bad):
         corrupt.insert(number - 1, bad[number])
     assert [corrupt[n - 1] for n in sorted(bad)] == [bad[n] for n in sorted(bad)]
-    run = run_pipeline([write_jsonl(tmp_path / "raw_corrupt.jsonl", corrupt)], tmp_path / "data", EASTERN)
+    run = run_pipeline([write_jsonl(tmp_path / "raw_corrupt.jsonl", corrupt)], tmp_path / "data", tz_of(name))
 
     errors = [r for r in run.rows("system_event") if r["event_name"] == "import_error"]
     assert len(errors) == len(bad)
@@ -538,8 +574,9 @@ def test_import_errors_become_system_events(real, real_dir, tmp_path):
             assert validate_table(doc_type, run.derived[day][doc_type]) == []
 
 
-def test_connect_pseudo_event_is_a_lifecycle_row(real):
-    run = real("raw")
+@pytest.mark.parametrize("name", ["golden", "raw"])
+def test_connect_pseudo_event_is_a_lifecycle_row(real, name):
+    run = real(name)
     connects = [e for e in run.events if e["name"] == "connect" and not e["args"]]
     assert connects
     rows = [r for r in run.rows("system_event") if r["event_name"] == "connected"]
@@ -601,7 +638,7 @@ def test_outage_from_disconnect_to_next_handshake(tmp_path):
 # --- validation and determinism --------------------------------------------------------------
 
 
-@pytest.mark.parametrize("name", list(FIXTURES))
+@pytest.mark.parametrize("name", RECORDINGS)
 def test_every_derived_table_validates(real, name):
     run = real(name)
     for day in run.days:
@@ -614,8 +651,9 @@ def _with_column(table: pa.Table, name: str, values: list) -> pa.Table:
     return table.set_column(i, table.schema.field(name), pa.array(values, table.schema.field(name).type))
 
 
-def test_broken_tables_fail_validation(real):
-    run = real("sandbox")
+@pytest.mark.parametrize("name", ["golden", "sandbox"])
+def test_broken_tables_fail_validation(real, name):
+    run = real(name)
     ticks = run.derived[run.days[0]]["game_tick"]
     assert ticks.num_rows > 5
     prices = ticks.column("price").to_pylist()
@@ -630,7 +668,7 @@ def test_broken_tables_fail_validation(real):
     assert validate_table("player_action", _with_column(actions, "price", prices))
 
 
-@pytest.mark.parametrize("name", ["raw", "cdp"])
+@pytest.mark.parametrize("name", ["golden", "raw", "cdp"])
 def test_derivations_are_deterministic(real, name):
     run = real(name)
     ws = run.ws(run.days[0])
@@ -643,6 +681,55 @@ def test_derivations_are_deterministic(real, name):
             assert again[doc_type].equals(first), doc_type
         if doc_type in FRAME_TYPES:
             assert derive(doc_type, ws).equals(first), doc_type
+
+
+# --- the golden day --------------------------------------------------------------------------
+
+
+def test_golden_day_is_what_its_script_makes():
+    """The committed recording is the simulator's feed for its seed, byte for byte: regenerating it
+    (scripts/golden_day.py) changes nothing unless the simulator did."""
+    assert gzip.decompress(GOLDEN.read_bytes()).decode() == "".join(f"{line}\n" for line in golden.golden_lines())
+
+
+def test_golden_day_holds_what_a_days_feed_holds(real):
+    """Read with plain json: games that rug, trades, sidebets, gameHistory, price windows, the
+    on-connect snapshot (twice: at the start and after the outage), a logged-in player's updates."""
+    events = real("golden").events
+    names = [e["name"] for e in events]
+    assert [n for n in names if n in ("connect", "disconnect")] == ["connect", "disconnect", "connect"]
+    states = [e["payload"] for e in received(events, "gameStateUpdate")]
+    snapshots = [i for i, e in enumerate(events) if e["name"] == "gameStateUpdate" and "prices" in e["payload"]]
+    assert len(snapshots) == 2 and snapshots[0] == 1 and names[snapshots[1] - 1] == "connect"
+    assert events[snapshots[1]]["payload"]["active"] is True  # the outage cut a game short
+    assert len({p["gameId"] for p in states if p.get("rugged") is True}) >= 5
+    assert any("partialPrices" in p for p in states)
+    assert any(sb for p in states for g in p.get("gameHistory") or [] for sb in g.get("globalSidebets") or [])
+    assert {"standard/newTrade", "newSideBet", "gameStatePlayerUpdate"} <= set(names)
+    assert any(len(e["args"]) == 2 and e["args"][0].get("__trace") is True for e in events)
+
+
+def same_rows(ours: pa.Table, theirs: pa.Table) -> list[int]:
+    """[rows only in ours, rows only in theirs], ``raw_json`` compared as JSON (the bench's comparison)."""
+    con = duckdb.connect()
+    con.register("a", ours)
+    con.register("b", theirs)
+    return [con.execute(f"SELECT count(*) FROM (SELECT {_NORMAL} FROM {x} EXCEPT ALL SELECT {_NORMAL} FROM {y})")
+            .fetchone()[0] for x, y in ("ab", "ba")]
+
+
+def test_golden_day_derives_the_row_at_a_time_derivers_rows(real, tmp_path):
+    """The expected rows committed beside the golden day are the row-at-a-time deriver's (bench.reference),
+    still; the pipeline's derivations give the same rows, in the same order."""
+    run = real("golden")
+    (day,) = run.days
+    again = golden.expected_rows(run.files[0], tmp_path)
+    for doc_type in golden.EXPECTED:
+        expected = pq.read_table(GOLDEN.parent / "expected" / f"{doc_type}.parquet")
+        assert expected.num_rows > 0, doc_type
+        assert again[doc_type].equals(expected), f"{doc_type}: regenerate with scripts/golden_day.py and review"
+        assert same_rows(run.derived[day][doc_type], expected) == [0, 0], doc_type
+        assert run.derived[day][doc_type]["seq"].to_pylist() == expected["seq"].to_pylist(), doc_type
 
 
 # --- without the real recordings -------------------------------------------------------------

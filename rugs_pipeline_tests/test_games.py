@@ -1,8 +1,9 @@
 """Games rebuilt whole (game_tick, complete_game, games) and the checks that they agree.
 
-Expectations come from the fixture files read with plain ``json`` (``recorded_games``): what
+Expectations come from the recordings read with plain ``json`` (``recorded_games``): what
 the recording itself says about each game (its frames, price windows, snapshot, gameHistory,
-rug frames, trades), never from the code's output.
+rug frames, trades), never from the code's output. The recordings: the golden day in any clone,
+the real ones where ``../shared`` holds them (see test_derive.py).
 """
 
 from __future__ import annotations
@@ -35,7 +36,7 @@ from rugs_pipeline.store.layout import Store
 from rugs_pipeline.store.validation import validate_table
 
 from .test_derive import (  # noqa: F401 (real is a fixture)
-    EASTERN, FIXTURES, crash_tick, read_events, real, received, run_pipeline, write_jsonl,
+    RECORDINGS, crash_tick, read_events, real, received, run_pipeline, tz_of, unpacked_golden, write_jsonl,
 )
 
 UTC = timezone.utc
@@ -151,7 +152,7 @@ def check_ended_games_match_the_recording(rows: list[dict], games: dict[str, Rec
 # --- rebuilt from the real recordings --------------------------------------------------------
 
 
-@pytest.mark.parametrize("name", list(FIXTURES))
+@pytest.mark.parametrize("name", RECORDINGS)
 def test_every_game_ended_in_the_recording_matches_it_tick_for_tick(real, name):
     run = real(name)
     games = recorded_games(run.events)
@@ -161,7 +162,7 @@ def test_every_game_ended_in_the_recording_matches_it_tick_for_tick(real, name):
     assert len(ids) == len(set(ids))
 
 
-@pytest.mark.parametrize("name", list(FIXTURES))
+@pytest.mark.parametrize("name", RECORDINGS)
 def test_each_tick_says_where_its_price_came_from_and_counts_disagreement(real, name):
     run = real(name)
     games = recorded_games(run.events)
@@ -194,6 +195,26 @@ def test_a_capture_that_joined_mid_game_still_yields_the_whole_game(real):
     assert {sources[t] for t in range(128, len(history["prices"]))} == {"observed"}
 
 
+def test_a_capture_that_reconnected_mid_game_still_yields_the_whole_game(real):
+    """The golden day's outage: the recorder is back at tick T of a game whose start it missed. The
+    on-connect snapshot gives ticks 0..T-1, the frames seen give the rest: the game's own gameHistory."""
+    run = real("golden")
+    back = max(i for i, e in enumerate(run.events) if e["name"] == "connect")
+    snapshot = run.events[back + 1]["payload"]
+    gid, joined_at = snapshot["gameId"], snapshot["tickCount"]
+    history = recorded_games(run.events)[gid].history
+    rows = rows_by_game(run.rows("game_tick"))[gid]
+    window = sorted(int(t) for t in run.events[back + 2]["payload"]["partialPrices"]["values"])  # the next tick frame's
+    assert snapshot["active"] is True and len(snapshot["prices"]) == joined_at + 1 > window[0] > 1
+    assert {t: r["price"] for t, r in rows.items()} == dict(enumerate(history["prices"]))
+    sources = {t: r["tick_source"] for t, r in rows.items()}
+    assert {sources[t] for t in range(window[0])} == {"snapshot_prices"}
+    assert {sources[t] for t in range(window[0], joined_at)} == {"partial_prices"}  # a window outranks the snapshot
+    assert {sources[t] for t in range(joined_at, len(history["prices"]))} == {"observed"}
+    (summary,) = [r for r in run.rows("games") if r["game_id"] == gid]
+    assert summary["message"] == "complete" and summary["filled_ticks"] == joined_at
+
+
 def _drop_ticks(run, gid: str, ticks: range, path: Path) -> Path:
     lines = [line for f in run.files for line in f.read_text().splitlines() if line.strip()]
     kept = []
@@ -208,11 +229,15 @@ def _drop_ticks(run, gid: str, ticks: range, path: Path) -> Path:
     return write_jsonl(path, kept)
 
 
-def test_missed_frames_are_filled_from_the_window_and_the_history(real, tmp_path):
+@pytest.mark.parametrize("name", ["golden", "raw"])
+def test_missed_frames_are_filled_from_the_window_and_the_history(real, tmp_path, name):
     """Fifty-one tick frames lost: the next frame's window gives back four, gameHistory the rest."""
-    original = real("raw")
-    gid = original.events[1]["payload"]["gameId"]  # the game the recording starts in (rugs at 229)
-    run = run_pipeline([_drop_ticks(original, gid, range(100, 151), tmp_path / "raw_gap.jsonl")], tmp_path / "data", EASTERN)
+    original = real(name)
+    seen = rows_by_game(original.rows("game_tick"))
+    gid = next(gid for gid, g in recorded_games(original.events).items()  # raw: the game it starts in (rugs at 229)
+               if g.history and g.history.get("prices") and g.rug_tick > 151
+               and all(seen[gid][t]["tick_source"] == "observed" for t in range(100, 152)))
+    run = run_pipeline([_drop_ticks(original, gid, range(100, 151), tmp_path / "gap.jsonl")], tmp_path / "data", tz_of(name))
     before, after = rows_by_game(original.rows("game_tick"))[gid], rows_by_game(run.rows("game_tick"))[gid]
     assert {t: r["price"] for t, r in after.items()} == {t: r["price"] for t, r in before.items()}
     assert {after[t]["tick_source"] for t in range(100, 147)} == {"game_history"}
@@ -223,8 +248,9 @@ def test_missed_frames_are_filled_from_the_window_and_the_history(real, tmp_path
     assert summary["message"] == "complete" and summary["price_conflicts"] == 0
 
 
-def test_a_source_that_disagrees_is_counted_and_reported(real, tmp_path):
-    original = real("raw")
+@pytest.mark.parametrize("name", ["golden", "raw"])
+def test_a_source_that_disagrees_is_counted_and_reported(real, tmp_path, name):
+    original = real(name)
     lines = [line for line in original.files[0].read_text().splitlines() if line.strip()]
     at = next(i for i, line in enumerate(lines) if '"partialPrices"' in line and '"tickCount": 40,' in line)
     obj = json.loads(lines[at])
@@ -232,7 +258,7 @@ def test_a_source_that_disagrees_is_counted_and_reported(real, tmp_path):
     kept = window["38"]
     window["38"] = kept * 1.5  # one frame's window misremembers tick 38
     lines[at] = json.dumps(obj)
-    run = run_pipeline([write_jsonl(tmp_path / "raw_conflict.jsonl", lines)], tmp_path / "data", EASTERN)
+    run = run_pipeline([write_jsonl(tmp_path / "conflict.jsonl", lines)], tmp_path / "data", tz_of(name))
     row = rows_by_game(run.rows("game_tick"))[gid][38]
     assert (row["price"], row["tick_source"], row["price_conflicts"]) == (kept, "observed", 1)
     day = run.days[0]
@@ -244,7 +270,7 @@ def test_a_source_that_disagrees_is_counted_and_reported(real, tmp_path):
     assert record["price_conflicts"] == 1
 
 
-@pytest.mark.parametrize("name", list(FIXTURES))
+@pytest.mark.parametrize("name", RECORDINGS)
 def test_complete_game_is_the_history_once_per_game_with_its_seed_verified(real, name):
     run = real(name)
     games = {gid: g for gid, g in recorded_games(run.events).items() if g.history is not None}
@@ -265,49 +291,61 @@ def test_complete_game_is_the_history_once_per_game_with_its_seed_verified(real,
     assert all(r["seed_verified"] for r in rows.values()), "every revealed seed of the recordings verifies"
 
 
-def test_a_game_recorded_twice_is_one_game(real, tmp_path):
+@pytest.mark.parametrize("name", ["golden", "raw"])
+def test_a_game_recorded_twice_is_one_game(real, tmp_path, name):
     """Two recorder sessions of the same feed (the file imported twice under two session ids)."""
-    original = real("raw")
+    original = real(name)
     text = original.files[0].read_text()
-    twice = [write_jsonl(tmp_path / f"raw_{n}.jsonl", text.splitlines() + [""] * n) for n in (1, 2)]
-    run = run_pipeline(twice, tmp_path / "data", EASTERN)
+    twice = [write_jsonl(tmp_path / f"copy_{n}.jsonl", text.splitlines() + [""] * n) for n in (1, 2)]
+    run = run_pipeline(twice, tmp_path / "data", tz_of(name))
     assert len({s for day in run.days for s in run.ws(day)["session_id"].to_pylist()}) == 2
     for doc_type, key in (("game_tick", ("game_id", "tick")), ("complete_game", ("game_id",)), ("games", ("game_id",))):
         rows = run.rows(doc_type)
         assert len(rows) == len({tuple(r[k] for k in key) for r in rows}) == len(original.rows(doc_type)), doc_type
 
 
-def test_game_tick_written_in_parts_is_the_same_rows_in_the_same_order(real, tmp_path, monkeypatch):
+def _two_sessions(real, tmp_path: Path, name: str) -> list[Path]:
+    """golden: the day cut at its reconnect into two recordings (a recorder restarted); real: sandbox and raw."""
+    if name == "real":
+        return [real("sandbox").files[0], real("raw").files[0]]
+    lines = real("golden").files[0].read_text().splitlines()
+    cut = max(i for i, line in enumerate(lines) if '"event": "connect"' in line)
+    return [write_jsonl(tmp_path / "before.jsonl", lines[:cut]), write_jsonl(tmp_path / "after.jsonl", lines[cut:])]
+
+
+@pytest.mark.parametrize("name", ["golden", "real"])
+def test_game_tick_written_in_parts_is_the_same_rows_in_the_same_order(real, tmp_path, monkeypatch, name):
     """A day's ticks are sorted and written a part at a time (their payloads do not fit a sort in memory):
     parts that end mid-session and span two sessions give exactly the rows of one part, whether the
     frames are an Arrow table or the landed files (each part then reads only its ticks' files)."""
-    run = run_pipeline([real("sandbox").files[0], real("raw").files[0]], tmp_path / "data", EASTERN)
+    run = run_pipeline(_two_sessions(real, tmp_path, name), tmp_path / "data", tz_of("raw" if name == "real" else name))
     ws = pa.concat_tables(run.ws(day) for day in run.days)
     files = Frames(tuple(f for day in run.days for f in run.store.partition_files("ws_event", day)))
     whole = rebuild_games(ws)["game_tick"]
     monkeypatch.setattr(games, "TICK_PART_ROWS", 97)
     assert whole.num_rows > 10 * 97 and len(set(whole["session_id"].to_pylist())) == 2
-    assert len(files.files) == 2  # one per session: a part whose ticks span both reads both
+    assert len(files.files) >= 2  # at least one per session: a part whose ticks span both reads both
     assert rebuild_games(ws)["game_tick"].equals(whole)
     assert rebuild_games(files)["game_tick"].equals(whole)
 
 
-def test_a_forged_seed_fails_verification(real, tmp_path):
-    original = real("raw")
+@pytest.mark.parametrize("name", ["golden", "raw"])
+def test_a_forged_seed_fails_verification(real, tmp_path, name):
+    original = real(name)
     lines = [line for line in original.files[0].read_text().splitlines() if line.strip()]
     at = next(i for i, line in enumerate(lines) if '"gameHistory"' in line)
     obj = json.loads(lines[at])
     forged = obj["data"]["gameHistory"][0]
     forged["provablyFair"]["serverSeed"] = "0" * 64
     lines[at] = json.dumps(obj)
-    run = run_pipeline([write_jsonl(tmp_path / "raw_forged.jsonl", lines)], tmp_path / "data", EASTERN)
+    run = run_pipeline([write_jsonl(tmp_path / "forged.jsonl", lines)], tmp_path / "data", tz_of(name))
     row = next(r for r in run.rows("complete_game") if r["game_id"] == forged["id"])
     assert row["seed_verified"] is False
     verdict = consistency.seeds_verified(run.derived[run.days[0]]["complete_game"])
     assert not verdict.passed and forged["id"] in verdict.problems[0]
 
 
-@pytest.mark.parametrize("name", list(FIXTURES))
+@pytest.mark.parametrize("name", RECORDINGS)
 def test_games_summarise_each_game(real, name):
     run = real(name)
     games = recorded_games(run.events)
@@ -322,6 +360,9 @@ def test_games_summarise_each_game(real, name):
         for record in (g.history or {}).get("globalSidebets", []):
             won = record["type"] == "payout" and record["payout"] > 0
             sidebets[g.game_id, "placed" if record["type"] == "placed" else "won" if won else "lost"].add(record["id"])
+    for e in received(run.events, "newSideBet"):  # seen live (the golden day), before or without its game's history
+        if e["payload"].get("type", "placed") == "placed":
+            sidebets[e["payload"]["gameId"], "placed"].add(e["payload"]["id"])
     expected_ids = {gid for gid, g in games.items() if g.expected_ticks() or g.history}
     assert set(summaries) == expected_ids
     for gid in expected_ids:
@@ -349,7 +390,7 @@ def test_games_summarise_each_game(real, name):
         assert row["message"].startswith("unfinished") == (r is None and g.history is None), (gid, row["message"])
 
 
-@pytest.mark.parametrize("name", list(FIXTURES))
+@pytest.mark.parametrize("name", RECORDINGS)
 def test_the_recordings_pass_every_consistency_check_and_the_schema(real, name):
     run = real(name)
     actions = pa.concat_tables([run.derived[d]["player_action"] for d in run.days])
@@ -373,8 +414,9 @@ def _with(table: pa.Table, name: str, change) -> pa.Table:
     return table.set_column(i, table.schema.field(name), pa.array(values, table.schema.field(name).type))
 
 
-def test_checks_catch_derivations_that_disagree(real):
-    run = real("raw")
+@pytest.mark.parametrize("name", ["golden", "raw"])
+def test_checks_catch_derivations_that_disagree(real, name):
+    run = real(name)
     day = run.days[0]
     ticks, history, actions = (run.derived[day][d] for d in ("game_tick", "complete_game", "player_action"))
     rug = {r["game_id"]: r["tick"] for r in ticks.to_pylist() if r["is_rug_tick"]}
@@ -476,17 +518,19 @@ def test_each_game_belongs_to_the_day_in_its_id_whatever_saw_it(tmp_path):
 EVERYTHING = [ws_event, *derived_assets, *game_assets, *schema_checks, *game_checks]
 
 
-def _import_raw(real_dir: Path, data: Path) -> str:
+def _import_golden(data: Path, folder: Path) -> tuple[str, Path]:
+    """The golden day imported into the store at ``data``: its day and the recording imported."""
     from rugs_pipeline.capture.importer import import_recordings
 
     store = Store(data)
-    (report,) = import_recordings([real_dir / FIXTURES["raw"][0]], store.spool_dir, tz=EASTERN)
-    (day,) = {seg.day for seg in report.segments}
-    return day
+    path = unpacked_golden(folder)
+    (report,) = import_recordings([path], store.spool_dir)
+    (day,) = report.days
+    return day, path
 
 
-def test_dagster_materializes_the_games_with_their_checks(real_dir, data_dir):
-    day = _import_raw(real_dir, data_dir)
+def test_dagster_materializes_the_games_with_their_checks(data_dir, tmp_path):
+    day, path = _import_golden(data_dir, tmp_path)
     instance = dg.DagsterInstance.ephemeral()
     result = dg.materialize(EVERYTHING, partition_key=day, instance=instance, resources={"store": StoreResource()})
     assert result.success
@@ -499,7 +543,7 @@ def test_dagster_materializes_the_games_with_their_checks(real_dir, data_dir):
     assert all(checks.values())
     store = Store(data_dir)
     ids = {doc: set(store.read_partition(doc, day)["game_id"].to_pylist()) for doc in ("game_tick", "complete_game", "games")}
-    recorded = recorded_games(read_events(real_dir / FIXTURES["raw"][0], EASTERN))
+    recorded = recorded_games(read_events(path, UTC))
     assert ids["games"] == ids["game_tick"] | ids["complete_game"] == {
         gid for gid, g in recorded.items() if g.expected_ticks() or g.history}
 
@@ -516,8 +560,8 @@ def test_dagster_materializes_the_games_with_their_checks(real_dir, data_dir):
     assert meta["rug_ticks_and_peaks"].startswith("![rug ticks and peak multipliers](data:image/png;base64,")
 
 
-def test_a_failing_blocking_check_stops_the_summary(real_dir, data_dir):
-    day = _import_raw(real_dir, data_dir)
+def test_a_failing_blocking_check_stops_the_summary(data_dir, tmp_path):
+    day, _ = _import_golden(data_dir, tmp_path)
     instance = dg.DagsterInstance.ephemeral()
     frames = [ws_event, *derived_assets, *schema_checks]
     assert dg.materialize(frames, partition_key=day, instance=instance, resources={"store": StoreResource()}).success

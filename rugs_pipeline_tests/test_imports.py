@@ -6,12 +6,12 @@ from importing the same events in a format already covered by test_recordings.py
 
 from __future__ import annotations
 
+import gzip
 import json
 import os
 import resource
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 
@@ -21,10 +21,10 @@ from rugs_pipeline.capture.recordings import BadLine, RecordedEvent, RecordingEr
 from rugs_pipeline.capture.spool import KIND_LIFECYCLE, MAX_FRAME_BYTES, read_segment
 
 from .conftest import REPO_ROOT
+from .test_derive import GOLDEN
 
 BIN = REPO_ROOT / ".venv" / "bin"
 MIB = 2**20
-RAW = "public_2025-12-12_raw.jsonl"
 # Strings holding every byte the array reader must not take for structure.
 TRICKY = {"seq": 0, "ts": "2025-12-12T12:16:57", "event": "chat",
           "data": {"text": 'a "quoted" ]},[ \\ and \\" then \\\\', "k\\\"]": [[], {}, "}"]}}
@@ -36,15 +36,20 @@ def records(report) -> list[tuple]:
             for seg in report.segments for r in read_segment(seg.path)[1]]
 
 
-def events(real_dir: Path) -> list[dict]:
-    return [TRICKY] + [json.loads(line) for line in (real_dir / RAW).read_text().splitlines()]
+def golden_events() -> list[dict]:
+    """The golden day's events (the simulator's feed, in the {seq, ts, event, data} envelope)."""
+    return [json.loads(line) for line in gzip.decompress(GOLDEN.read_bytes()).decode().splitlines()]
+
+
+def events() -> list[dict]:
+    return [TRICKY] + golden_events()[:600]  # the size of a short real recording
 
 
 @pytest.mark.parametrize("indent", [None, 2], ids=["compact", "pretty"])
 @pytest.mark.parametrize("chunk", [recordings._CHUNK, 7], ids=["1MiB-reads", "7-byte-reads"])
-def test_a_json_array_imports_like_the_same_events_one_per_line(real_dir, tmp_path, monkeypatch, indent, chunk):
+def test_a_json_array_imports_like_the_same_events_one_per_line(tmp_path, monkeypatch, indent, chunk):
     monkeypatch.setattr(recordings, "_CHUNK", chunk)  # 7: every string, escape and bracket crosses a read
-    objs = events(real_dir)
+    objs = events()
     (tmp_path / "lines").mkdir(), (tmp_path / "array").mkdir()
     lines, array = tmp_path / "lines" / "events.json", tmp_path / "array" / "events.json"  # the name is stored
     lines.write_text("".join(json.dumps(o) + "\n" for o in objs))
@@ -151,14 +156,14 @@ def _peak_rss_mib(args: list, env: dict) -> float:
     return int(kib) / 1024
 
 
-def test_import_memory_stays_within_twice_the_frame_limit(real_dir, tmp_path):
+def test_import_memory_stays_within_twice_the_frame_limit(tmp_path):
     """An event over four times the limit, among 10 MB of ordinary ones, in both line and array form.
 
     The measure is the growth over importing a small file (the interpreter, pyarrow, rich, ...).
     Before the limit, this 35 MB line cost ~470 MB more and the array was refused.
     """
     limit_mib = 8
-    ordinary = [json.loads(line) for line in (real_dir / RAW).read_text().splitlines()] * 3
+    ordinary = golden_events()
     # Many small values: parsed whole, such a line takes several times its size in Python objects.
     huge = {"seq": 0, "ts": "2025-12-12T12:16:58", "event": "gameStateUpdate",
             "data": {"gameHistory": [{"prices": [1.5] * 1000}] * (5 * limit_mib * MIB // 6000)}}

@@ -35,6 +35,7 @@ from rugs_pipeline.store.layout import SchemaVersionError, Store
 from rugs_pipeline.store.versions import fill_typed_columns
 
 from .capture_harness import CLI, Recorder, Sim, land_and_derive, lifecycle
+from .test_derive import unpacked_golden
 
 # the module: the package's attribute ``replay`` is the function
 replay_module = importlib.import_module("rugs_pipeline.consumers.replay")
@@ -276,13 +277,15 @@ def test_round_trip_of_a_simulator_recording(tmp_path) -> None:
     assert len(rows(before["server_state"])) > 5
 
 
-@pytest.mark.parametrize("pattern", ["public_2025-12-06_sandbox.jsonl", "public_2025-12-12_raw.jsonl",
+@pytest.mark.parametrize("pattern", ["golden", "public_2025-12-06_sandbox.jsonl", "public_2025-12-12_raw.jsonl",
                                      "cdp_2025-12-15.jsonl", "keysamples_2026-02-06.json", "example_seq_*.json"])
-def test_round_trip_of_each_real_recording_imported(real_dir, tmp_path, pattern) -> None:
+def test_round_trip_of_each_recording_imported(request, tmp_path, pattern) -> None:
+    """The golden day in any clone; each real recording where ../shared holds it."""
     original = tmp_path / "original"
     eastern = ZoneInfo("America/New_York")
-    import_recordings(sorted(real_dir.glob(pattern)), Store(original).spool_dir,
-                      eastern if pattern.startswith("public") else timezone.utc)
+    files = ([unpacked_golden(tmp_path)] if pattern == "golden"
+             else sorted(request.getfixturevalue("real_dir").glob(pattern)))
+    import_recordings(files, Store(original).spool_dir, eastern if pattern.startswith("public") else timezone.utc)
     Store(original).ensure_manifest()
     round_trip(original, tmp_path / "copy")
 

@@ -13,9 +13,8 @@ import shutil
 import signal
 import subprocess
 import time
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
-from zoneinfo import ZoneInfo
 
 import dagster as dg
 import duckdb
@@ -25,6 +24,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from rugs_pipeline import consumers
+from rugs_pipeline.bench import golden
 from rugs_pipeline.capture import spool
 from rugs_pipeline.capture.importer import import_recordings
 from rugs_pipeline.definitions import defs
@@ -33,9 +33,8 @@ from rugs_pipeline.store import landing, migration, schema, versions
 from rugs_pipeline.store.layout import SchemaVersionError, Store, file_schema_version
 
 from .conftest import REPO_ROOT
+from .test_derive import unpacked_golden
 
-EASTERN = ZoneInfo("America/New_York")
-RECORDINGS = ("public_2025-12-06_sandbox.jsonl", "public_2025-12-12_raw.jsonl")
 V1_0 = versions.BY_VERSION["1.0.0"]
 SEED_QUERIES = (
     "SELECT * FROM '{root}/events_parquet/**/*.parquet' WHERE doc_type = 'ws_event' AND event_name = 'gameStateUpdate' "
@@ -109,9 +108,9 @@ def _expected_typed(raw: str, name: str) -> dict:
     return expected
 
 
-def test_fill_typed_columns_reads_each_frames_payload(real_dir: Path) -> None:
+def test_fill_typed_columns_reads_each_frames_payload(tmp_path: Path) -> None:
     frames, names = [], []
-    for line in (real_dir / RECORDINGS[1]).read_text().splitlines():
+    for line in unpacked_golden(tmp_path).read_text().splitlines():
         obj = json.loads(line)
         if obj["event"] in ("gameStateUpdate", "standard/newTrade", "playerUpdate"):
             args = obj["data"] if isinstance(obj["data"], list) else [obj["data"]]  # a traced event: [header, payload]
@@ -159,11 +158,25 @@ def _run_job(name: str, root: Path, day: str) -> dg.ExecuteInProcessResult:
         run_config={"resources": {"store": {"config": {"data_dir": str(root)}}}})
 
 
+def _golden_and_the_next_day(folder: Path) -> list[Path]:
+    """The golden day, and the same feed a day later (its times and game ids a day on): two days of data."""
+    plain = unpacked_golden(folder)
+    day, next_day = golden.START.strftime("%Y%m%d"), (golden.START + timedelta(days=1)).strftime("%Y%m%d")
+    later = []
+    for line in plain.read_text().splitlines():
+        obj = json.loads(line.replace(f'"{day}-', f'"{next_day}-'))
+        obj["ts"] = (datetime.fromisoformat(obj["ts"]) + timedelta(days=1)).isoformat()
+        later.append(json.dumps(obj) + "\n")
+    (folder / "next_day.jsonl").write_text("".join(later))
+    return [plain, folder / "next_day.jsonl"]
+
+
 @pytest.fixture(scope="module")
-def reference(real_dir: Path, tmp_path_factory) -> Path:
-    """Two real recordings imported, landed and derived by this (1.1.0) code."""
+def reference(tmp_path_factory) -> Path:
+    """Two days of recordings (the golden day and a copy of it a day later) imported, landed and derived by
+    this (1.1.0) code."""
     root = tmp_path_factory.mktemp("reference") / "rugs_data"
-    reports = import_recordings([real_dir / name for name in RECORDINGS], Store(root).spool_dir, tz=EASTERN)
+    reports = import_recordings(_golden_and_the_next_day(root.parent), Store(root).spool_dir)
     days = sorted({seg.day for r in reports for seg in r.segments})
     assert len(days) >= 2
     for day in days:  # every day lands before any derives: a day's games read the next day

@@ -1,4 +1,4 @@
-"""``rugs-pipeline status`` on a real small store: a real recording imported, real recorders (one alive,
+"""``rugs-pipeline status`` on a real small store: a recording imported (the golden day), real recorders (one alive,
 one killed -9, one recovered), landing and derivation through the Dagster instance, a failing check."""
 
 from __future__ import annotations
@@ -12,9 +12,12 @@ from pathlib import Path
 
 from rugs_pipeline.store.layout import Store
 
-from .capture_harness import CLI, Recorder, Sim
+from rugs_pipeline.bench import golden
 
-PAST_DAY = "2025-12-12"
+from .capture_harness import CLI, Recorder, Sim
+from .test_derive import unpacked_golden
+
+PAST_DAY = golden.START.date().isoformat()
 
 
 def _cli(env: dict, *args: str) -> subprocess.CompletedProcess:
@@ -29,12 +32,12 @@ def _status(env: dict) -> tuple[dict, str]:
     return json.loads(out.stdout), text.stdout
 
 
-def test_status_reports_sessions_landing_datasets_outages_and_failing_checks(real_dir: Path, tmp_path: Path) -> None:
+def test_status_reports_sessions_landing_datasets_outages_and_failing_checks(tmp_path: Path) -> None:
     data, home = tmp_path / "rugs_data", tmp_path / "dagster_home"
     env = {**{k: v for k, v in os.environ.items() if not k.startswith(("RUGS_", "DAGSTER_"))},
            "RUGS_DATA_DIR": str(data), "DAGSTER_HOME": str(home)}
     today = datetime.now(timezone.utc).date().isoformat()
-    assert _cli(env, "import", str(real_dir / "public_2025-12-12_raw.jsonl"), "--tz", "America/New_York").returncode == 0
+    assert _cli(env, "import", str(unpacked_golden(tmp_path))).returncode == 0
 
     sim = Sim(tmp_path / "sim", "--speed", "10")
     crashed_first = Recorder(sim.url, data, env=env)
@@ -63,7 +66,7 @@ def test_status_reports_sessions_landing_datasets_outages_and_failing_checks(rea
             out = _cli(env, "backfill", "--from", day, "--to", day, "--land")
             assert out.returncode == 0, out.stdout + out.stderr
         # a landed file copied beside itself: ws_event's blocking schema_valid finds every row twice
-        [landed] = Store(data).partition_files("ws_event", PAST_DAY)
+        landed = Store(data).partition_files("ws_event", PAST_DAY)[0]
         shutil.copyfile(landed, landed.with_name("copy_" + landed.name))
         out = _cli(env, "backfill", "--from", PAST_DAY, "--to", PAST_DAY, "--land")
         assert out.returncode == 1 and "FAILED ws_event" in out.stdout, out.stdout + out.stderr
