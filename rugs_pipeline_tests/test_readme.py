@@ -56,7 +56,7 @@ def test_first_screen_shows_the_two_commands() -> None:
 def test_readme_walkthrough_runs_as_written(real_dir: Path, tmp_path: Path) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("RUGS_", "DAGSTER_"))}
     env["HOME"] = str(tmp_path)
-    ran = 0
+    ran, printed = 0, ""
     for block in _blocks("bash"):
         if set(_commands(block)) <= EXERCISED_ELSEWHERE:
             continue
@@ -64,7 +64,11 @@ def test_readme_walkthrough_runs_as_written(real_dir: Path, tmp_path: Path) -> N
                              timeout=600)
         assert out.returncode == 0, f"README block failed:\n{block}\n--- stdout\n{out.stdout[-3000:]}\n--- stderr\n{out.stderr[-3000:]}"
         ran += 1
+        printed += out.stdout + out.stderr
     assert ran >= 2
+    # the import names the UTC day it wrote and the command that lands it (the walkthrough's next line)
+    assert f"wrote UTC day(s) {PAST_DAY}" in printed and f"backfill --from {PAST_DAY} --to {PAST_DAY} --land" in printed
+    _assert_backfill_of_an_empty_day_names_the_nearest(env, tmp_path / "rugs_data")
 
     store = tmp_path / "rugs_data"
     assert (store / "manifests" / "schema_version.json").is_file()
@@ -87,6 +91,16 @@ def test_readme_walkthrough_runs_as_written(real_dir: Path, tmp_path: Path) -> N
             assert {PAST_DAY.replace("-", ""), today} <= set(frames["games_df"]), frames
 
     _assert_compaction_reports(store / "dagster_home")
+
+
+def _assert_backfill_of_an_empty_day_names_the_nearest(env: dict, store: Path) -> None:
+    """The day before the imported one holds nothing: one line naming the nearest day with data, exit 1, no files."""
+    empty = "2025-12-11"
+    out = subprocess.run([str(REPO_ROOT / ".venv/bin/rugs-pipeline"), "backfill", "--from", empty, "--to", empty,
+                          "--land"], cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 1, out
+    assert f"no data for {empty} in the spool" in out.stderr and f"{PAST_DAY} (after)" in out.stderr, out.stderr
+    assert not list((store / "events_parquet").glob(f"doc_type=*/date={empty}")), "files written for an empty day"
 
 
 def _assert_compaction_reports(home: Path) -> None:
