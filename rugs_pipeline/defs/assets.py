@@ -1,11 +1,11 @@
 """Assets: wiring from Dagster to the landing and derivation functions."""
 
-import os
 from datetime import timedelta
 
 import dagster as dg
 import pyarrow.compute as pc
 
+from rugs_pipeline import config
 from rugs_pipeline.defs.charts import markdown_image, price_paths_png
 from rugs_pipeline.defs.partitions import daily
 from rugs_pipeline.defs.resources import StoreResource
@@ -20,7 +20,7 @@ from rugs_pipeline.store.layout import Store
 # - the live day lands continuously: re-derive it at most once per RUGS_DERIVE_CRON tick,
 #   closed days as soon as they change.
 DERIVE_LOOKBACK = timedelta(days=800)
-DERIVE_CRON = os.environ.get("RUGS_DERIVE_CRON") or "*/5 * * * *"
+DERIVE_CRON = config.Settings.from_env().derive_cron
 derive_automation = (
     dg.AutomationCondition.eager()
     .replace("in_latest_time_window", dg.AutomationCondition.in_latest_time_window(lookback_delta=DERIVE_LOOKBACK))

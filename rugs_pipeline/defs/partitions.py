@@ -3,6 +3,6 @@ import dagster as dg
 
 from rugs_pipeline import config
 
-FIRST_DAY = config.first_day()
+FIRST_DAY = config.Settings.from_env().first_day
 
 daily = dg.DailyPartitionsDefinition(start_date=FIRST_DAY, timezone="UTC", end_offset=1)

@@ -327,11 +327,12 @@ def read_parquet(files: tuple[Path, ...] | list[str], by_name: bool = True) -> s
 def connection(ws_event: pa.Table | Frames) -> duckdb.DuckDBPyConnection:
     """DuckDB over ``ws_event`` as view ``ws``, with each row's file in ``filename`` (null for an Arrow table)."""
     con = duckdb.connect(config={"temp_directory": os.path.join(tempfile.gettempdir(), f"rugs-duckdb-{os.getpid()}")})
+    memory = config.Settings.from_env().duckdb_memory
     try:
-        con.execute("SET memory_limit = ?", [config.duckdb_memory()])
+        con.execute("SET memory_limit = ?", [memory])
     except duckdb.Error as exc:
         con.close()
-        raise ValueError(f"RUGS_DUCKDB_MEMORY={config.duckdb_memory()!r} is not a memory size DuckDB accepts "
+        raise config.ConfigError(f"RUGS_DUCKDB_MEMORY={memory!r} is not a memory size DuckDB accepts "
                          "(e.g. 1GiB, 512MB)") from exc
     con.execute("SET TimeZone = 'UTC'")
     con.execute("SET enable_progress_bar = false")
