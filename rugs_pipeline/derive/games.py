@@ -30,7 +30,6 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import timedelta
 
 import duckdb
 import pyarrow as pa
@@ -40,11 +39,8 @@ from rugs_pipeline.derive.datasets import (
     read_parquet,
 )
 from rugs_pipeline.store import schema
+from rugs_pipeline.store.doctypes import NEXT_DAY_HEAD
 from rugs_pipeline.store.layout import sql_literal
-
-# The longest game measured lasts 1,815 ticks (~8 min) and a history stays in the feed for
-# ten games (~12 min typical): half an hour of the next day holds what a day's games left.
-NEXT_DAY_HEAD = timedelta(minutes=30)
 
 _HISTORY = json.dumps({
     "id": "VARCHAR", "timestamp": "BIGINT", "peakMultiplier": "DOUBLE", "prices": "DOUBLE[]", "gameVersion": "VARCHAR",
