@@ -1,35 +1,21 @@
 """Assets: wiring from Dagster to the landing and derivation functions."""
 
-from datetime import timedelta
-
 import dagster as dg
 import pyarrow.compute as pc
 
 from rugs_pipeline import config
 from rugs_pipeline.defs.charts import games_png, markdown_image, price_paths_png
-from rugs_pipeline.defs.partitions import daily
+from rugs_pipeline.defs.partitions import at_most_every, daily, eager_days, today
 from rugs_pipeline.defs.resources import StoreResource
 from rugs_pipeline.derive.datasets import Frames, derived
 from rugs_pipeline.store import doctypes, landing, schema
 from rugs_pipeline.store.layout import Store
 
-# Derived days follow ws_event. Three changes to eager():
-# - a lookback, so a late or re-landed day (an import of last month's recording) propagates;
-# - landing runs every few seconds on a live day, so waiting for "no dep in progress" would
-#   starve derivation: landing is atomic per file, deriving alongside it is safe;
-# - the live day lands continuously: re-derive it at most once per RUGS_DERIVE_CRON tick,
-#   closed days as soon as they change.
-DERIVE_LOOKBACK = timedelta(days=800)
+# Derived days follow ws_event; the live day lands continuously: re-derive it at most once per
+# RUGS_DERIVE_CRON tick, closed days as soon as they change.
 DERIVE_CRON = config.Settings.from_env().derive_cron
-derive_automation = (
-    dg.AutomationCondition.eager()
-    .replace("in_latest_time_window", dg.AutomationCondition.in_latest_time_window(lookback_delta=DERIVE_LOOKBACK))
-    .without(~dg.AutomationCondition.any_deps_in_progress())
-    & (
-        ~dg.AutomationCondition.in_latest_time_window()
-        | dg.AutomationCondition.cron_tick_passed(DERIVE_CRON, "UTC").since(dg.AutomationCondition.newly_requested())
-    )
-).with_label(f"eager, live day at most every '{DERIVE_CRON}'")
+derive_automation = (eager_days(wait_for_running_deps=False) & (~today | at_most_every(DERIVE_CRON))
+                     ).with_label(f"eager, live day at most every '{DERIVE_CRON}'")
 
 COLUMN_SCHEMA = dg.TableSchema(
     columns=[

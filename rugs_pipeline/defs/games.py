@@ -7,16 +7,15 @@ after midnight, so a day reads the next day's data too (``NEXT_DAY``): the first
 """
 
 from datetime import date, datetime, time, timedelta, timezone
-import warnings
 
 import dagster as dg
 import pyarrow as pa
 
 from rugs_pipeline.defs.assets import (
-    COLUMN_SCHEMA, DERIVE_CRON, DERIVE_LOOKBACK, METADATA_COLUMNS, derived_metadata, ws_event,
+    COLUMN_SCHEMA, DERIVE_CRON, METADATA_COLUMNS, derived_metadata, ws_event,
 )
 from rugs_pipeline.defs.checks import schema_check
-from rugs_pipeline.defs.partitions import daily
+from rugs_pipeline.defs.partitions import at_most_every, daily, eager_days, today
 from rugs_pipeline.defs.resources import StoreResource
 from rugs_pipeline.derive import consistency
 from rugs_pipeline.derive.datasets import Frames
@@ -24,9 +23,8 @@ from rugs_pipeline.derive.games import NEXT_DAY_HEAD, games_rebuilt, summarize_g
 from rugs_pipeline.store import doctypes, schema
 from rugs_pipeline.store.layout import Store
 
-with warnings.catch_warnings():  # beta in Dagster 1.13; without it today's partition would map to a missing tomorrow
-    warnings.simplefilter("ignore", dg.BetaWarning)
-    NEXT_DAY = dg.TimeWindowPartitionMapping(start_offset=0, end_offset=1, allow_nonexistent_upstream_partitions=True)
+# allow_nonexistent_upstream_partitions: without it today's partition would map to a missing tomorrow
+NEXT_DAY = dg.TimeWindowPartitionMapping(start_offset=0, end_offset=1, allow_nonexistent_upstream_partitions=True)
 # Yesterday's games change while today's first NEXT_DAY_HEAD lands: every 5 min of today's first hour covers it.
 HEAD_CRON = "*/5 0 * * *"
 
@@ -36,22 +34,14 @@ def _automation() -> dg.AutomationCondition:
     Closed days derive at once; today at most every DERIVE_CRON; yesterday (whose next day is
     today, landing all day) at most every 5 min during today's first hour.
     """
-    today = dg.AutomationCondition.in_latest_time_window()
     # the lookback counts back from the end of the latest window (tomorrow 00:00): 2 days reach yesterday
     yesterday = dg.AutomationCondition.in_latest_time_window(lookback_delta=timedelta(days=2)) & ~today
-    since_requested = dg.AutomationCondition.newly_requested()
-    eager = (
-        dg.AutomationCondition.eager()
-        .replace("in_latest_time_window",
-                 dg.AutomationCondition.in_latest_time_window(lookback_delta=DERIVE_LOOKBACK))
-        .without(~dg.AutomationCondition.any_deps_in_progress())
-        # the next day may never be captured, and a day may hold only what the next day's head says
-        .without(~dg.AutomationCondition.any_deps_missing())
-    )
+    # the next day may never be captured, and a day may hold only what the next day's head says
+    eager = eager_days(wait_for_running_deps=False, wait_for_missing_deps=False)
     return (eager & (
         ~(today | yesterday)
-        | today & dg.AutomationCondition.cron_tick_passed(DERIVE_CRON, "UTC").since(since_requested)
-        | yesterday & dg.AutomationCondition.cron_tick_passed(HEAD_CRON, "UTC").since(since_requested)
+        | today & at_most_every(DERIVE_CRON)
+        | yesterday & at_most_every(HEAD_CRON)
     )).with_label(f"eager on this day and the next; today at most every '{DERIVE_CRON}', yesterday every 5 min "
                   "in today's first hour")
 
@@ -138,19 +128,16 @@ def games(context: dg.AssetExecutionContext, store: StoreResource) -> dg.Materia
 def _consistency_check(asset: str, verdict, inputs: tuple[str, ...], *, blocking: bool,
                        severity: dg.AssetCheckSeverity) -> dg.AssetChecksDefinition:
     """An asset check running ``consistency.<verdict>`` over the day's stored ``inputs`` (doc_types)."""
-    with warnings.catch_warnings():  # partitioned checks are "preview" in Dagster 1.13
-        warnings.simplefilter("ignore", dg.PreviewWarning)
-
-        @dg.asset_check(
-            asset=asset, name=verdict.__name__, blocking=blocking, partitions_def=daily,
-            description=" ".join(verdict.__doc__.split()),
-            additional_deps=[name for name in inputs if name != asset],
-        )
-        def _check(context: dg.AssetCheckExecutionContext, store: StoreResource) -> dg.AssetCheckResult:
-            st, day = store.store(), context.partition_key
-            result = verdict(*(_read(st, name, day) for name in inputs))
-            return dg.AssetCheckResult(passed=result.passed, severity=severity,
-                                       description="; ".join(result.problems) or None, metadata=result.counts)
+    @dg.asset_check(
+        asset=asset, name=verdict.__name__, blocking=blocking, partitions_def=daily,
+        description=" ".join(verdict.__doc__.split()),
+        additional_deps=[name for name in inputs if name != asset],
+    )
+    def _check(context: dg.AssetCheckExecutionContext, store: StoreResource) -> dg.AssetCheckResult:
+        st, day = store.store(), context.partition_key
+        result = verdict(*(_read(st, name, day) for name in inputs))
+        return dg.AssetCheckResult(passed=result.passed, severity=severity,
+                                   description="; ".join(result.problems) or None, metadata=result.counts)
 
     return _check
 
