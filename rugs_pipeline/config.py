@@ -34,21 +34,15 @@ def _env(name: str, default: str | bool | None = None):
 
 @dataclass(frozen=True)
 class Settings:
-    """Every setting, with its environment variable in ``fields``' metadata (``env_var``)."""
+    """Every setting, its environment variable in its field's metadata (``env``). What each means: the README's
+    Configuration table (a test keeps the two in step). None: a default computed where it is used."""
 
-    # the store: a folder, file:///folder or s3://bucket/prefix (store.lake.parse_root reads it)
-    data_dir: str = _env("RUGS_DATA_DIR", "~/rugs_data")
-    # the spool apart from the store (shared storage recorders on other machines write); None: <data dir>/spool
+    data_dir: str = _env("RUGS_DATA_DIR", "~/rugs_data")  # store.lake.parse_root reads it
     spool_dir: str | None = _env("RUGS_SPOOL_DIR")
-    # the first daily partition: earlier days have none (set it earlier before importing older recordings)
     first_day: str = _env("RUGS_FIRST_DAY", DEFAULT_FIRST_DAY)
     feed_url: str = _env("RUGS_FEED_URL", DEFAULT_FEED_URL)
-    # the recorder also writes the legacy JSONL capture
     legacy_recorders: bool = _env("RUGS_LEGACY_RECORDERS", True)
-    # what one derivation's DuckDB may hold before it spills to disk: a day's derivation takes the same
-    # memory whatever the day's size
     duckdb_memory: str = _env("RUGS_DUCKDB_MEMORY", DEFAULT_DUCKDB_MEMORY)
-    # how often automation re-derives the live day
     derive_cron: str = _env("RUGS_DERIVE_CRON", "*/5 * * * *")
     # in_process by default: a day's run is ~22 small steps, and under multiprocess each is a new Python
     # process importing Dagster, DuckDB and pandera (~3 CPU-s) before milliseconds of work; that made
@@ -57,9 +51,7 @@ class Settings:
     executor: str = _env("RUGS_EXECUTOR", "in_process")  # defs/execution.py checks the name
     celery_broker: str | None = _env("RUGS_CELERY_BROKER")
     celery_backend: str | None = _env("RUGS_CELERY_BACKEND")
-    # None: <data dir>/dagster_home (backfill, status)
     dagster_home: str | None = _env("DAGSTER_HOME")
-    # None: $XDG_CACHE_HOME/rugs_pipeline/bench
     bench_cache: str | None = _env("RUGS_BENCH_CACHE")
 
     @classmethod

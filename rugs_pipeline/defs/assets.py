@@ -25,6 +25,7 @@ COLUMN_SCHEMA = dg.TableSchema(
     ]
 )
 
+
 def _partition_metadata(store: Store, doc_type: str, day: str) -> dict:
     files = store.partition_files(doc_type, day)
     return {

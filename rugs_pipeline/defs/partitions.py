@@ -16,8 +16,8 @@ today = dg.AutomationCondition.in_latest_time_window()
 
 
 def eager_days(*, wait_for_running_deps: bool = True, wait_for_missing_deps: bool = True) -> dg.AutomationCondition:
-    """Dagster's eager() on every day of LOOKBACK. Landing runs every few seconds on a live day: waiting for
-    no dep in progress would starve what follows it (landing is atomic per file, reading alongside is safe)."""
+    """eager() on every day of LOOKBACK. Landing runs every few seconds on a live day: waiting for no dep in
+    progress starves what follows it (landing is atomic per file, reading alongside is safe)."""
     condition = dg.AutomationCondition.eager().replace(
         "in_latest_time_window", dg.AutomationCondition.in_latest_time_window(lookback_delta=LOOKBACK))
     if not wait_for_running_deps:
@@ -27,6 +27,5 @@ def eager_days(*, wait_for_running_deps: bool = True, wait_for_missing_deps: boo
     return condition
 
 
-def at_most_every(cron: str) -> dg.AutomationCondition:
-    """True once a tick of ``cron`` (UTC) has passed since the partition was last requested."""
+def at_most_every(cron: str) -> dg.AutomationCondition:  # a tick of cron (UTC) since last requested
     return dg.AutomationCondition.cron_tick_passed(cron, "UTC").since(dg.AutomationCondition.newly_requested())
