@@ -133,18 +133,15 @@ def derived_metadata(store: Store, doc_type: str, day: str, table) -> dict:
     return {**meta, **_partition_metadata(store, doc_type, day)}
 
 
+def derived_spec(doc_type: str, automation: dg.AutomationCondition) -> dict:
+    """What every derived asset of ``doc_type`` says of itself (the registry's description)."""
+    return dict(group_name="derive", kinds={"parquet", "duckdb"}, owners=["team:rugs-pipeline"],
+                description=doctypes.DOC_TYPES[doc_type].description, automation_condition=automation,
+                metadata={"dagster/column_schema": COLUMN_SCHEMA})
+
+
 def _derived_asset(doc_type: str) -> dg.AssetsDefinition:
-    @dg.asset(
-        name=doc_type,
-        deps=[ws_event],
-        partitions_def=daily,
-        group_name="derive",
-        kinds={"parquet", "duckdb"},
-        owners=["team:rugs-pipeline"],
-        description=doctypes.DOC_TYPES[doc_type].description,
-        automation_condition=derive_automation,
-        metadata={"dagster/column_schema": COLUMN_SCHEMA},
-    )
+    @dg.asset(name=doc_type, deps=[ws_event], partitions_def=daily, **derived_spec(doc_type, derive_automation))
     def _asset(context: dg.AssetExecutionContext, store: StoreResource) -> dg.MaterializeResult:
         day = context.partition_key
         st = store.store()

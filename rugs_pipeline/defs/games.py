@@ -12,7 +12,7 @@ import dagster as dg
 import pyarrow as pa
 
 from rugs_pipeline.defs.assets import (
-    COLUMN_SCHEMA, DERIVE_CRON, METADATA_COLUMNS, derived_metadata, ws_event,
+    DERIVE_CRON, METADATA_COLUMNS, derived_metadata, derived_spec, ws_event,
 )
 from rugs_pipeline.defs.checks import schema_check
 from rugs_pipeline.defs.partitions import at_most_every, daily, eager_days, today
@@ -80,17 +80,10 @@ def _read(store: Store, doc_type: str, day: str) -> pa.Table:
     return store.read_partition(doc_type, day, _SUMMARY_COLUMNS)
 
 
-def _spec(name: str, deps: list) -> dg.AssetSpec:
-    return dg.AssetSpec(
-        name, deps=deps, description=doctypes.DOC_TYPES[name].description, group_name="derive", kinds={"parquet", "duckdb"},
-        owners=["team:rugs-pipeline"], automation_condition=automation,
-        metadata={"dagster/column_schema": COLUMN_SCHEMA},
-    )
-
-
 @dg.multi_asset(
     name="rebuild_games",
-    specs=[_spec(name, [dg.AssetDep(ws_event, partition_mapping=NEXT_DAY)]) for name in ("game_tick", "complete_game")],
+    specs=[dg.AssetSpec(name, deps=[dg.AssetDep(ws_event, partition_mapping=NEXT_DAY)], **derived_spec(name, automation))
+           for name in ("game_tick", "complete_game")],
     partitions_def=daily,
 )
 def rebuild(context: dg.AssetExecutionContext, store: StoreResource):
@@ -110,9 +103,7 @@ def rebuild(context: dg.AssetExecutionContext, store: StoreResource):
 @dg.asset(
     name="games",
     deps=["game_tick", "complete_game", dg.AssetDep("player_action", partition_mapping=NEXT_DAY)],
-    partitions_def=daily, group_name="derive", kinds={"parquet", "duckdb"}, owners=["team:rugs-pipeline"],
-    description=doctypes.DOC_TYPES["games"].description, automation_condition=automation,
-    metadata={"dagster/column_schema": COLUMN_SCHEMA},
+    partitions_def=daily, **derived_spec("games", automation),
 )
 def games(context: dg.AssetExecutionContext, store: StoreResource) -> dg.MaterializeResult:
     day = context.partition_key
