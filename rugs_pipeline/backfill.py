@@ -40,8 +40,9 @@ class DayResult:
 def days_between(first: date, last: date) -> list[str]:
     if last < first:
         raise ValueError(f"--to {last} is before --from {first}")
-    if first.isoformat() < config.first_day():
-        raise ValueError(f"--from {first} is before the first daily partition, {config.first_day()} (RUGS_FIRST_DAY): "
+    first_day = config.Settings.from_env().first_day
+    if first.isoformat() < first_day:
+        raise ValueError(f"--from {first} is before the first daily partition, {first_day} (RUGS_FIRST_DAY): "
                          f"set RUGS_FIRST_DAY={first} to derive earlier days (and restart Dagster for the UI)")
     return [(first + timedelta(days=n)).isoformat() for n in range((last - first).days + 1)]
 
@@ -101,10 +102,12 @@ REPO_INSTANCE_CONFIG = Path(__file__).resolve().parent.parent / "dagster.yaml"
 
 def dagster_home() -> Path:
     """``$DAGSTER_HOME``, default ``$RUGS_DATA_DIR/dagster_home`` like ``make run``, ready for an instance."""
-    root = parse_root(config.data_root())
-    if isinstance(root, S3Path) and not os.environ.get("DAGSTER_HOME"):
+    settings = config.Settings.from_env()
+    root = parse_root(settings.data_dir)
+    if isinstance(root, S3Path) and not settings.dagster_home:
         raise config.ConfigError(f"DAGSTER_HOME must be set when RUGS_DATA_DIR is {root}: the instance is local")
-    home = Path(os.environ.setdefault("DAGSTER_HOME", str(root / "dagster_home")))
+    home = Path(settings.dagster_home or str(root / "dagster_home"))
+    os.environ["DAGSTER_HOME"] = str(home)  # where dg.DagsterInstance.get() finds the instance
     home.mkdir(parents=True, exist_ok=True)
     if not (home / "dagster.yaml").exists():
         # the same instance settings as `make run` (telemetry off, run queue, retries)

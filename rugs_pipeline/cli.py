@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from datetime import timezone
 from pathlib import Path
@@ -12,6 +13,7 @@ from rich.console import Console
 from rich.table import Table
 
 from rugs_pipeline import config
+from rugs_pipeline.errors import RugsError
 
 # Piped output (logs, scripts) gets whole lines rather than tables cut to 80 columns.
 console = Console() if sys.stdout.isatty() else Console(width=200)
@@ -21,27 +23,28 @@ class _OneLineErrors(click.Group):
     """Expected failures (bad file, bad URL, port in use, ...) print one line and exit 1."""
 
     def invoke(self, ctx: click.Context):
-        from rugs_pipeline.capture.audit import AuditError
-        from rugs_pipeline.capture.recorder import RecorderError
-        from rugs_pipeline.capture.recordings import RecordingError
-        from rugs_pipeline.consumers.replay import ReplayError
-        from rugs_pipeline.feed.simulator import SimulatorError
-        from rugs_pipeline.store.layout import SchemaVersionError
-
         try:
             return super().invoke(ctx)
-        except (AuditError, RecorderError, RecordingError, ReplayError, SimulatorError, SchemaVersionError,
-                config.ConfigError, OSError) as exc:
+        except (RugsError, OSError) as exc:
             click.echo(f"error: {exc}", err=True)
             sys.exit(1)
 
 
 @click.group(cls=_OneLineErrors)
-def main() -> None:
+@click.option("--data-dir", envvar="RUGS_DATA_DIR", help="The store: a folder, file:///folder or s3://bucket/prefix "
+              "(default $RUGS_DATA_DIR, else ~/rugs_data).")
+@click.option("--spool-dir", envvar="RUGS_SPOOL_DIR", help="The spool, when apart from the store (default "
+              "$RUGS_SPOOL_DIR, else <data dir>/spool).")
+def main(data_dir: str | None, spool_dir: str | None) -> None:
     """Capture, land, derive and query the rugs.fun feed.
 
     The store lives in $RUGS_DATA_DIR (default ~/rugs_data).
     """
+    # the commands, and the Dagster runs and processes they start, read the settings from the environment
+    for var, value in (("RUGS_DATA_DIR", data_dir), ("RUGS_SPOOL_DIR", spool_dir)):
+        if value:
+            os.environ[var] = value
+    config.Settings.from_env()  # a setting that cannot work stops every command here, in one line
 
 
 @main.command()
@@ -126,11 +129,9 @@ def record(url: str | None, source: str, seal_interval: float, fsync_interval: f
     from rugs_pipeline.capture.recorder import RecorderConfig, RecorderError, check_feed_url, run
     from rugs_pipeline.store.layout import Store
 
-    feed = check_feed_url(url or config.feed_url())  # before anything is created
-    try:
-        legacy = config.legacy_recorders()
-    except ValueError as exc:
-        raise RecorderError(str(exc)) from None
+    settings = config.Settings.from_env()
+    feed = check_feed_url(url or settings.feed_url)  # before anything is created
+    legacy = settings.legacy_recorders
     logging.basicConfig(format="%(message)s", level=logging.WARNING)
     logging.getLogger("rugs_pipeline.capture").setLevel(logging.INFO)  # connection state changes, the summary
     store = Store.from_env()
@@ -458,7 +459,7 @@ def search_(question: str, limit: int) -> None:
     from rugs_pipeline.consumers import search
     from rugs_pipeline.store.layout import Store
 
-    hits = search.search(Store.at(config.data_root()), question, limit)
+    hits = search.search(Store.from_env(), question, limit)
     table = Table("event", "path", "types", "examples", "seen", "sample frame", title=question)
     for h in hits:
         table.add_row(h["event"], h["path"] or "(payload)", h["types"], ", ".join(h["examples"]),

@@ -17,10 +17,10 @@ from rugs_pipeline.defs.sensors import derive_automation_sensor, spool_sensor
 from rugs_pipeline.store.lake import S3Path, parse_root
 
 # An s3 lake is not compacted (store/compaction.py): without the asset, automation does not fail it every day.
-compaction = [] if isinstance(parse_root(config.data_root()), S3Path) else [ws_event_compaction]
+s3_lake = isinstance(parse_root(config.Settings.from_env().data_dir), S3Path)
+compaction = [] if s3_lake else [ws_event_compaction]
 # Nor the catalog's search index, which needs a local folder (consumers/search.py).
-catalog = [a for a in catalog_assets if a is not events_index] if isinstance(parse_root(config.data_root()), S3Path) \
-    else catalog_assets
+catalog = [a for a in catalog_assets if a is not events_index] if s3_lake else catalog_assets
 
 defs = dg.Definitions(
     assets=[ws_event, *compaction, *derived_assets, *game_assets, schema_migration, *catalog],

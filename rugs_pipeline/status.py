@@ -9,13 +9,13 @@ missing store, spool or instance is reported as such in one line.
 from __future__ import annotations
 
 import fcntl
-import os
 import time
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
 from rugs_pipeline.capture import spool
+from rugs_pipeline.config import Settings
 from rugs_pipeline.store import landing, schema
 from rugs_pipeline.store.layout import Store
 
@@ -143,7 +143,7 @@ def _outages(store: Store, day: str) -> list[dict]:
 
 def dagster_home(store: Store) -> Path:
     """``$DAGSTER_HOME``, else ``<data dir>/dagster_home`` as ``make run`` and ``backfill`` use it."""
-    value = os.environ.get("DAGSTER_HOME")
+    value = Settings.from_env().dagster_home
     return Path(value).expanduser() if value else Path(str(store.root)) / "dagster_home"
 
 

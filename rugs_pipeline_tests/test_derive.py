@@ -33,15 +33,15 @@ from rugs_pipeline.capture import spool
 from rugs_pipeline.capture.importer import import_recordings
 from rugs_pipeline.derive.datasets import DERIVATIONS, derive, derive_all
 from rugs_pipeline.derive.games import rebuild_games, summarize_games
-from rugs_pipeline.store import landing
+from rugs_pipeline.store import doctypes, landing
 from rugs_pipeline.store.layout import Store
 from rugs_pipeline.store.validation import validate_table
 
 UTC = timezone.utc
 EASTERN = ZoneInfo("America/New_York")
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-FRAME_TYPES = ("player_action", "server_state", "system_event")  # a row belongs to its frame's day
-GAME_TYPES = ("game_tick", "complete_game", "games")  # a row belongs to its game's day
+FRAME_TYPES = doctypes.FRAME_DERIVED  # a row belongs to its frame's day
+GAME_TYPES = doctypes.GAME_DERIVED  # a row belongs to its game's day
 DOC_TYPES = FRAME_TYPES + GAME_TYPES
 
 # name -> (file pattern, time zone of its naive timestamps)

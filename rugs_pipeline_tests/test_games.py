@@ -31,7 +31,7 @@ from rugs_pipeline.derive import consistency, games
 from rugs_pipeline.derive.datasets import Frames
 from rugs_pipeline.derive.games import NEXT_DAY_HEAD, rebuild_games
 from rugs_pipeline.feed.protocol import encode_event
-from rugs_pipeline.store import landing, schema
+from rugs_pipeline.store import doctypes, landing, schema
 from rugs_pipeline.store.layout import Store
 from rugs_pipeline.store.validation import validate_table
 
@@ -404,7 +404,7 @@ def test_the_recordings_pass_every_consistency_check_and_the_schema(real, name):
             consistency.price_conflicts(tables["game_tick"]),
         ):
             assert verdict.passed, verdict.problems
-        for doc_type in ("game_tick", "complete_game", "games"):
+        for doc_type in doctypes.GAME_DERIVED:
             assert validate_table(doc_type, tables[doc_type]) == [], doc_type
 
 
@@ -535,14 +535,14 @@ def test_dagster_materializes_the_games_with_their_checks(data_dir, tmp_path):
     result = dg.materialize(EVERYTHING, partition_key=day, instance=instance, resources={"store": StoreResource()})
     assert result.success
     checks = {(e.asset_key.to_user_string(), e.check_name): e.passed for e in result.get_asset_check_evaluations()}
-    assert {k for k in checks if k[0] in ("game_tick", "complete_game", "games")} == {
+    assert {k for k in checks if k[0] in doctypes.GAME_DERIVED} == {
         ("game_tick", "schema_valid"), ("complete_game", "schema_valid"), ("games", "schema_valid"),
         ("game_tick", "trades_reference_ticks"), ("game_tick", "sidebets_follow_the_window_rule"),
         ("game_tick", "price_conflicts"), ("complete_game", "history_matches_ticks"), ("complete_game", "seeds_verified"),
     }
     assert all(checks.values())
     store = Store(data_dir)
-    ids = {doc: set(store.read_partition(doc, day)["game_id"].to_pylist()) for doc in ("game_tick", "complete_game", "games")}
+    ids = {doc: set(store.read_partition(doc, day)["game_id"].to_pylist()) for doc in doctypes.GAME_DERIVED}
     recorded = recorded_games(read_events(path, UTC))
     assert ids["games"] == ids["game_tick"] | ids["complete_game"] == {
         gid for gid, g in recorded.items() if g.expected_ticks() or g.history}
@@ -583,7 +583,7 @@ def test_automation_follows_the_next_day_and_spares_yesterday_after_the_head(dat
     from rugs_pipeline.definitions import defs
 
     store = Store(data_dir)
-    game_keys = {"game_tick", "complete_game", "games"}
+    game_keys = set(doctypes.GAME_DERIVED)
     land = defs.resolve_job_def("land_ws_event")
     today = datetime.now(UTC).date()
     yesterday = today - timedelta(days=1)

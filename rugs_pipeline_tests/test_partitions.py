@@ -36,7 +36,7 @@ def test_partitions_start_at_the_configured_first_day(value: str | None, first: 
 def test_a_first_day_that_is_not_a_day_is_named_with_the_fix(value: str, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("RUGS_FIRST_DAY", value)
     with pytest.raises(config.ConfigError) as err:
-        config.first_day()
+        config.Settings.from_env()
     assert str(err.value) == f"RUGS_FIRST_DAY={value!r} is not a day: give YYYY-MM-DD, e.g. 2025-10-29"
     out = _first_key(value)  # the code location refuses to load, saying the same
     assert out.returncode != 0 and str(err.value) in out.stderr

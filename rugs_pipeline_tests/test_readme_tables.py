@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import re
 from collections import defaultdict
+from dataclasses import fields
 
 from rugs_pipeline.cli import main
+from rugs_pipeline.config import Settings
 from rugs_pipeline.definitions import defs
 
 from .conftest import REPO_ROOT
@@ -42,3 +44,18 @@ def test_checks_per_asset_are_those_the_ui_shows() -> None:
         for spec in checks_def.check_specs:
             defined[spec.asset_key.to_user_string()].add((spec.name, spec.blocking))
     assert readme == dict(defined)
+
+
+def test_configuration_table_lists_every_setting_with_its_default() -> None:
+    rows = {var: row[1] for row in _section_rows("## Configuration") for var in re.findall(r"`([A-Z_]+)`", row[0])}
+    for f in fields(Settings):
+        var = f.metadata["env"]
+        assert var in rows, f"Settings.{f.name} ({var}) is not in the README's Configuration table"
+        if f.default is not None:
+            assert f"`{str(f.default).lower() if isinstance(f.default, bool) else f.default}`" == rows[var], var
+    # the table's other variables are read by the Makefile and scripts, or by the AWS client
+    outside = (REPO_ROOT / "Makefile").read_text() + "".join(
+        p.read_text() for folder in ("scripts", "deploy") for p in (REPO_ROOT / folder).rglob("*") if p.is_file())
+    settings = {f.metadata["env"] for f in fields(Settings)}
+    unread = [var for var in rows if var not in settings and not var.startswith("AWS_") and var not in outside]
+    assert not unread, f"in the README's Configuration table but read nowhere: {unread}"

@@ -32,6 +32,7 @@ import orjson
 import pyarrow.parquet as pq
 
 from rugs_pipeline.capture import spool
+from rugs_pipeline.config import Settings
 from rugs_pipeline.feed import simulator
 from rugs_pipeline.feed.protocol import PING, PONG, SIO_CONNECT, encode_connect, encode_event, encode_open
 from rugs_pipeline.store import landing, schema
@@ -52,8 +53,8 @@ VERSION = 2  # bump when the frames change: old caches are then ignored
 
 def cache_root() -> Path:
     """``$RUGS_BENCH_CACHE``, else ``$XDG_CACHE_HOME/rugs_pipeline/bench`` (``~/.cache/...``)."""
-    if os.environ.get("RUGS_BENCH_CACHE"):
-        return Path(os.environ["RUGS_BENCH_CACHE"]).expanduser()
+    if cache := Settings.from_env().bench_cache:
+        return Path(cache).expanduser()
     return Path(os.environ.get("XDG_CACHE_HOME") or "~/.cache").expanduser() / "rugs_pipeline" / "bench"
 
 

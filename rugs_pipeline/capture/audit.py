@@ -31,6 +31,7 @@ import orjson
 import pyarrow.parquet as pq
 
 from rugs_pipeline.capture import spool
+from rugs_pipeline.errors import RugsError
 from rugs_pipeline.feed.protocol import parse_frame
 from rugs_pipeline.store import landing
 from rugs_pipeline.store.layout import Store
@@ -39,7 +40,7 @@ from rugs_pipeline.store.layout import Store
 CLEAN_SERVER_CLOSE = "server_closed"
 
 
-class AuditError(RuntimeError):
+class AuditError(RugsError, RuntimeError):
     """The sent-log cannot be read at all (reported as one line)."""
 
 

@@ -18,13 +18,15 @@ from urllib.parse import unquote, urlsplit, urlunsplit
 from websockets.exceptions import InvalidURI
 from websockets.uri import parse_uri
 
+from rugs_pipeline.errors import RugsError
+
 MASK = "***"
 MIN_SCRUBBED = 4
 # Matched anywhere in a query parameter's name: access_token, apiKey, x-amz-signature, sessionid, passwd, ...
 SECRET_NAME = re.compile(r"token|key|secret|pass|pwd|auth|sig|session|jwt|cred", re.IGNORECASE)
 
 
-class FeedUrlError(ValueError):
+class FeedUrlError(RugsError, ValueError):
     """Not a usable feed URL; the message never quotes a secret."""
 
 

@@ -54,6 +54,7 @@ from websockets.frames import Frame, Opcode
 from rugs_pipeline.capture import legacy, spool
 from rugs_pipeline.capture.feed_url import FeedUrl, FeedUrlError, parse_feed_url
 from rugs_pipeline.config import FEED_ORIGIN
+from rugs_pipeline.errors import RugsError
 from rugs_pipeline.feed.protocol import EIO_OPEN, Handshake, parse_frame, reply_to
 
 log = logging.getLogger(__name__)
@@ -65,7 +66,7 @@ GAME_STATE = '42["gameStateUpdate",'
 DRAIN_TIMEOUT_S = 5.0  # websockets' own close timeout (2 s) normally ends the drain first
 
 
-class RecorderError(RuntimeError):
+class RecorderError(RugsError, RuntimeError):
     """A fatal configuration problem, reported as one line."""
 
 

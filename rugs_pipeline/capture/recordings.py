@@ -38,6 +38,7 @@ from typing import IO, Any, Callable, Iterator
 import orjson
 
 from rugs_pipeline.capture.spool import MAX_FRAME_BYTES
+from rugs_pipeline.errors import RugsError
 
 FORMAT_SEQ = "seq-jsonl"
 FORMAT_CDP = "cdp-jsonl"
@@ -73,7 +74,7 @@ class BadLine:
     text: str  # the offending text (truncated to 500 characters)
 
 
-class RecordingError(ValueError):
+class RecordingError(RugsError, ValueError):
     """The file cannot be read as a recording at all (missing, unreadable, unknown format)."""
 
 

@@ -51,7 +51,7 @@ def connect_views(data_dir: Path | str | None = None,
 
     Why not names the file (found from the footers, as DuckDB's error may not name it).
     """
-    store = Store.at(data_dir or config.data_root())
+    store = Store.at(data_dir or config.Settings.from_env().data_dir)
     manifest = store.read_manifest()
     if manifest is None:
         raise SchemaVersionError(f"{store.manifest_path} not found: {store.root} is not a rugs_pipeline store (yet)")

@@ -70,7 +70,7 @@ def episodes(start: date | str, end: date | str | None = None, data_dir: Path | 
     first, last = parse_day(start, "start"), parse_day(start if end is None else end, "end")
     if last < first:
         raise ValueError(f"end {last} is before start {first}")
-    root = data_dir or config.data_root()
+    root = data_dir or config.Settings.from_env().data_dir
     con = connect(root)
     try:
         table = con.sql(_EPISODES, params={"start": first, "end": last}).to_arrow_table()

@@ -54,6 +54,7 @@ import pyarrow.parquet as pq
 
 from rugs_pipeline import config
 from rugs_pipeline.derive.games import FIRST_RECEIVED
+from rugs_pipeline.errors import RugsError
 from rugs_pipeline.store.layout import SchemaVersionError, Store, check_compatible, sql_literal
 
 # per query, at most (but one minute's worth): two slices' frames are what is held. Bytes too: a state frame
@@ -68,7 +69,7 @@ _MINUTE = 60 * _US
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 
 
-class ReplayError(ValueError):
+class ReplayError(RugsError, ValueError):
     """A replay that cannot start: no such day or game, a bad range, a store this code cannot read."""
 
 
@@ -151,7 +152,7 @@ class Replay:
         last = _day(end, "end day") if end is not None else first
         if last < first:
             raise ReplayError(f"the end day {last} is before the start day {first}")
-        self.store = Store.at(data_dir or config.data_root())
+        self.store = Store.at(data_dir or config.Settings.from_env().data_dir)
         manifest = self.store.read_manifest()
         if manifest is None:
             raise ReplayError(f"{self.store.manifest_path} not found: {self.store.root} is not a rugs_pipeline store")

@@ -1,8 +1,6 @@
 """The feed catalog's wiring: ``event_catalog`` (what each event's payload holds, per day), its
 ``protocol_drift`` check, and ``events_index`` (the LanceDB search index built from every day's catalog)."""
 
-import warnings
-
 import dagster as dg
 
 from rugs_pipeline.consumers import search
@@ -50,40 +48,37 @@ def event_catalog(context: dg.AssetExecutionContext, store: StoreResource) -> dg
     })
 
 
-with warnings.catch_warnings():  # partitioned checks are "preview" in Dagster 1.13
-    warnings.simplefilter("ignore", dg.PreviewWarning)
-
-    @dg.asset_check(
-        asset=event_catalog,
-        name="protocol_drift",
-        blocking=False,
-        partitions_def=daily,
-        description=f"Compares the day's catalog with the {drift.WINDOW_DAYS} most recent catalogued days before it: "
-        "new event names, events not seen, new field paths, paths not seen any more, and JSON types a path never "
-        "had (e.g. price: number -> string). WARNs with the table in its metadata; a store's first day is the "
-        "baseline.",
+@dg.asset_check(
+    asset=event_catalog,
+    name="protocol_drift",
+    blocking=False,
+    partitions_def=daily,
+    description=f"Compares the day's catalog with the {drift.WINDOW_DAYS} most recent catalogued days before it: "
+    "new event names, events not seen, new field paths, paths not seen any more, and JSON types a path never "
+    "had (e.g. price: number -> string). WARNs with the table in its metadata; a store's first day is the "
+    "baseline.",
+)
+def protocol_drift(context: dg.AssetCheckExecutionContext, store: StoreResource) -> dg.AssetCheckResult:
+    st, day = store.store(), context.partition_key
+    today = catalog.read_catalog(st, day)
+    if today is None:
+        return dg.AssetCheckResult(passed=False, severity=dg.AssetCheckSeverity.WARN,
+                                   description=f"no catalog for {day}: materialise event_catalog first")
+    window_days = [d for d in catalog.catalog_days(st) if d < day][-drift.WINDOW_DAYS:]
+    if not window_days:
+        return dg.AssetCheckResult(passed=True, description="the store's first catalogued day: the baseline",
+                                   metadata={"window": dg.MetadataValue.json([])})
+    window = [t for t in (catalog.read_catalog(st, d) for d in window_days) if t is not None]
+    changes = drift.compare(today, window)
+    counts = {kind: sum(c.kind == kind for c in changes) for kind in drift.KINDS}
+    return dg.AssetCheckResult(
+        passed=not changes,
+        severity=dg.AssetCheckSeverity.WARN,
+        description=f"against {window_days[0]}..{window_days[-1]}: {drift.summary(changes)}",
+        metadata={"window": dg.MetadataValue.json(window_days), "changes": len(changes),
+                  **{kind.replace(" ", "_"): n for kind, n in counts.items()},
+                  "drift": dg.MetadataValue.md(drift.markdown(changes))},
     )
-    def protocol_drift(context: dg.AssetCheckExecutionContext, store: StoreResource) -> dg.AssetCheckResult:
-        st, day = store.store(), context.partition_key
-        today = catalog.read_catalog(st, day)
-        if today is None:
-            return dg.AssetCheckResult(passed=False, severity=dg.AssetCheckSeverity.WARN,
-                                       description=f"no catalog for {day}: materialise event_catalog first")
-        window_days = [d for d in catalog.catalog_days(st) if d < day][-drift.WINDOW_DAYS:]
-        if not window_days:
-            return dg.AssetCheckResult(passed=True, description="the store's first catalogued day: the baseline",
-                                       metadata={"window": dg.MetadataValue.json([])})
-        window = [t for t in (catalog.read_catalog(st, d) for d in window_days) if t is not None]
-        changes = drift.compare(today, window)
-        counts = {kind: sum(c.kind == kind for c in changes) for kind in drift.KINDS}
-        return dg.AssetCheckResult(
-            passed=not changes,
-            severity=dg.AssetCheckSeverity.WARN,
-            description=f"against {window_days[0]}..{window_days[-1]}: {drift.summary(changes)}",
-            metadata={"window": dg.MetadataValue.json(window_days), "changes": len(changes),
-                      **{kind.replace(" ", "_"): n for kind, n in counts.items()},
-                      "drift": dg.MetadataValue.md(drift.markdown(changes))},
-        )
 
 
 @dg.asset(

@@ -6,8 +6,6 @@ partition is rewritten whole, so only landing leaves a day mixed) only reports: 
 older minor version are valid (a store part-way through a migration), and the migration fixes them.
 """
 
-import warnings
-
 import dagster as dg
 
 from rugs_pipeline.defs.assets import derived_assets, ws_event
@@ -21,19 +19,8 @@ MIGRATION_FIX = ("run the migrate_schema job for the day (UI: Jobs -> migrate_sc
 
 
 def schema_check(asset: dg.AssetKey) -> dg.AssetChecksDefinition:
-    # Partitioned checks are "preview" in Dagster 1.13; they are what a daily check needs.
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", dg.PreviewWarning)
-        return _valid_check(asset, asset.to_user_string())
+    doc_type = asset.to_user_string()
 
-
-def current_check(asset: dg.AssetKey) -> dg.AssetChecksDefinition:
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", dg.PreviewWarning)
-        return _current_check(asset)
-
-
-def _valid_check(asset: dg.AssetKey, doc_type: str) -> dg.AssetChecksDefinition:
     @dg.asset_check(
         asset=asset,
         name="schema_valid",
@@ -55,7 +42,7 @@ def _valid_check(asset: dg.AssetKey, doc_type: str) -> dg.AssetChecksDefinition:
     return _check
 
 
-def _current_check(asset: dg.AssetKey) -> dg.AssetChecksDefinition:
+def current_check(asset: dg.AssetKey) -> dg.AssetChecksDefinition:
     @dg.asset_check(
         asset=asset,
         name="schema_current",

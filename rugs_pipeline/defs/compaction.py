@@ -1,22 +1,17 @@
 """Compaction of closed days: each day's landed ws_event files become <= 4 large files."""
 
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timezone
 
 import dagster as dg
 
 from rugs_pipeline.defs.assets import ws_event
-from rugs_pipeline.defs.partitions import daily
+from rugs_pipeline.defs.partitions import daily, eager_days, today
 from rugs_pipeline.defs.resources import StoreResource
 from rugs_pipeline.store import compaction
 
 # Whenever a closed day's ws_event changes (the last segments land after midnight, a late
 # recovery or an import lands more), compact it again; the live day is left to landing.
-COMPACTION_LOOKBACK = timedelta(days=800)
-compaction_automation = (
-    dg.AutomationCondition.eager()
-    .replace("in_latest_time_window", dg.AutomationCondition.in_latest_time_window(lookback_delta=COMPACTION_LOOKBACK))
-    & ~dg.AutomationCondition.in_latest_time_window()
-).with_label("eager, closed days only")
+compaction_automation = (eager_days() & ~today).with_label("eager, closed days only")
 
 
 @dg.asset(

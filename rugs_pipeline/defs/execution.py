@@ -8,16 +8,12 @@ Where the *steps* of that run execute is the executor, which is code: this modul
 from __future__ import annotations
 
 import importlib
-import os
 from importlib.metadata import version
 
 import dagster as dg
 
-# in_process by default: a day's run is ~22 small steps, and under multiprocess each is a new Python
-# process importing Dagster, DuckDB and pandera (~3 CPU-s) before milliseconds of work; that made
-# `dagster asset materialize --select 'ws_event*'` of a small day take minutes where `backfill`
-# (execute_in_process) took seconds. Measured in docs/SCALING.md (in_process 3-13x cheaper).
-DEFAULT = "in_process"
+from rugs_pipeline.config import ConfigError, Settings
+
 # multiprocess, when chosen: a run's steps go two at a time on two cores; the run queue allows two
 # runs, so at most four step processes share the machine
 MAX_CONCURRENT = 2
@@ -30,13 +26,13 @@ INTEGRATIONS = {
 CHOICES = ("multiprocess", "in_process", *INTEGRATIONS)
 
 
-class ExecutorConfigError(RuntimeError):
+class ExecutorConfigError(ConfigError, RuntimeError):
     """``$RUGS_EXECUTOR`` names an unknown executor or one whose package is missing."""
 
 
 def executor_from_env(environ: dict[str, str] | None = None) -> dg.ExecutorDefinition:
-    env = os.environ if environ is None else environ
-    name = (env.get("RUGS_EXECUTOR") or DEFAULT).strip().lower()
+    settings = Settings.from_env(environ)
+    name = settings.executor
     if name == "multiprocess":
         return dg.multiprocess_executor.configured({"max_concurrent": MAX_CONCURRENT})
     if name == "in_process":
@@ -53,7 +49,8 @@ def executor_from_env(environ: dict[str, str] | None = None) -> dg.ExecutorDefin
         ) from None
     if name == "celery":
         # env references, not values: a broker URL may carry a password, and run config is stored
-        celery = {key: {"env": var} for key, var in (("broker", "RUGS_CELERY_BROKER"), ("backend", "RUGS_CELERY_BACKEND"))
-                  if env.get(var)}
+        celery = {key: {"env": var} for key, var, value in (("broker", "RUGS_CELERY_BROKER", settings.celery_broker),
+                                                            ("backend", "RUGS_CELERY_BACKEND", settings.celery_backend))
+                  if value}
         return executor.configured(celery) if celery else executor
     return executor

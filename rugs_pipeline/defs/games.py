@@ -7,54 +7,26 @@ after midnight, so a day reads the next day's data too (``NEXT_DAY``): the first
 """
 
 from datetime import date, datetime, time, timedelta, timezone
-import warnings
 
 import dagster as dg
 import pyarrow as pa
-import pyarrow.compute as pc
 
 from rugs_pipeline.defs.assets import (
-    COLUMN_SCHEMA, DERIVE_CRON, DERIVE_LOOKBACK, METADATA_COLUMNS, _derived_metadata, _partition_metadata, ws_event,
+    DERIVE_CRON, METADATA_COLUMNS, derived_metadata, derived_spec, ws_event,
 )
-from rugs_pipeline.defs.charts import games_png, markdown_image
 from rugs_pipeline.defs.checks import schema_check
-from rugs_pipeline.defs.partitions import daily
+from rugs_pipeline.defs.partitions import at_most_every, daily, eager_days, today
 from rugs_pipeline.defs.resources import StoreResource
 from rugs_pipeline.derive import consistency
 from rugs_pipeline.derive.datasets import Frames
 from rugs_pipeline.derive.games import NEXT_DAY_HEAD, games_rebuilt, summarize_games
-from rugs_pipeline.store import schema
+from rugs_pipeline.store import doctypes, schema
 from rugs_pipeline.store.layout import Store
 
-with warnings.catch_warnings():  # beta in Dagster 1.13; without it today's partition would map to a missing tomorrow
-    warnings.simplefilter("ignore", dg.BetaWarning)
-    NEXT_DAY = dg.TimeWindowPartitionMapping(start_offset=0, end_offset=1, allow_nonexistent_upstream_partitions=True)
+# allow_nonexistent_upstream_partitions: without it today's partition would map to a missing tomorrow
+NEXT_DAY = dg.TimeWindowPartitionMapping(start_offset=0, end_offset=1, allow_nonexistent_upstream_partitions=True)
 # Yesterday's games change while today's first NEXT_DAY_HEAD lands: every 5 min of today's first hour covers it.
 HEAD_CRON = "*/5 0 * * *"
-
-_PARTITION_RULE = (
-    f" Partition: the UTC day in the game id (the day the server created the game), so each game has one "
-    f"partition whatever frames, recorder sessions or days saw it; a day also reads the first "
-    f"{int(NEXT_DAY_HEAD.total_seconds() // 60)} min of the next day's frames, where the end and the "
-    "gameHistory of its last games arrive. A game first seen outside that span (a replay served live, a "
-    "recorder with a wrong clock) goes to the day of its last frame."
-)
-DESCRIPTIONS = {
-    "game_tick": "One row per (game_id, tick): ticks 0..R of every game whose end was seen (R = the first rugged "
-    "frame's tick, else the gameHistory's last), the ticks known so far of others. tick_source says where the "
-    "price came from: observed (the tick's own frame; for R the rug frame), else filled from partial_prices, "
-    "snapshot_prices or game_history, in that order of preference; price_conflicts counts the other prices "
-    "sources gave for the tick. Post-rug broadcasts are not ticks." + _PARTITION_RULE,
-    "complete_game": "One row per game with a gameHistory entry, deduplicated by game id over frames, recorder "
-    "sessions and days (the first copy received): rug tick and crash price, tick count, peakMultiplier, end time "
-    "(the server's), serverSeed and seed_verified = sha256(serverSeed) == the serverSeedHash the game's frames "
-    "announced while it ran." + _PARTITION_RULE,
-    "games": "One row per game of game_tick / complete_game, for reading first: start and end time, duration in "
-    "ticks and seconds, rug tick and price, peak, trades, traders, volume (player_action of the day and the next, "
-    "a trade id once), sidebets placed and won, observed vs filled ticks and whether the game is complete."
-    + _PARTITION_RULE,
-}
-
 
 def _automation() -> dg.AutomationCondition:
     """Like the frame-partitioned assets, plus: a day also follows the next day's data, and may lack its own.
@@ -62,22 +34,14 @@ def _automation() -> dg.AutomationCondition:
     Closed days derive at once; today at most every DERIVE_CRON; yesterday (whose next day is
     today, landing all day) at most every 5 min during today's first hour.
     """
-    today = dg.AutomationCondition.in_latest_time_window()
     # the lookback counts back from the end of the latest window (tomorrow 00:00): 2 days reach yesterday
     yesterday = dg.AutomationCondition.in_latest_time_window(lookback_delta=timedelta(days=2)) & ~today
-    since_requested = dg.AutomationCondition.newly_requested()
-    eager = (
-        dg.AutomationCondition.eager()
-        .replace("in_latest_time_window",
-                 dg.AutomationCondition.in_latest_time_window(lookback_delta=DERIVE_LOOKBACK))
-        .without(~dg.AutomationCondition.any_deps_in_progress())
-        # the next day may never be captured, and a day may hold only what the next day's head says
-        .without(~dg.AutomationCondition.any_deps_missing())
-    )
+    # the next day may never be captured, and a day may hold only what the next day's head says
+    eager = eager_days(wait_for_running_deps=False, wait_for_missing_deps=False)
     return (eager & (
         ~(today | yesterday)
-        | today & dg.AutomationCondition.cron_tick_passed(DERIVE_CRON, "UTC").since(since_requested)
-        | yesterday & dg.AutomationCondition.cron_tick_passed(HEAD_CRON, "UTC").since(since_requested)
+        | today & at_most_every(DERIVE_CRON)
+        | yesterday & at_most_every(HEAD_CRON)
     )).with_label(f"eager on this day and the next; today at most every '{DERIVE_CRON}', yesterday every 5 min "
                   "in today's first hour")
 
@@ -116,52 +80,10 @@ def _read(store: Store, doc_type: str, day: str) -> pa.Table:
     return store.read_partition(doc_type, day, _SUMMARY_COLUMNS)
 
 
-def _spec(name: str, deps: list) -> dg.AssetSpec:
-    return dg.AssetSpec(
-        name, deps=deps, description=DESCRIPTIONS[name], group_name="derive", kinds={"parquet", "duckdb"},
-        owners=["team:rugs-pipeline"], automation_condition=automation,
-        metadata={"dagster/column_schema": COLUMN_SCHEMA},
-    )
-
-
-def games_summary(games: pa.Table) -> dict:
-    """The day's games in numbers, for the asset's metadata: how many ended, R and peak, trading."""
-    def stat(column: str, fn) -> float | None:
-        value = fn(games[column]).as_py() if games.num_rows else None
-        return round(value, 3) if isinstance(value, float) else value
-
-    messages = games["message"].to_pylist()
-    return {
-        "games_complete": sum(1 for m in messages if m == "complete"),
-        "games_incomplete": sum(1 for m in messages if m != "complete"),
-        "rug_tick_median": stat("tick", lambda c: pc.approximate_median(c)),
-        "rug_tick_max": stat("tick", pc.max),
-        "peak_multiplier_median": stat("peak_multiplier", lambda c: pc.approximate_median(c)),
-        "peak_multiplier_max": stat("peak_multiplier", pc.max),
-        "trades": stat("trade_count", pc.sum) or 0,
-        "volume": stat("volume", pc.sum) or 0.0,
-        "sidebets_placed": stat("sidebets_placed", pc.sum) or 0,
-        "sidebets_won": stat("sidebets_won", pc.sum) or 0,
-    }
-
-
-def _metadata(store: Store, name: str, day: str, table: pa.Table) -> dict:
-    meta = {**_derived_metadata(name, table), **_partition_metadata(store, name, day)}
-    if name == "games" and table.num_rows:
-        meta.update(games_summary(table))
-        png = games_png(table)
-        if png:
-            meta["rug_ticks_and_peaks"] = dg.MetadataValue.md(markdown_image(png, "rug ticks and peak multipliers"))
-    if name == "game_tick" and table.num_rows:
-        counts = {r["values"]: r["counts"] for r in table["tick_source"].value_counts().to_pylist()}
-        meta["ticks_by_source"] = dg.MetadataValue.json(dict(sorted(counts.items())))
-        meta["price_conflicts"] = int(pc.sum(pc.greater(table["price_conflicts"], 0)).as_py() or 0)
-    return meta
-
-
 @dg.multi_asset(
     name="rebuild_games",
-    specs=[_spec(name, [dg.AssetDep(ws_event, partition_mapping=NEXT_DAY)]) for name in ("game_tick", "complete_game")],
+    specs=[dg.AssetSpec(name, deps=[dg.AssetDep(ws_event, partition_mapping=NEXT_DAY)], **derived_spec(name, automation))
+           for name in ("game_tick", "complete_game")],
     partitions_def=daily,
 )
 def rebuild(context: dg.AssetExecutionContext, store: StoreResource):
@@ -175,15 +97,13 @@ def rebuild(context: dg.AssetExecutionContext, store: StoreResource):
             st.replace_partition(name, day, rows)
     for name in ("game_tick", "complete_game"):
         table = st.read_partition(name, day, columns=METADATA_COLUMNS)
-        yield dg.MaterializeResult(asset_key=name, metadata=_metadata(st, name, day, table))
+        yield dg.MaterializeResult(asset_key=name, metadata=derived_metadata(st, name, day, table))
 
 
 @dg.asset(
     name="games",
     deps=["game_tick", "complete_game", dg.AssetDep("player_action", partition_mapping=NEXT_DAY)],
-    partitions_def=daily, group_name="derive", kinds={"parquet", "duckdb"}, owners=["team:rugs-pipeline"],
-    description=DESCRIPTIONS["games"], automation_condition=automation,
-    metadata={"dagster/column_schema": COLUMN_SCHEMA},
+    partitions_def=daily, **derived_spec("games", automation),
 )
 def games(context: dg.AssetExecutionContext, store: StoreResource) -> dg.MaterializeResult:
     day = context.partition_key
@@ -191,7 +111,7 @@ def games(context: dg.AssetExecutionContext, store: StoreResource) -> dg.Materia
     st.ensure_manifest()
     table = summarize_games(*(_read(st, name, day) for name in ("game_tick", "complete_game", "player_action")))
     st.replace_partition("games", day, table)
-    return dg.MaterializeResult(metadata=_metadata(st, "games", day, table))
+    return dg.MaterializeResult(metadata=derived_metadata(st, "games", day, table))
 
 
 # --- checks --------------------------------------------------------------------------------
@@ -199,26 +119,23 @@ def games(context: dg.AssetExecutionContext, store: StoreResource) -> dg.Materia
 def _consistency_check(asset: str, verdict, inputs: tuple[str, ...], *, blocking: bool,
                        severity: dg.AssetCheckSeverity) -> dg.AssetChecksDefinition:
     """An asset check running ``consistency.<verdict>`` over the day's stored ``inputs`` (doc_types)."""
-    with warnings.catch_warnings():  # partitioned checks are "preview" in Dagster 1.13
-        warnings.simplefilter("ignore", dg.PreviewWarning)
-
-        @dg.asset_check(
-            asset=asset, name=verdict.__name__, blocking=blocking, partitions_def=daily,
-            description=" ".join(verdict.__doc__.split()),
-            additional_deps=[name for name in inputs if name != asset],
-        )
-        def _check(context: dg.AssetCheckExecutionContext, store: StoreResource) -> dg.AssetCheckResult:
-            st, day = store.store(), context.partition_key
-            result = verdict(*(_read(st, name, day) for name in inputs))
-            return dg.AssetCheckResult(passed=result.passed, severity=severity,
-                                       description="; ".join(result.problems) or None, metadata=result.counts)
+    @dg.asset_check(
+        asset=asset, name=verdict.__name__, blocking=blocking, partitions_def=daily,
+        description=" ".join(verdict.__doc__.split()),
+        additional_deps=[name for name in inputs if name != asset],
+    )
+    def _check(context: dg.AssetCheckExecutionContext, store: StoreResource) -> dg.AssetCheckResult:
+        st, day = store.store(), context.partition_key
+        result = verdict(*(_read(st, name, day) for name in inputs))
+        return dg.AssetCheckResult(passed=result.passed, severity=severity,
+                                   description="; ".join(result.problems) or None, metadata=result.counts)
 
     return _check
 
 
 ERROR, WARN = dg.AssetCheckSeverity.ERROR, dg.AssetCheckSeverity.WARN
 game_checks = [
-    *(schema_check(dg.AssetKey(name)) for name in ("game_tick", "complete_game", "games")),
+    *(schema_check(dg.AssetKey(name)) for name in doctypes.GAME_DERIVED),
     # inconsistent ticks would make a wrong summary: these stop `games`
     _consistency_check("game_tick", consistency.trades_reference_ticks, ("game_tick", "player_action"),
                        blocking=True, severity=ERROR),

@@ -18,4 +18,5 @@ class StoreResource(dg.ConfigurableResource):
     spool_dir: str = ""
 
     def store(self) -> Store:
-        return Store.at(self.data_dir or config.data_root(), self.spool_dir or config.spool_dir())
+        settings = config.Settings.from_env()
+        return Store.at(self.data_dir or settings.data_dir, self.spool_dir or settings.spool_path)

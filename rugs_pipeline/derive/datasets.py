@@ -40,7 +40,14 @@ from rugs_pipeline.store.versions import FRAME, TYPED_SINCE, typed_columns_sql
 PAYLOAD = f"json_extract({FRAME}, '$[#-1]')"
 
 
-_ENVELOPE = "ts, source, session_id, seq, direction"
+# the envelope every derived row copies from its frame
+ENVELOPE_COLUMNS = ("ts", "source", "session_id", "seq", "direction")
+ENVELOPE = ", ".join(ENVELOPE_COLUMNS)
+
+
+def envelope_of(alias: str) -> str:
+    """SQL: the envelope columns of ``alias`` (a struct or table), by their names."""
+    return ", ".join(f"{alias}.{c}" for c in ENVELOPE_COLUMNS)
 
 
 def _payload_and(*keys: str) -> str:
@@ -73,77 +80,72 @@ _SIDEBET_EVENTS = "('newSideBet', 'currentSidebet', 'currentSidebetResult')"
 
 def _player_action(clustered: bool) -> str:
     """Trades (dedup by trade id), sidebets (events and the finished games' history), and orders the client sent."""
-    frames = _scan(f"{_ENVELOPE}, event_name, {PAYLOAD} AS payload", "frame_kind = 'event' AND direction = 'sent'",
+    frames = _scan(f"{ENVELOPE}, event_name, {PAYLOAD} AS payload", "frame_kind = 'event' AND direction = 'sent'",
                    "frame_kind = 'event' AND direction = 'received' "
                    f"AND event_name IN ('standard/newTrade', {_SIDEBET_EVENTS[1:-1]})", clustered=clustered)
     return f"""
 WITH frames AS MATERIALIZED (  -- the day's frames for every part below
   {frames}
 ), trades AS (
-  SELECT {_ENVELOPE}, payload, event_name,
+  SELECT {ENVELOPE}, payload, event_name,
          payload->>'id' AS trade_id, payload->>'type' AS action_type,
          payload->>'gameId' AS game_id, payload->>'playerId' AS player_id, payload->>'username' AS username,
          TRY_CAST(payload->>'price' AS DOUBLE) AS price, TRY_CAST(payload->>'tickIndex' AS BIGINT) AS tick,
          TRY_CAST(payload->>'amount' AS DOUBLE) AS amount, TRY_CAST(payload->>'qty' AS DOUBLE) AS qty,
          TRY_CAST(payload->>'leverage' AS DOUBLE) AS leverage, payload->>'coin' AS coin,
-         NULL::BIGINT AS end_tick, NULL::DOUBLE AS payout,
          TRY_CAST(payload->>'bonusPortion' AS DOUBLE) AS bonus_portion,
          TRY_CAST(payload->>'realPortion' AS DOUBLE) AS real_portion, TRY_CAST(payload->>'level' AS BIGINT) AS level
   FROM frames WHERE event_name = 'standard/newTrade' AND direction = 'received' AND (payload->>'id') IS NOT NULL
 ), live_sidebets AS (
-  SELECT {_ENVELOPE}, payload, event_name,
+  SELECT {ENVELOPE}, payload, event_name,
          coalesce(payload->>'id', payload->>'sidebetId') AS trade_id,
          'sidebet_' || coalesce(payload->>'type', 'placed') AS action_type,
          payload->>'gameId' AS game_id, payload->>'playerId' AS player_id, payload->>'username' AS username,
          TRY_CAST(payload->>'price' AS DOUBLE) AS price,
          TRY_CAST(coalesce(payload->>'startedAtTick', payload->>'startTick') AS BIGINT) AS tick,
-         TRY_CAST(payload->>'betAmount' AS DOUBLE) AS amount, NULL::DOUBLE AS qty, NULL::DOUBLE AS leverage,
+         TRY_CAST(payload->>'betAmount' AS DOUBLE) AS amount,
          coalesce(payload->>'coinAddress', payload->>'coin') AS coin,
          TRY_CAST(coalesce(payload->>'end', payload->>'endTick') AS BIGINT) AS end_tick,
-         TRY_CAST(payload->>'payout' AS DOUBLE) AS payout,
-         NULL::DOUBLE AS bonus_portion, NULL::DOUBLE AS real_portion, NULL::BIGINT AS level
+         TRY_CAST(payload->>'payout' AS DOUBLE) AS payout
   FROM frames WHERE event_name IN {_SIDEBET_EVENTS} AND direction = 'received'
 ), history AS (
   -- each finished game's id and sidebets (not its whole record: one per sidebet would be copied), from the
   -- state frames that carry a history (typed at landing: the others are not read). Each distinct record
   -- once, from the first frame that carried it: the ~20 frames that repeat it add only later duplicates.
   SELECT unnest(f), game->>'id' AS history_game, game->'$.globalSidebets' AS game_sidebets
-  FROM (SELECT game, arg_min(struct_pack({_ENVELOPE}), (ts, session_id, seq)) AS f
-        FROM (SELECT {_ENVELOPE}, unnest(json_extract({FRAME}, '$[#-1].gameHistory[*]')) AS game
+  FROM (SELECT game, arg_min(struct_pack({ENVELOPE}), (ts, session_id, seq)) AS f
+        FROM (SELECT {ENVELOPE}, unnest(json_extract({FRAME}, '$[#-1].gameHistory[*]')) AS game
               FROM ws WHERE {STATE_FRAMES} AND history_games IS NOT NULL)
         GROUP BY game)
 ), history_sidebets AS (
-  SELECT {_ENVELOPE}, sb AS payload, 'gameHistory.globalSidebets' AS event_name,
+  SELECT {ENVELOPE}, sb AS payload, 'gameHistory.globalSidebets' AS event_name,
          sb->>'id' AS trade_id, 'sidebet_' || coalesce(sb->>'type', 'placed') AS action_type,
          coalesce(sb->>'gameId', history_game) AS game_id, sb->>'playerId' AS player_id, sb->>'username' AS username,
          TRY_CAST(sb->>'price' AS DOUBLE) AS price,
          TRY_CAST(coalesce(sb->>'startedAtTick', sb->>'startTick') AS BIGINT) AS tick,
-         TRY_CAST(sb->>'betAmount' AS DOUBLE) AS amount, NULL::DOUBLE AS qty, NULL::DOUBLE AS leverage,
-         sb->>'coinAddress' AS coin,
+         TRY_CAST(sb->>'betAmount' AS DOUBLE) AS amount, sb->>'coinAddress' AS coin,
          TRY_CAST(coalesce(sb->>'end', sb->>'endTick') AS BIGINT) AS end_tick,
-         TRY_CAST(sb->>'payout' AS DOUBLE) AS payout,
-         NULL::DOUBLE AS bonus_portion, NULL::DOUBLE AS real_portion, NULL::BIGINT AS level
+         TRY_CAST(sb->>'payout' AS DOUBLE) AS payout
   FROM (SELECT *, unnest(CAST(game_sidebets AS JSON[])) AS sb FROM history)
 ), sidebets AS (
   SELECT * FROM live_sidebets UNION ALL SELECT * FROM history_sidebets
 ), orders AS (
-  SELECT {_ENVELOPE}, payload, event_name, NULL AS trade_id, event_name AS action_type,
-         payload->>'gameId' AS game_id, payload->>'playerId' AS player_id, NULL AS username,
+  SELECT {ENVELOPE}, payload, event_name, event_name AS action_type,
+         payload->>'gameId' AS game_id, payload->>'playerId' AS player_id,
          TRY_CAST(payload->>'price' AS DOUBLE) AS price, TRY_CAST(payload->>'tickIndex' AS BIGINT) AS tick,
          TRY_CAST(coalesce(payload->>'amount', payload->>'betAmount') AS DOUBLE) AS amount,
          TRY_CAST(payload->>'qty' AS DOUBLE) AS qty, TRY_CAST(payload->>'leverage' AS DOUBLE) AS leverage,
-         payload->>'coin' AS coin, NULL::BIGINT AS end_tick, NULL::DOUBLE AS payout,
-         NULL::DOUBLE AS bonus_portion, NULL::DOUBLE AS real_portion, NULL::BIGINT AS level
+         payload->>'coin' AS coin
   FROM frames WHERE direction = 'sent' AND regexp_matches(event_name, '(?i)(order|sidebet|trade)')
-), deduped AS (
+), deduped AS (  -- by name: a column a part lacks is null in its rows
   SELECT * FROM trades QUALIFY row_number() OVER (PARTITION BY trade_id ORDER BY ts, session_id, seq) = 1
-  UNION ALL
+  UNION ALL BY NAME
   SELECT * FROM sidebets WHERE trade_id IS NOT NULL
   QUALIFY row_number() OVER (PARTITION BY trade_id, action_type ORDER BY ts, session_id, seq) = 1
-  UNION ALL
+  UNION ALL BY NAME
   SELECT * FROM orders
 )
-SELECT {_ENVELOPE}, 'player_action' AS doc_type, payload::VARCHAR AS raw_json, game_id, player_id, username,
+SELECT {ENVELOPE}, 'player_action' AS doc_type, payload::VARCHAR AS raw_json, game_id, player_id, username,
        event_name, action_type, trade_id, price, tick, amount, qty, leverage, coin, end_tick, payout,
        bonus_portion, real_portion, level
 FROM deduped
@@ -153,7 +155,7 @@ ORDER BY ts, session_id, seq, trade_id, action_type
 
 
 _ENTRY_KEYS = ("id", "username", "positionQty", "avgCost", "pnl", "level")  # of a gameStatePlayerUpdate's entry
-_SERVER_STATE_COLUMNS = f"""{_ENVELOPE}, event_name,
+_SERVER_STATE_COLUMNS = f"""{ENVELOPE}, event_name,
          -- rugged frames carry gameHistory too (~170 KB): only two fields of the few rugged ones
          CASE WHEN event_name = 'gameStateUpdate'
               THEN json_extract({FRAME}, ['$[#-1].gameId', '$[#-1].leaderboard']) END AS v,
@@ -173,32 +175,32 @@ def _server_state(clustered: bool) -> str:
 WITH frames AS MATERIALIZED (  -- the day's frames for every part below
   {frames}
 ), player AS (
-  SELECT {_ENVELOPE}, p[1] AS payload, event_name, NULL AS game_id, p[2]->>'$' AS player_id, p[3]->>'$' AS username,
+  SELECT {ENVELOPE}, p[1] AS payload, event_name, p[2]->>'$' AS player_id, p[3]->>'$' AS username,
          TRY_CAST(p[4]->>'$' AS DOUBLE) AS cash, TRY_CAST(p[5]->>'$' AS DOUBLE) AS position_qty,
          TRY_CAST(p[6]->>'$' AS DOUBLE) AS avg_cost, TRY_CAST(p[7]->>'$' AS DOUBLE) AS pnl,
          TRY_CAST(p[8]->>'$' AS BIGINT) AS level
   FROM frames WHERE event_name = 'playerUpdate'
 ), game_player AS (
-  SELECT {_ENVELOPE}, p[1] AS payload, event_name, p[2]->>'$' AS game_id, p[3]->>'$' AS player_id,
-         p[4]->>'$' AS username, NULL::DOUBLE AS cash, TRY_CAST(p[5]->>'$' AS DOUBLE) AS position_qty,
+  SELECT {ENVELOPE}, p[1] AS payload, event_name, p[2]->>'$' AS game_id, p[3]->>'$' AS player_id,
+         p[4]->>'$' AS username, TRY_CAST(p[5]->>'$' AS DOUBLE) AS position_qty,
          TRY_CAST(p[6]->>'$' AS DOUBLE) AS avg_cost, TRY_CAST(p[7]->>'$' AS DOUBLE) AS pnl,
          TRY_CAST(p[8]->>'$' AS BIGINT) AS level
   FROM frames WHERE event_name = 'gameStatePlayerUpdate'
 ), final_frame AS (
   -- arg_max holds one frame per game, not all of them with their boards
-  SELECT v[1]->>'$' AS game_id, arg_max(struct_pack({_ENVELOPE}, leaderboard := v[2]), (ts, session_id, seq)) AS f
+  SELECT v[1]->>'$' AS game_id, arg_max(struct_pack({ENVELOPE}, leaderboard := v[2]), (ts, session_id, seq)) AS f
   FROM frames WHERE event_name = 'gameStateUpdate' AND v[2] IS NOT NULL
   GROUP BY game_id
 ), final_board AS (
-  SELECT f.ts, f.source, f.session_id, f.seq, f.direction, entry AS payload, 'final_leaderboard' AS event_name, game_id,
-         entry->>'id' AS player_id, entry->>'username' AS username, NULL::DOUBLE AS cash,
+  SELECT {envelope_of("f")}, entry AS payload, 'final_leaderboard' AS event_name, game_id,
+         entry->>'id' AS player_id, entry->>'username' AS username,
          TRY_CAST(entry->>'positionQty' AS DOUBLE) AS position_qty, TRY_CAST(entry->>'avgCost' AS DOUBLE) AS avg_cost,
          TRY_CAST(entry->>'pnl' AS DOUBLE) AS pnl, TRY_CAST(entry->>'level' AS BIGINT) AS level
   FROM (SELECT *, unnest(CAST(f.leaderboard AS JSON[])) AS entry FROM final_frame)
 )
-SELECT {_ENVELOPE}, 'server_state' AS doc_type, payload::VARCHAR AS raw_json, game_id, player_id, username,
+SELECT {ENVELOPE}, 'server_state' AS doc_type, payload::VARCHAR AS raw_json, game_id, player_id, username,
        event_name, cash, position_qty, avg_cost, pnl, level
-FROM (SELECT * FROM player UNION ALL SELECT * FROM game_player UNION ALL SELECT * FROM final_board)
+FROM (SELECT * FROM player UNION ALL BY NAME SELECT * FROM game_player UNION ALL BY NAME SELECT * FROM final_board)
 WHERE player_id IS NOT NULL
 ORDER BY ts, session_id, seq, player_id
 """
@@ -209,7 +211,7 @@ ORDER BY ts, session_id, seq, player_id
 # attempts, crashes and midnight); older records (no "v") pair disconnect -> next handshake and
 # crash -> restart here.
 def _system_event(clustered: bool) -> str:
-    frames = _scan(f"{_ENVELOPE}, raw_json, event_name, frame_kind, parse_error, "
+    frames = _scan(f"{ENVELOPE}, raw_json, event_name, frame_kind, parse_error, "
                    f"CASE WHEN frame_kind = 'event' THEN {PAYLOAD} END AS payload",
                    "frame_kind IN ('lifecycle', 'malformed', 'close', 'disconnect', 'connect_error')",
                    "frame_kind = 'event' AND event_name = 'maintenanceUpdate'", clustered=clustered)
@@ -217,10 +219,10 @@ def _system_event(clustered: bool) -> str:
 WITH frames AS MATERIALIZED (  -- the few rows every part below needs
   {frames}
 ), life AS (
-  SELECT {_ENVELOPE}, raw_json, event_name, raw_json::JSON AS info
+  SELECT {ENVELOPE}, raw_json, event_name, raw_json::JSON AS info
   FROM frames WHERE frame_kind = 'lifecycle'
 ), lifecycle AS (
-  SELECT {_ENVELOPE}, raw_json, event_name,
+  SELECT {ENVELOPE}, raw_json, event_name,
          CASE WHEN event_name = 'outage' THEN (info->>'cause') || coalesce(' (' || (info->>'ended_by') || ')', '')
               ELSE coalesce(info->>'reason', info->>'error', info->>'url') END AS message,
          make_timestamptz(TRY_CAST(info->>'start_ns' AS BIGINT) // 1000) AS start_ts,
@@ -233,31 +235,29 @@ WITH frames AS MATERIALIZED (  -- the few rows every part below needs
            PARTITION BY session_id ORDER BY seq ROWS BETWEEN 1 FOLLOWING AND UNBOUNDED FOLLOWING) AS back_ts
   FROM v1
 ), outages AS (
-  SELECT {_ENVELOPE}, raw_json, 'outage' AS event_name,
+  SELECT {ENVELOPE}, raw_json, 'outage' AS event_name,
          'connection lost: ' || coalesce(info->>'reason', 'unknown') AS message, ts AS start_ts, back_ts AS end_ts
   FROM downs WHERE event_name = 'disconnected'
   UNION ALL
-  SELECT {_ENVELOPE}, raw_json, 'outage' AS event_name,
+  SELECT {ENVELOPE}, raw_json, 'outage' AS event_name,
          'recorder down: session ' || (info->>'crashed_session') || ' stopped without sealing' AS message,
          make_timestamptz(TRY_CAST(info->>'last_ts_ns' AS BIGINT) // 1000) AS start_ts, ts AS end_ts
   FROM v1 WHERE event_name = 'recovered' AND (info->>'last_ts_ns') IS NOT NULL
 ), parse_errors AS (
-  SELECT {_ENVELOPE}, raw_json, 'parse_error' AS event_name, parse_error AS message,
-         NULL::TIMESTAMPTZ, NULL::TIMESTAMPTZ
+  SELECT {ENVELOPE}, raw_json, 'parse_error' AS event_name, parse_error AS message
   FROM frames WHERE frame_kind = 'malformed'
 ), notices AS (
-  SELECT {_ENVELOPE}, payload::VARCHAR AS raw_json, event_name,
-         coalesce(payload->>'message', payload::VARCHAR) AS message, NULL::TIMESTAMPTZ, NULL::TIMESTAMPTZ
+  SELECT {ENVELOPE}, payload::VARCHAR AS raw_json, event_name,
+         coalesce(payload->>'message', payload::VARCHAR) AS message
   FROM frames WHERE frame_kind = 'event' AND event_name = 'maintenanceUpdate'
   UNION ALL
-  SELECT {_ENVELOPE}, raw_json, 'server_' || frame_kind AS event_name, raw_json AS message,
-         NULL::TIMESTAMPTZ, NULL::TIMESTAMPTZ
+  SELECT {ENVELOPE}, raw_json, 'server_' || frame_kind AS event_name, raw_json AS message
   FROM frames WHERE frame_kind IN ('close', 'disconnect', 'connect_error')
 ), unioned AS (
-  SELECT * FROM lifecycle UNION ALL SELECT * FROM outages UNION ALL SELECT * FROM parse_errors
-  UNION ALL SELECT * FROM notices
+  SELECT * FROM lifecycle UNION ALL BY NAME SELECT * FROM outages UNION ALL BY NAME SELECT * FROM parse_errors
+  UNION ALL BY NAME SELECT * FROM notices
 )
-SELECT {_ENVELOPE}, 'system_event' AS doc_type, raw_json, event_name, message, start_ts, end_ts,
+SELECT {ENVELOPE}, 'system_event' AS doc_type, raw_json, event_name, message, start_ts, end_ts,
        (epoch_us(end_ts) - epoch_us(start_ts)) / 1e6 AS duration_s
 FROM unioned
 ORDER BY ts, session_id, seq, event_name
@@ -327,11 +327,12 @@ def read_parquet(files: tuple[Path, ...] | list[str], by_name: bool = True) -> s
 def connection(ws_event: pa.Table | Frames) -> duckdb.DuckDBPyConnection:
     """DuckDB over ``ws_event`` as view ``ws``, with each row's file in ``filename`` (null for an Arrow table)."""
     con = duckdb.connect(config={"temp_directory": os.path.join(tempfile.gettempdir(), f"rugs-duckdb-{os.getpid()}")})
+    memory = config.Settings.from_env().duckdb_memory
     try:
-        con.execute("SET memory_limit = ?", [config.duckdb_memory()])
+        con.execute("SET memory_limit = ?", [memory])
     except duckdb.Error as exc:
         con.close()
-        raise ValueError(f"RUGS_DUCKDB_MEMORY={config.duckdb_memory()!r} is not a memory size DuckDB accepts "
+        raise config.ConfigError(f"RUGS_DUCKDB_MEMORY={memory!r} is not a memory size DuckDB accepts "
                          "(e.g. 1GiB, 512MB)") from exc
     con.execute("SET TimeZone = 'UTC'")
     con.execute("SET enable_progress_bar = false")

@@ -30,34 +30,30 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import timedelta
 
 import duckdb
 import pyarrow as pa
 
 from rugs_pipeline.derive.datasets import (
-    BATCH_ROWS, FRAME, PAYLOAD, STATE_FRAMES, Frames, connection, naming_unreadable_frames, read_parquet,
+    BATCH_ROWS, ENVELOPE, FRAME, PAYLOAD, STATE_FRAMES, Frames, connection, envelope_of, naming_unreadable_frames,
+    read_parquet,
 )
 from rugs_pipeline.store import schema
+from rugs_pipeline.store.doctypes import NEXT_DAY_HEAD
 from rugs_pipeline.store.layout import sql_literal
-
-# The longest game measured lasts 1,815 ticks (~8 min) and a history stays in the feed for
-# ten games (~12 min typical): half an hour of the next day holds what a day's games left.
-NEXT_DAY_HEAD = timedelta(minutes=30)
 
 _HISTORY = json.dumps({
     "id": "VARCHAR", "timestamp": "BIGINT", "peakMultiplier": "DOUBLE", "prices": "DOUBLE[]", "gameVersion": "VARCHAR",
     "provablyFair": {"serverSeed": "VARCHAR", "serverSeedHash": "VARCHAR"},
 })
 
-_ENV = "ts, source, session_id, seq, direction"
 FIRST_RECEIVED = "ts, session_id, seq"  # "first received": a total order over frames
 
 # Each received gameStateUpdate: its fields typed at landing (1.2.0), only its snapshot prices parsed (the
 # on-connect frames). The payload text stays in ws (joined back for observed ticks).
 _PARSE = [
     f"""CREATE TEMP TABLE gsu AS
-    SELECT {_ENV}, filename, game_id, tick AS tick_count, price, phase IN ('active', 'rugged') AS live,
+    SELECT {ENVELOPE}, filename, game_id, tick AS tick_count, price, phase IN ('active', 'rugged') AS live,
            phase = 'rugged' AS rugged, cooldown_timer, TRY_CAST(w[1] AS BIGINT) AS window_end,
            TRY_CAST(w[2] AS MAP(VARCHAR, DOUBLE)) AS window_prices, prices, server_seed_hash AS seed_hash,
            connected_players, game_version, event_args <= 1 AS two_elements  -- no trace header before the payload
@@ -69,8 +65,8 @@ _PARSE = [
     # distinct text is parsed once, with the first frame that carried it and the last time it was seen.
     f"""CREATE TEMP TABLE history AS
     SELECT unnest(f), last_ts, entry, json_transform(entry, '{_HISTORY}') AS h
-    FROM (SELECT entry::VARCHAR AS entry, arg_min(struct_pack({_ENV}), ({FIRST_RECEIVED})) AS f, max(ts) AS last_ts
-          FROM (SELECT {_ENV}, unnest(json_extract({FRAME}, '$[#-1].gameHistory[*]')) AS entry
+    FROM (SELECT entry::VARCHAR AS entry, arg_min(struct_pack({ENVELOPE}), ({FIRST_RECEIVED})) AS f, max(ts) AS last_ts
+          FROM (SELECT {ENVELOPE}, unnest(json_extract({FRAME}, '$[#-1].gameHistory[*]')) AS entry
                 FROM ws WHERE {STATE_FRAMES} AND history_games IS NOT NULL)
           GROUP BY entry)""",
     # Every price any source gives for a (game, tick), ranked by source. Live sources count only from frames
@@ -80,7 +76,7 @@ _PARSE = [
       -- a rugged frame's price is the crash price of the tick its price window ends at (R): post-rug
       -- broadcasts count tickCount on to R+1..R+3, which would invent ticks that never existed. An
       -- on-connect snapshot taken after the rug carries the whole history (prices, ticks 0..R) instead.
-      SELECT {_ENV}, game_id, price, coalesce(rugged, false) AS rugged, cooldown_timer, connected_players, game_version,
+      SELECT {ENVELOPE}, game_id, price, coalesce(rugged, false) AS rugged, cooldown_timer, connected_players, game_version,
              two_elements, filename,
              CASE WHEN rugged AND window_end BETWEEN 0 AND tick_count THEN window_end
                   WHEN rugged AND len(prices) BETWEEN 1 AND tick_count + 1 THEN len(prices) - 1
@@ -88,28 +84,30 @@ _PARSE = [
       -- presale frames repeat tickCount 0 with active=false: not ticks
       FROM gsu WHERE tick_count >= 0 AND live
     ), windows AS (
-      SELECT {_ENV}, game_id, unnest(map_keys(window_prices)) AS k, unnest(map_values(window_prices)) AS price
+      SELECT {ENVELOPE}, game_id, unnest(map_keys(window_prices)) AS k, unnest(map_values(window_prices)) AS price
       FROM gsu WHERE window_prices IS NOT NULL AND live
     ), snapshots AS (
-      SELECT {_ENV}, game_id, generate_subscripts(prices, 1) - 1 AS tick, unnest(prices) AS price
+      SELECT {ENVELOPE}, game_id, generate_subscripts(prices, 1) - 1 AS tick, unnest(prices) AS price
       FROM gsu WHERE prices IS NOT NULL AND live
     ), histories AS (  -- each differing copy of a game's history once, from the first frame that sent it
-      SELECT {_ENV}, h.id AS game_id, generate_subscripts(h.prices, 1) - 1 AS tick, unnest(h.prices) AS price,
+      SELECT {ENVELOPE}, h.id AS game_id, generate_subscripts(h.prices, 1) - 1 AS tick, unnest(h.prices) AS price,
              h.gameVersion AS game_version
       FROM history WHERE h.prices IS NOT NULL
       QUALIFY row_number() OVER (PARTITION BY h.id, h.prices ORDER BY {FIRST_RECEIVED}) = 1
     ), all_sources AS (
-      -- the frame's connectedPlayers and gameVersion only where the row is that frame's own tick (or history)
-      -- an observed tick's file: where game_tick reads its payload
-      SELECT {_ENV}, game_id, tick, price, 0 AS rank, 'observed' AS tick_source, rugged, cooldown_timer,
+      -- by name: the frame's connectedPlayers and gameVersion only where the row is that frame's own tick (or
+      -- history); an observed tick's file: where game_tick reads its payload
+      SELECT {ENVELOPE}, game_id, tick, price, 0 AS rank, 'observed' AS tick_source, rugged, cooldown_timer,
              connected_players, game_version, two_elements, filename FROM frames
-      UNION ALL
-      SELECT {_ENV}, game_id, TRY_CAST(k AS BIGINT), price, 1, 'partial_prices', false, NULL, NULL, NULL, NULL, NULL
+      UNION ALL BY NAME
+      SELECT {ENVELOPE}, game_id, TRY_CAST(k AS BIGINT) AS tick, price, 1 AS rank, 'partial_prices' AS tick_source,
+             false AS rugged
       FROM windows
-      UNION ALL
-      SELECT {_ENV}, game_id, tick, price, 2, 'snapshot_prices', false, NULL, NULL, NULL, NULL, NULL FROM snapshots
-      UNION ALL
-      SELECT {_ENV}, game_id, tick, price, 3, 'game_history', false, NULL, NULL, game_version, NULL, NULL FROM histories
+      UNION ALL BY NAME
+      SELECT {ENVELOPE}, game_id, tick, price, 2 AS rank, 'snapshot_prices' AS tick_source, false AS rugged FROM snapshots
+      UNION ALL BY NAME
+      SELECT {ENVELOPE}, game_id, tick, price, 3 AS rank, 'game_history' AS tick_source, false AS rugged, game_version
+      FROM histories
     )
     SELECT * FROM all_sources WHERE game_id IS NOT NULL AND tick >= 0 AND isfinite(price) AND price > 0""",
     # Each game's rug tick and partition day; only the games of the day asked for are kept.
@@ -174,8 +172,10 @@ _PART_BOUNDS = """SELECT part, min(session_id), max(session_id), min(seq), max(s
           FROM tick_parts WINDOW p AS (PARTITION BY part))
     GROUP BY part ORDER BY part"""
 
-_GAME_TICK_PART = f"""
-SELECT t.ts, t.source, t.session_id, t.seq, t.direction, 'game_tick' AS doc_type,
+def _part_query(source: str, frames: str, part: int) -> str:
+    """SQL: game_tick's rows of tick part ``part``, their frames those of ``source`` that meet ``frames``."""
+    return f"""
+SELECT {envelope_of("t")}, 'game_tick' AS doc_type,
        -- observed ticks keep their frame's payload; a filled tick's frame is found by (session_id, seq)
        CASE WHEN t.tick_source = 'observed' THEN {_PAYLOAD_TEXT} END AS raw_json,
        t.game_id, 'gameStateUpdate' AS event_name, t.price, t.tick,
@@ -183,15 +183,11 @@ SELECT t.ts, t.source, t.session_id, t.seq, t.direction, 'game_tick' AS doc_type
        coalesce(t.tick = t.rug_tick, false) AS is_rug_tick, t.tick_source, t.price_conflicts,
        t.cooldown_timer, t.connected_players, t.game_version
 -- the frames are the probe side: the join's hash table holds the part's ticks, not frame text
-FROM (SELECT session_id, seq, raw_json FROM (__SOURCE__) WHERE event_name = 'gameStateUpdate' AND __FRAMES__) w
-  RIGHT JOIN (SELECT * FROM tick_parts WHERE part = __PART__) t
+FROM (SELECT session_id, seq, raw_json FROM ({source}) WHERE event_name = 'gameStateUpdate' AND {frames}) w
+  RIGHT JOIN (SELECT * FROM tick_parts WHERE part = {part}) t
   ON t.tick_source = 'observed' AND w.session_id = t.session_id AND w.seq = t.seq
 ORDER BY t.session_id, t.seq, t.game_id, t.tick
 """
-
-
-def _part_query(source: str, frames: str, part: int) -> str:
-    return _GAME_TICK_PART.replace("__SOURCE__", source).replace("__FRAMES__", frames).replace("__PART__", str(part))
 
 
 def _part_frames(first_session: str, last_session: str, lo: int, hi: int, first_lo: int, last_hi: int) -> str:
@@ -242,7 +238,7 @@ WITH first_copy AS (
   FROM first_copy c LEFT JOIN announced a USING (game_id) LEFT JOIN copies v USING (game_id)
   LEFT JOIN conflicts k USING (game_id)
 )
-SELECT {_ENV}, 'complete_game' AS doc_type, entry AS raw_json, game_id, 'gameHistory' AS event_name,
+SELECT {ENVELOPE}, 'complete_game' AS doc_type, entry AS raw_json, game_id, 'gameHistory' AS event_name,
        len(h.prices) - 1 AS tick, h.prices[-1] AS price, len(h.prices) AS tick_count,
        h.peakMultiplier AS peak_multiplier, h.provablyFair.serverSeed AS server_seed, server_seed_hash,
        sha256(h.provablyFair.serverSeed) = server_seed_hash AND coalesce(hashes, 1) = 1 AS seed_verified,
@@ -295,7 +291,7 @@ def rebuild_games(ws_event: pa.Table | Frames, day: str | None = None) -> dict[s
 _GAMES = f"""
 WITH t AS (
   SELECT game_id,
-         arg_max(struct_pack({_ENV}), tick) AS env,
+         arg_max(struct_pack({ENVELOPE}), tick) AS env,
          count(*) FILTER (WHERE tick_source = 'observed') AS observed_ticks,
          count(*) FILTER (WHERE tick_source <> 'observed') AS filled_ticks,
          count(*) FILTER (WHERE price_conflicts > 0) AS price_conflicts,

@@ -35,6 +35,7 @@ from websockets.http11 import Request, Response
 from websockets.protocol import State
 
 from rugs_pipeline.capture.recordings import BadLine, RecordedEvent, read_recording
+from rugs_pipeline.errors import RugsError
 from rugs_pipeline.feed.replayer_games import GameScripts, is_game_file
 from rugs_pipeline.feed.faults import (
     Episodes, FaultConfig, SentLog, load_frame, malformed_frame, oversized_frame,
@@ -72,7 +73,7 @@ SIDE_EVENTS = (
 )
 
 
-class SimulatorError(RuntimeError):
+class SimulatorError(RugsError, RuntimeError):
     """A problem to report as one line (port in use, unreadable recording)."""
 
 

@@ -27,16 +27,17 @@ import pyarrow.parquet as pq
 
 from rugs_pipeline import config
 from rugs_pipeline.config import ConfigError
+from rugs_pipeline.errors import RugsError
 from rugs_pipeline.store import lake, schema
 from rugs_pipeline.store.lake import S3Path
 
 
-class SchemaVersionError(RuntimeError):
+class SchemaVersionError(RugsError, RuntimeError):
     """The store holds a schema version this code does not understand."""
 
 
 # An OSError, as pyarrow's own for an unreadable footer: the CLI prints it as one line.
-class UnreadableFileError(OSError):
+class UnreadableFileError(RugsError, OSError):
     """A Parquet file of the store cannot be read (truncated, corrupt footer); the message names it and the fix."""
 
 
@@ -93,7 +94,8 @@ class Store:
     @classmethod
     def from_env(cls) -> "Store":
         """The store of ``$RUGS_DATA_DIR``, with its spool at ``$RUGS_SPOOL_DIR`` when that is set."""
-        return cls.at(config.data_root(), config.spool_dir())
+        settings = config.Settings.from_env()
+        return cls.at(settings.data_dir, settings.spool_path)
 
     @property
     def remote(self) -> bool:

@@ -1,5 +1,5 @@
 """pandera models (polars backend) of a schema version: generated from its Arrow schema, so the two
-cannot drift apart; each doc_type adds its own invariants on top."""
+cannot drift apart; each doc_type adds the invariants the registry (doctypes.py) gives it."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import pandera.polars as pa
 import polars as pl
 import pyarrow as arrow
 
-from rugs_pipeline.store import schema
+from rugs_pipeline.store import doctypes, schema
 
 _POLARS_TYPES = {
     arrow.string(): pl.Utf8,
@@ -30,59 +30,14 @@ def _base_columns(doc_type: str, columns_of: arrow.Schema) -> dict[str, pa.Colum
     return columns
 
 
-def _with(columns: dict[str, pa.Column], **overrides: pa.Column) -> dict[str, pa.Column]:
-    return {**columns, **overrides}
-
-
 def pandera_schema(doc_type: str, columns_of: arrow.Schema = schema.SCHEMA) -> pa.DataFrameSchema:
-    """The checks of ``doc_type`` under the schema version whose Arrow schema is ``columns_of``."""
-    base = _base_columns(doc_type, columns_of)
-    if doc_type == "ws_event":
-        cols = _with(base, frame_kind=pa.Column(pl.Utf8, nullable=False), raw_json=pa.Column(pl.Utf8, nullable=False))
-        return pa.DataFrameSchema(cols, unique=["session_id", "seq"], strict=True, name=doc_type)
-    if doc_type == "game_tick":
-        cols = _with(
-            base,
-            game_id=pa.Column(pl.Utf8, nullable=False),
-            tick=pa.Column(pl.Int64, pa.Check.ge(0), nullable=False),
-            price=pa.Column(pl.Float64, pa.Check.gt(0), nullable=False),
-            is_rug_tick=pa.Column(pl.Boolean, nullable=False),
-            phase=pa.Column(pl.Utf8, pa.Check.isin(("active", "rugged")), nullable=False),
-            tick_source=pa.Column(pl.Utf8, pa.Check.isin(schema.TICK_SOURCES), nullable=False),
-            price_conflicts=pa.Column(pl.Int64, pa.Check.ge(0), nullable=False),
-        )
-        return pa.DataFrameSchema(cols, unique=["game_id", "tick"], strict=True, name=doc_type)
-    if doc_type == "complete_game":
-        cols = _with(
-            base,
-            game_id=pa.Column(pl.Utf8, nullable=False),
-            tick=pa.Column(pl.Int64, pa.Check.ge(0), nullable=True),  # null: a history without prices
-            tick_count=pa.Column(pl.Int64, pa.Check.ge(1), nullable=True),
-            peak_multiplier=pa.Column(pl.Float64, pa.Check.gt(0), nullable=True),
-            price_conflicts=pa.Column(pl.Int64, pa.Check.ge(0), nullable=False),
-        )
-        return pa.DataFrameSchema(cols, unique=["game_id"], strict=True, name=doc_type)
-    if doc_type == "games":
-        counts = {name: pa.Column(pl.Int64, pa.Check.ge(0), nullable=False)
-                  for name in ("trade_count", "trader_count", "sidebets_placed", "sidebets_won", "observed_ticks",
-                               "filled_ticks", "price_conflicts")}
-        cols = _with(base, game_id=pa.Column(pl.Utf8, nullable=False),
-                     volume=pa.Column(pl.Float64, nullable=False),
-                     duration_s=pa.Column(pl.Float64, pa.Check.ge(0), nullable=True),
-                     message=pa.Column(pl.Utf8, nullable=False), **counts)
-        return pa.DataFrameSchema(cols, unique=["game_id"], strict=True, name=doc_type)
-    if doc_type == "player_action":
-        cols = _with(base, action_type=pa.Column(pl.Utf8, nullable=False),
-                     tick=pa.Column(pl.Int64, pa.Check.ge(0), nullable=True),
-                     price=pa.Column(pl.Float64, pa.Check.ge(0), nullable=True))
-        return pa.DataFrameSchema(cols, strict=True, name=doc_type)
-    if doc_type == "server_state":
-        cols = _with(base, player_id=pa.Column(pl.Utf8, nullable=False))
-        return pa.DataFrameSchema(cols, strict=True, name=doc_type)
-    if doc_type == "system_event":
-        cols = _with(base, event_name=pa.Column(pl.Utf8, nullable=False),
-                     duration_s=pa.Column(pl.Float64, pa.Check.ge(0), nullable=True))
-        return pa.DataFrameSchema(cols, strict=True, name=doc_type)
-    raise ValueError(f"unknown doc_type {doc_type!r}")
-
-
+    """The checks of ``doc_type`` under the schema version whose Arrow schema is ``columns_of``: the registry's
+    rules (store/doctypes.py) over the version's columns."""
+    if doc_type not in doctypes.DOC_TYPES:
+        raise ValueError(f"unknown doc_type {doc_type!r}")
+    spec = doctypes.DOC_TYPES[doc_type]
+    columns = _base_columns(doc_type, columns_of)
+    for name, rule in spec.rules.items():
+        checks = [getattr(pa.Check, rule.check[0])(rule.check[1])] if rule.check else []
+        columns[name] = pa.Column(_POLARS_TYPES[schema.SCHEMA.field(name).type], checks, nullable=rule.nullable)
+    return pa.DataFrameSchema(columns, unique=list(spec.unique) if spec.unique else None, strict=True, name=doc_type)

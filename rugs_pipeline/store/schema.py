@@ -10,15 +10,16 @@ from __future__ import annotations
 
 import pyarrow as pa
 
+from rugs_pipeline.store import doctypes
+
 SCHEMA_VERSION = "1.2.0"
 SCHEMA_VERSION_KEY = b"rugs_schema_version"
 DOC_TYPE_KEY = b"rugs_doc_type"
 
 SOURCES = ("cdp", "public_ws", "replay", "ui")
 DIRECTIONS = ("received", "sent")
-DOC_TYPES = ("ws_event", "game_tick", "player_action", "server_state", "system_event", "complete_game", "games")
-# where a game_tick row's price came from, in order of preference (derive/games.py)
-TICK_SOURCES = ("observed", "partial_prices", "snapshot_prices", "game_history")
+DOC_TYPES = tuple(doctypes.DOC_TYPES)  # the registry's (doctypes.py)
+TICK_SOURCES = doctypes.TICK_SOURCES  # where a game_tick row's price came from, in order of preference
 
 TS = pa.timestamp("us", tz="UTC")
 
