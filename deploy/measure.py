@@ -35,7 +35,7 @@ sys.path.insert(0, str(REPO))  # for the test helpers: the server and the synthe
 import dagster as dg  # noqa: E402
 import yaml  # noqa: E402
 
-from rugs_pipeline.capture import spool  # noqa: E402
+from rugs_pipeline.formats import spool  # noqa: E402
 from rugs_pipeline.store import landing, schema  # noqa: E402
 from rugs_pipeline.store.layout import Store  # noqa: E402
 from rugs_pipeline_tests.test_dagster import _game_frames, _segment  # noqa: E402

@@ -18,7 +18,7 @@ from rugs_pipeline.store.lake import S3Path, parse_root
 
 # An s3 lake is not compacted (store/compaction.py): without the asset, automation does not fail it every day.
 compaction = [] if isinstance(parse_root(config.data_root()), S3Path) else [ws_event_compaction]
-# Nor the catalog's search index, which needs a local folder (consumers/search.py).
+# Nor the catalog's search index, which needs a local folder (derive/search.py).
 catalog = [a for a in catalog_assets if a is not events_index] if isinstance(parse_root(config.data_root()), S3Path) \
     else catalog_assets
 

@@ -24,7 +24,7 @@ from websockets.datastructures import Headers
 from websockets.frames import Frame, Opcode
 from websockets.http11 import Response
 
-from rugs_pipeline.capture import spool
+from rugs_pipeline.formats import spool
 from rugs_pipeline.derive.datasets import derive_all
 from rugs_pipeline.derive.games import rebuild_games, summarize_games
 from rugs_pipeline.store import landing

@@ -17,7 +17,7 @@ from pathlib import Path
 import pyarrow as pa
 from rich.console import Console
 
-from rugs_pipeline.backfill import DayResult, backfill_commands, plan, rederive, result_table
+from rugs_pipeline.tools.backfill import DayResult, backfill_commands, plan, rederive, result_table
 from rugs_pipeline.capture.importer import import_recordings
 from rugs_pipeline.store.layout import Store, file_schema
 

@@ -16,10 +16,10 @@ from pathlib import Path
 import duckdb
 from websockets.frames import Opcode
 
-from rugs_pipeline.capture import spool
+from rugs_pipeline.formats import spool
 from rugs_pipeline.capture.feed_url import parse_feed_url
 from rugs_pipeline.config import DEFAULT_FEED_URL
-from rugs_pipeline.feed.protocol import encode_connect, encode_event, encode_open
+from rugs_pipeline.formats.protocol import encode_connect, encode_event, encode_open
 from rugs_pipeline.store.landing import NOT_UTF8_STORED
 from rugs_pipeline.store.layout import Store
 

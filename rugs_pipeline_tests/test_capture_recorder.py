@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 
 from rugs_pipeline.capture.importer import import_recordings
-from rugs_pipeline.capture.recordings import read_recording
-from rugs_pipeline.feed.protocol import parse_frame
+from rugs_pipeline.formats.recordings import read_recording
+from rugs_pipeline.formats.protocol import parse_frame
 
 from .capture_harness import (
     CLI, Recorder, Sim, assert_clean_audit, land_and_derive, lifecycle, outages, records, wait_until,

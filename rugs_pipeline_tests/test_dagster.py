@@ -13,7 +13,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from rugs_pipeline.capture import spool
+from rugs_pipeline.formats import spool
 from rugs_pipeline.definitions import defs
 from rugs_pipeline.defs.assets import derived_assets, ws_event
 from rugs_pipeline.defs.checks import schema_checks
@@ -21,7 +21,7 @@ from rugs_pipeline.defs.games import game_assets, game_checks
 from rugs_pipeline.defs.resources import StoreResource
 from rugs_pipeline.defs.schedules import REDERIVE_DAYS, nightly_rederive
 from rugs_pipeline.defs.sensors import spool_sensor
-from rugs_pipeline.feed.protocol import encode_event
+from rugs_pipeline.formats.protocol import encode_event
 from rugs_pipeline.store import landing, schema
 from rugs_pipeline.store.layout import Store
 from rugs_pipeline.store.validation import validate_partition

@@ -20,7 +20,7 @@ import orjson
 import pyarrow as pa
 import pytest
 
-from rugs_pipeline.capture import spool
+from rugs_pipeline.formats import spool
 from rugs_pipeline.capture.importer import import_recordings
 from rugs_pipeline.derive.datasets import DERIVATIONS, derive, derive_all
 from rugs_pipeline.derive.games import rebuild_games, summarize_games

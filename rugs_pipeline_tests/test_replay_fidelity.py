@@ -21,7 +21,7 @@ import numpy as np
 from rugs_pipeline.defs.games import game_frames
 from rugs_pipeline.derive.datasets import derive
 from rugs_pipeline.derive.games import rebuild_games
-from rugs_pipeline.feed import games as generator
+from rugs_pipeline.simulator import games as generator
 from rugs_pipeline.store import landing
 from rugs_pipeline.store.layout import Store
 

@@ -25,10 +25,10 @@ import pyarrow.parquet as pq
 import pytest
 
 from rugs_pipeline import consumers
-from rugs_pipeline.capture import spool
+from rugs_pipeline.formats import spool
 from rugs_pipeline.capture.importer import import_recordings
 from rugs_pipeline.definitions import defs
-from rugs_pipeline.feed.protocol import encode_event
+from rugs_pipeline.formats.protocol import encode_event
 from rugs_pipeline.store import landing, migration, schema, versions
 from rugs_pipeline.store.layout import SchemaVersionError, Store, file_schema_version
 

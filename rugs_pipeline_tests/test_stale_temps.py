@@ -13,8 +13,8 @@ import sys
 from pathlib import Path
 
 
-from rugs_pipeline.capture import spool
-from rugs_pipeline.feed.protocol import encode_event
+from rugs_pipeline.formats import spool
+from rugs_pipeline.formats.protocol import encode_event
 from rugs_pipeline.store import compaction, landing, schema
 from rugs_pipeline.store.layout import Store
 

@@ -90,7 +90,7 @@ def test_status_reports_sessions_landing_datasets_outages_and_failing_checks(rea
 
 
 def test_an_instance_that_cannot_be_read_is_one_line(tmp_path: Path) -> None:
-    from rugs_pipeline.status import failing_checks
+    from rugs_pipeline.tools.status import failing_checks
 
     (tmp_path / "dagster.yaml").write_text("storage:\n  no_such_storage: {}\n")
     failing, note = failing_checks(tmp_path)

@@ -26,10 +26,10 @@ import dagster as dg
 import pytest
 from playwright.sync_api import expect, sync_playwright
 
-from rugs_pipeline.capture import spool
+from rugs_pipeline.formats import spool
 from rugs_pipeline.definitions import defs
 from rugs_pipeline.defs.jobs import DERIVED
-from rugs_pipeline.feed.protocol import encode_event
+from rugs_pipeline.formats.protocol import encode_event
 
 from .conftest import REPO_ROOT, real_fixtures_dir
 

@@ -23,7 +23,7 @@ from rich.console import Console
 from rich.table import Table
 
 from rugs_pipeline import config
-from rugs_pipeline.capture.spool import SEALED_SUFFIX
+from rugs_pipeline.formats.spool import SEALED_SUFFIX
 from rugs_pipeline.store.lake import S3Path, parse_root
 from rugs_pipeline.store.layout import Store
 

@@ -31,9 +31,9 @@ from pathlib import Path
 
 import yaml
 
-from rugs_pipeline.bench.measure import isolated
-from rugs_pipeline.bench.synth import DAY, SEAL_INTERVAL_S, SyntheticDay
-from rugs_pipeline.capture import spool
+from rugs_pipeline.tools.bench.measure import isolated
+from rugs_pipeline.tools.bench.synth import DAY, SEAL_INTERVAL_S, SyntheticDay
+from rugs_pipeline.formats import spool
 from rugs_pipeline.store import landing
 from rugs_pipeline.store.layout import Store
 from rugs_pipeline.store.validation import validate_partition

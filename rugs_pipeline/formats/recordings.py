@@ -37,7 +37,7 @@ from typing import IO, Any, Callable, Iterator
 
 import orjson
 
-from rugs_pipeline.capture.spool import MAX_FRAME_BYTES
+from rugs_pipeline.formats.spool import MAX_FRAME_BYTES
 
 FORMAT_SEQ = "seq-jsonl"
 FORMAT_CDP = "cdp-jsonl"

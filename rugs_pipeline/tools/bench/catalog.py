@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from rugs_pipeline.bench.synth import DAY, store_holding
+from rugs_pipeline.tools.bench.synth import DAY, store_holding
 from rugs_pipeline.derive import catalog
 from rugs_pipeline.store.layout import Store
 
