@@ -15,10 +15,8 @@ from rugs_pipeline.cli import main
 from rugs_pipeline.derive.datasets import Frames, derive
 from rugs_pipeline.store import compaction, landing, schema
 from rugs_pipeline.store.layout import Store
+from rugs_pipeline.testing import DAY, garble_footer, landed_store, start_writer, truncate
 
-from .test_corrupt_files import garble_footer, truncate
-from .test_query_cli import DAY, landed_store
-from .test_stale_temps import start_writer
 
 ROWS = 12  # landed_store's 3 segments of 4 frames
 
