@@ -64,8 +64,6 @@ class SentLog:
     def frames(self) -> int:
         return sum(len(c.keys) for c in self.conns.values())
 
-    # --- writing -----------------------------------------------------------------------
-
     def _line(self, obj: dict) -> None:
         if self._fh is not None:
             self._fh.write(orjson.dumps(obj) + b"\n")
@@ -94,8 +92,6 @@ class SentLog:
         if self._fh is not None:
             self._fh.close()
             self._fh = None
-
-    # --- reading -----------------------------------------------------------------------
 
     @classmethod
     def read(cls, path: Path) -> "SentLog":

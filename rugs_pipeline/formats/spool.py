@@ -113,10 +113,6 @@ class Segment:
         return parse_stem(self.name)[1]
 
     @property
-    def first_seq(self) -> int:
-        return parse_stem(self.name)[2]
-
-    @property
     def started(self) -> datetime:
         return parse_stem(self.name)[0]
 
@@ -186,7 +182,7 @@ def segments_by_session(spool_dir: Path) -> dict[str, list[Path]]:
             if folder.is_dir():
                 for path in [*folder.glob(f"*{SEALED_SUFFIX}"), *folder.glob(f"*{OPEN_SUFFIX}")]:
                     out.setdefault(Segment(path).session_id, []).append(path)
-    return {s: sorted(paths, key=lambda p: Segment(p).first_seq) for s, paths in out.items()}
+    return {s: sorted(paths, key=lambda p: parse_stem(p.stem)[2]) for s, paths in out.items()}
 
 
 def write_sealed_segment(spool_dir: Path, header: SegmentHeader, records: list[SpoolRecord]) -> Segment:

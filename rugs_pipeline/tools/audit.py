@@ -43,16 +43,6 @@ class AuditError(RuntimeError):
     """The sent-log cannot be read at all (reported as one line)."""
 
 
-# --- the sent side ----------------------------------------------------------------------
-
-
-def read_sent_log(path: Path) -> SentLog:
-    try:
-        return SentLog.read(path)
-    except OSError as exc:
-        raise AuditError(f"cannot read the sent-log {path}: {exc.strerror or exc}") from None
-
-
 # --- the captured side ------------------------------------------------------------------
 
 
@@ -262,7 +252,10 @@ class Report:
 
 
 def audit(sent_log_path: Path, store: Store, with_landed: bool = True) -> Report:
-    sent = read_sent_log(sent_log_path)
+    try:
+        sent = SentLog.read(sent_log_path)
+    except OSError as exc:
+        raise AuditError(f"cannot read the sent-log {sent_log_path}: {exc.strerror or exc}") from None
     sessions = read_sessions(store)
     report = Report(sent_frames=sent.frames, sent_conns=len(sent.conns), sent_events=dict(sent.events),
                     sent_log_bad_lines=sent.bad_lines, sessions=len(sessions),
