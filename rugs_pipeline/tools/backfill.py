@@ -96,7 +96,7 @@ def plan(days: list[str], store: Store, land: bool) -> tuple[list[str], list[str
 
 # The full event log is on the instance (the UI shows it); the terminal gets warnings only.
 QUIET_CONSOLE = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
-REPO_INSTANCE_CONFIG = Path(__file__).resolve().parent.parent / "dagster.yaml"
+REPO_INSTANCE_CONFIG = Path(__file__).resolve().parents[2] / "dagster.yaml"
 
 
 def dagster_home() -> Path:
