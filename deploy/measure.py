@@ -11,7 +11,7 @@ queue       the live shape for 6 minutes (simulator, recorder sealing every 10 s
 sensor      spool_sensor's tick, by number of retained segments
 landing     30-s segments of the simulator's feed: land_day alone, and as a Dagster run
 
-Postgres is a throwaway server (as in test_postgres.py). One line per figure on stdout.
+Postgres is a throwaway server (rugs_pipeline.testing.postgres_server, as in test_postgres.py). One line per figure on stdout.
 """
 
 from __future__ import annotations
@@ -29,18 +29,15 @@ from contextlib import contextmanager, nullcontext, suppress
 from datetime import date, timedelta
 from pathlib import Path
 
+import dagster as dg
+import yaml
+
+from rugs_pipeline.formats import spool
+from rugs_pipeline.store import landing, schema
+from rugs_pipeline.store.layout import Store
+from rugs_pipeline.testing import game_frames, postgres_server, sealed_segment
+
 REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))  # for the test helpers: the server and the synthetic segments
-
-import dagster as dg  # noqa: E402
-import yaml  # noqa: E402
-
-from rugs_pipeline.capture import spool  # noqa: E402
-from rugs_pipeline.store import landing, schema  # noqa: E402
-from rugs_pipeline.store.layout import Store  # noqa: E402
-from rugs_pipeline_tests.test_dagster import _game_frames, _segment  # noqa: E402
-from rugs_pipeline_tests.test_postgres import postgres_server  # noqa: E402
-
 BIN = REPO / ".venv" / "bin"
 T0_2025 = 1_735_689_600 * 10**9  # 2025-01-01 00:00 UTC
 SEG_FRAMES = 350  # a 30-s segment of the live feed: ~1M frames/day / 2,880 segments
@@ -121,7 +118,7 @@ def measure_instance(kind: str, pg: dict[str, str] | None) -> None:
         store = Store(data)
         runs = 8
         for n in range(runs):
-            _segment(store, f"s{n}", _game_frames(f"g{n}", 20), start_ns=T0_2025 + n * 86_400 * 10**9)
+            sealed_segment(store, f"s{n}", game_frames(f"g{n}", 20), start_ns=T0_2025 + n * 86_400 * 10**9)
         land = defs.resolve_job_def("land_ws_event")
         with dg.DagsterInstance.get() as inst:
             land.execute_in_process(partition_key=day_of(runs), instance=inst, run_config=QUIET)  # warm-up: imports, tables
@@ -191,7 +188,7 @@ def measure_daemon(kind: str, pg: dict[str, str] | None) -> None:
     store = Store(data)
     days = 3
     for n in range(days):
-        _segment(store, f"s{n}", _game_frames(f"g{n}", 20), start_ns=T0_2025 + n * 86_400 * 10**9)
+        sealed_segment(store, f"s{n}", game_frames(f"g{n}", 20), start_ns=T0_2025 + n * 86_400 * 10**9)
     with fresh_database(pg) as db, instance_home(kind, db, automation=False) as env:
         env["RUGS_DATA_DIR"] = str(data)
         started = time.time()
@@ -227,7 +224,7 @@ def measure_executors() -> None:
     for executor in ("in_process", "multiprocess"):
         data, home = Path(tempfile.mkdtemp(prefix="rugs_data_")), Path(tempfile.mkdtemp(prefix="rugs_home_"))
         shutil.copyfile(REPO / "dagster.yaml", home / "dagster.yaml")
-        _segment(Store(data), "s1", _game_frames("g1", 20) + _game_frames("g2", 30), start_ns=T0_2025)
+        sealed_segment(Store(data), "s1", game_frames("g1", 20) + game_frames("g2", 30), start_ns=T0_2025)
         env = {**os.environ, "RUGS_EXECUTOR": executor, "RUGS_DATA_DIR": str(data), "DAGSTER_HOME": str(home)}
         for job in ("land_ws_event", "rederive"):
             before = resource.getrusage(resource.RUSAGE_CHILDREN)

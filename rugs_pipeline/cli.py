@@ -89,8 +89,8 @@ def simulate(host: str, port: int, seed: int, speed: float, replay: tuple[Path, 
     connection the simulator ends (--close-every, --silent-after); in each, --reject-count rejected
     upgrades, then --flap accepted-and-closed connections, then a normal one.
     """
-    from rugs_pipeline.feed.faults import FaultConfig
-    from rugs_pipeline.feed.simulator import SimulatorConfig, run
+    from rugs_pipeline.simulator.faults import FaultConfig
+    from rugs_pipeline.simulator.server import SimulatorConfig, run
 
     run(SimulatorConfig(host=host, port=port, seed=seed, speed=speed, replay=[*replay, *replay_files],
                         ping_interval_ms=ping_interval_ms, ping_timeout_ms=ping_timeout_ms,
@@ -160,8 +160,8 @@ def audit(sent_log: Path, as_json: bool, no_landed: bool) -> None:
     """
     import json
 
-    from rugs_pipeline.capture.audit import audit as run_audit
-    from rugs_pipeline.capture.audit import render
+    from rugs_pipeline.tools.audit import audit as run_audit
+    from rugs_pipeline.tools.audit import render
     from rugs_pipeline.store.layout import Store
 
     store = Store.from_env()
@@ -192,7 +192,7 @@ def import_(files: tuple[Path, ...], tz, max_frame_mb: float) -> None:
     """Bring existing recordings into the spool as source = replay (landed by the sensor)."""
     from rich.progress import Progress
 
-    from rugs_pipeline.backfill import backfill_commands
+    from rugs_pipeline.tools.backfill import backfill_commands
     from rugs_pipeline.capture.importer import iter_import
     from rugs_pipeline.store.layout import Store
 
@@ -237,7 +237,7 @@ def bench(frames: int, seed: int, capture_frames: int, query_frames: int, only: 
     The day is built from the simulator once and cached in $RUGS_BENCH_CACHE
     (default ~/.cache/rugs_pipeline/bench); a 1M-frame day takes ~5 GB there.
     """
-    from rugs_pipeline.bench.run import Options, run
+    from rugs_pipeline.tools.bench.run import Options, run
 
     options = Options(frames=frames, seed=seed, capture_frames=capture_frames, query_frames=query_frames,
                       work=work, keep=keep, only=set(only) or set(range(1, 10)))
@@ -301,7 +301,7 @@ def backfill(first, last, land: bool) -> None:
     """
     from rich.progress import Progress
 
-    from rugs_pipeline.backfill import dagster_home, days_between, plan, progress_console, rederive, result_table
+    from rugs_pipeline.tools.backfill import dagster_home, days_between, plan, progress_console, rederive, result_table
     from rugs_pipeline.store.layout import Store
 
     try:
@@ -357,7 +357,7 @@ def migrate(dry_run: bool) -> None:
     started = time.monotonic()
     results = []
     if days:  # else nothing to launch (Dagster is not even imported): the manifest alone may be left to finish
-        from rugs_pipeline.backfill import rederive
+        from rugs_pipeline.tools.backfill import rederive
 
         with Progress(console=console, transient=True) as progress:
             task = progress.add_task("migrate", total=len(days))
@@ -417,7 +417,7 @@ def status(as_json: bool) -> None:
     today's outages, sizes and the manifest version. What to run first."""
     import json
 
-    from rugs_pipeline.status import collect, render
+    from rugs_pipeline.tools.status import collect, render
     from rugs_pipeline.store.layout import Store
 
     report = collect(Store.from_env())
@@ -456,7 +456,7 @@ def replay(first, last, games: tuple[str, ...], events: tuple[str, ...], speed: 
 @click.option("--limit", default=10, show_default=True, type=click.IntRange(1, 100), help="Hits to print.")
 def search_(question: str, limit: int) -> None:
     """Search the feed catalog (vectors/events.lance): which events and fields answer QUESTION."""
-    from rugs_pipeline.consumers import search
+    from rugs_pipeline.derive import search
     from rugs_pipeline.store.layout import Store
 
     hits = search.search(Store.from_env(), question, limit)

@@ -19,7 +19,7 @@ from rugs_pipeline.store.lake import S3Path, parse_root
 # An s3 lake is not compacted (store/compaction.py): without the asset, automation does not fail it every day.
 s3_lake = isinstance(parse_root(config.Settings.from_env().data_dir), S3Path)
 compaction = [] if s3_lake else [ws_event_compaction]
-# Nor the catalog's search index, which needs a local folder (consumers/search.py).
+# Nor the catalog's search index, which needs a local folder (derive/search.py).
 catalog = [a for a in catalog_assets if a is not events_index] if s3_lake else catalog_assets
 
 defs = dg.Definitions(

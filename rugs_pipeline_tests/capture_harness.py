@@ -14,7 +14,6 @@ import signal
 import subprocess
 import threading
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -24,28 +23,15 @@ from websockets.datastructures import Headers
 from websockets.frames import Frame, Opcode
 from websockets.http11 import Response
 
-from rugs_pipeline.capture import spool
+from rugs_pipeline.formats import spool
 from rugs_pipeline.derive.datasets import derive_all
 from rugs_pipeline.derive.games import rebuild_games, summarize_games
 from rugs_pipeline.store import landing
 from rugs_pipeline.store.layout import Store
 from rugs_pipeline.store.validation import validate_table
+from rugs_pipeline.testing import CLI, wait_until
 
-from .conftest import REPO_ROOT
-
-CLI = str(REPO_ROOT / ".venv" / "bin" / "rugs-pipeline")
 SLOW_START_S = 60.0  # a Python process on a busy machine
-
-
-def wait_until(condition: Callable[[], object], timeout: float = 60.0, what: str = "condition") -> object:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = condition()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:g} s waiting for {what}")
-        time.sleep(0.05)
 
 
 class Sim:

@@ -10,8 +10,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from rugs_pipeline.capture import audit, spool
-from rugs_pipeline.feed.protocol import encode_event, encode_open
+from rugs_pipeline.formats import spool
+from rugs_pipeline.tools import audit
+from rugs_pipeline.formats.protocol import encode_event, encode_open
 from rugs_pipeline.store import landing
 from rugs_pipeline.store.layout import Store
 

@@ -17,8 +17,8 @@ from pathlib import Path
 import pyarrow as pa
 from rich.console import Console
 
-from rugs_pipeline.backfill import DayResult, backfill_commands, plan, rederive, result_table
-from rugs_pipeline.bench import golden
+from rugs_pipeline.tools.backfill import DayResult, backfill_commands, plan, rederive, result_table
+from rugs_pipeline.tools.bench import golden
 from rugs_pipeline.capture.importer import import_recordings
 from rugs_pipeline.store.layout import Store, file_schema
 

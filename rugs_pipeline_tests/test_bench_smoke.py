@@ -11,7 +11,7 @@ import duckdb
 import pyarrow.parquet as pq
 import pytest
 
-from rugs_pipeline.bench import capture, derivation, query, reference, replay, synth
+from rugs_pipeline.tools.bench import capture, derivation, query, reference, replay, synth
 from rugs_pipeline.capture.importer import import_recordings
 from rugs_pipeline.derive.datasets import Frames, derive_all
 from rugs_pipeline.derive.games import NEXT_DAY_HEAD, rebuild_games, summarize_games
@@ -116,7 +116,7 @@ def test_query_machinery_builds_thirty_days_three_ways(day, tmp_path) -> None:
 
 
 def test_sidebet_env_figure_steps_the_days_episodes(day, tmp_path) -> None:
-    from rugs_pipeline.bench import sidebet_env
+    from rugs_pipeline.tools.bench import sidebet_env
 
     result = sidebet_env.measure_env(day, tmp_path / "env", steps=2_000, rounds=1)
     summaries = Store(tmp_path / "env").read_partition("games", synth.DAY)["message"].to_pylist()

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from rugs_pipeline.capture import spool
+from rugs_pipeline.formats import spool
 
 from .capture_harness import Recorder, Sim, assert_clean_audit, land_and_derive, outages, records, wait_until
 

@@ -25,8 +25,8 @@ from hypothesis import HealthCheck, Phase, example, given, settings
 from hypothesis import strategies as st
 from websockets.frames import Frame, Opcode
 
-from rugs_pipeline.capture import spool
-from rugs_pipeline.feed.protocol import Handshake, encode_event, encode_open, parse_frame
+from rugs_pipeline.formats import spool
+from rugs_pipeline.formats.protocol import Handshake, encode_event, encode_open, parse_frame
 
 from .capture_harness import Recorder, Script, ScriptedServer, close_frame, records, wait_until
 

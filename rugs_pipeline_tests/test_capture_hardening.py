@@ -16,18 +16,18 @@ from pathlib import Path
 import duckdb
 from websockets.frames import Opcode
 
-from rugs_pipeline.capture import spool
+from rugs_pipeline.formats import spool
 from rugs_pipeline.capture.feed_url import parse_feed_url
 from rugs_pipeline.config import DEFAULT_FEED_URL
-from rugs_pipeline.feed.protocol import encode_connect, encode_event, encode_open
+from rugs_pipeline.formats.protocol import encode_connect, encode_event, encode_open
 from rugs_pipeline.store.landing import NOT_UTF8_STORED
 from rugs_pipeline.store.layout import Store
+from rugs_pipeline.testing import fill
 
 from .capture_harness import (
     CLI, Recorder, Script, ScriptedServer, Sim, assert_clean_audit, audit, close_frame, land_and_derive, lifecycle,
     outages, records, text, wait_until,
 )
-from .test_capture_recorder import fill, small_disk  # noqa: F401 - the fixture
 
 FAST_RETRY = ("--min-connect-interval", "0.05", "--backoff-max", "0.2")
 GOOD_OPEN = encode_open("good")

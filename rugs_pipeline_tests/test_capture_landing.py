@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pyarrow.compute as pc
 
-from rugs_pipeline.capture import spool
-from rugs_pipeline.feed.protocol import encode_event
+from rugs_pipeline.formats import spool
+from rugs_pipeline.formats.protocol import encode_event
 from rugs_pipeline.store import landing
 from rugs_pipeline.store.layout import Store
 

@@ -2,18 +2,16 @@
 
 from __future__ import annotations
 
-import errno
 import json
 import os
 import shutil
 import subprocess
 from pathlib import Path
 
-import pytest
-
 from rugs_pipeline.capture.importer import import_recordings
-from rugs_pipeline.capture.recordings import read_recording
-from rugs_pipeline.feed.protocol import parse_frame
+from rugs_pipeline.formats.protocol import parse_frame
+from rugs_pipeline.formats.recordings import read_recording
+from rugs_pipeline.testing import fill
 
 from .capture_harness import (
     CLI, Recorder, Sim, assert_clean_audit, land_and_derive, lifecycle, outages, records, wait_until,
@@ -60,32 +58,6 @@ def test_two_recorders_on_one_feed_stay_apart_and_derive_each_game_once(tmp_path
     for doc_type in both:
         if doc_type not in ("ws_event", "system_event"):
             assert content(both[doc_type]) == content(one[doc_type]), doc_type
-
-
-@pytest.fixture()
-def small_disk(tmp_path: Path):
-    mount = tmp_path / "disk"
-    mount.mkdir()
-    out = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=6m", "tmpfs", str(mount)], capture_output=True, text=True)
-    if out.returncode != 0:
-        pytest.skip(f"cannot mount a small tmpfs to fill ({out.stderr.strip()}); needs root")
-    yield mount
-    subprocess.run(["umount", "-l", str(mount)], check=False)
-
-
-def fill(folder: Path) -> Path:
-    """Write zeros until the disk is full. Unbuffered: a buffered file's close would retry the write and raise."""
-    filler = folder / "filler"
-    fd = os.open(filler, os.O_WRONLY | os.O_CREAT | os.O_TRUNC)
-    try:
-        while True:
-            os.write(fd, b"\0" * 65536)
-    except OSError as exc:
-        if exc.errno != errno.ENOSPC:
-            raise
-    finally:
-        os.close(fd)
-    return filler
 
 
 def test_full_disk_pauses_keeps_what_is_acknowledged_and_resumes(tmp_path: Path, small_disk: Path) -> None:

@@ -15,8 +15,8 @@ import pyarrow.parquet as pq
 import pytest
 
 from rugs_pipeline import consumers
-from rugs_pipeline.bench import synth
-from rugs_pipeline.capture import spool
+from rugs_pipeline.tools.bench import synth
+from rugs_pipeline.formats import spool
 from rugs_pipeline.capture.importer import import_recordings
 from rugs_pipeline.defs.catalog import event_catalog, protocol_drift
 from rugs_pipeline.defs.resources import StoreResource

@@ -11,12 +11,12 @@ import dagster as dg
 import duckdb
 import pyarrow.parquet as pq
 
-from rugs_pipeline.capture import spool
+from rugs_pipeline.formats import spool
 from rugs_pipeline.definitions import defs
 from rugs_pipeline.defs.assets import ws_event
 from rugs_pipeline.defs.compaction import ws_event_compaction
 from rugs_pipeline.defs.resources import StoreResource
-from rugs_pipeline.feed.protocol import PING, encode_event
+from rugs_pipeline.formats.protocol import PING, encode_event
 from rugs_pipeline.store import compaction, landing
 from rugs_pipeline.store.layout import Store
 from rugs_pipeline.store.validation import validate_partition
@@ -106,7 +106,7 @@ def test_a_landing_that_crashed_before_its_ledger_entry_is_carried_over_not_merg
     landing.ledger_path(store, unrecorded).unlink()  # file written, ledger entry lost
 
     report = compaction.compact_day(store, DAY)
-    assert report.carried == [landing.landed_file_name(unrecorded)] and report.merged == 4
+    assert report.carried == [landing.landed_file_name(unrecorded.name)] and report.merged == 4
     assert len(landing.land_day(store, DAY).segments) == 1, "landed again, under the same name"
     assert len(_rows(store)) == 5 * 20 == len(set(_rows(store)))
     assert compaction.compact_day(store, DAY).merged == 2

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from rugs_pipeline import consumers
-from rugs_pipeline.bench import golden
+from rugs_pipeline.tools.bench import golden
 from rugs_pipeline.store.layout import SchemaVersionError, Store
 
 from .conftest import REPO_ROOT

@@ -13,21 +13,7 @@ from rugs_pipeline.derive.datasets import Frames, derive
 from rugs_pipeline.derive.games import rebuild_games
 from rugs_pipeline.store import compaction, validation
 from rugs_pipeline.store.layout import Store, UnreadableFileError
-
-from .test_query_cli import DAY, landed_store
-
-
-def truncate(path: Path) -> None:
-    """A file cut short (a disk that lost its tail): no footer, no magic bytes."""
-    data = path.read_bytes()
-    path.write_bytes(data[: len(data) // 2])
-
-
-def garble_footer(path: Path) -> None:
-    """Magic bytes in place but the footer's metadata garbage: DuckDB's error then names no file."""
-    data = bytearray(path.read_bytes())
-    data[-20:-8] = b"\xff" * 12
-    path.write_bytes(bytes(data))
+from rugs_pipeline.testing import DAY, garble_footer, landed_store, truncate
 
 
 CORRUPTIONS = {"truncated": truncate, "garbled footer": garble_footer}

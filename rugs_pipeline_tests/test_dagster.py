@@ -13,7 +13,6 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from rugs_pipeline.capture import spool
 from rugs_pipeline.definitions import defs
 from rugs_pipeline.defs.assets import derived_assets, ws_event
 from rugs_pipeline.defs.checks import schema_checks
@@ -21,32 +20,14 @@ from rugs_pipeline.defs.games import game_assets, game_checks
 from rugs_pipeline.defs.resources import StoreResource
 from rugs_pipeline.defs.schedules import REDERIVE_DAYS, nightly_rederive
 from rugs_pipeline.defs.sensors import spool_sensor
-from rugs_pipeline.feed.protocol import encode_event
 from rugs_pipeline.store import landing, schema
 from rugs_pipeline.store.layout import Store
 from rugs_pipeline.store.validation import validate_partition
+from rugs_pipeline.testing import DAY, T0, game_frames, sealed_segment
 
 from .conftest import REPO_ROOT
 
 EVERYTHING = [ws_event, *derived_assets, *game_assets, *schema_checks, *game_checks]
-T0 = 1_765_065_600 * 10**9  # 2025-12-07 00:00 UTC
-DAY = "2025-12-07"
-
-
-def _game_frames(game: str, rug: int) -> list[str]:
-    frames = [encode_event("gameStateUpdate", {"gameId": game, "cooldownTimer": 5000, "allowPreRoundBuys": True})]
-    for tick in range(rug + 1):
-        frames.append(encode_event("gameStateUpdate", {
-            "gameId": game, "active": True, "rugged": tick == rug, "tickCount": tick,
-            "price": 1.0 + tick / 100 if tick < rug else 0.01, "cooldownTimer": 0}))
-    frames.append(encode_event("gameStateUpdate", {"gameId": game, "active": False, "rugged": True,
-                                                   "tickCount": rug + 2, "price": 0.01}))
-    return frames
-
-
-def _segment(store: Store, session: str, frames: list[str], start_ns: int = T0) -> spool.Segment:
-    records = [spool.SpoolRecord(i + 1, start_ns + i * 250_000_000, spool.KIND_FRAME, f) for i, f in enumerate(frames)]
-    return spool.write_sealed_segment(store.spool_dir, spool.SegmentHeader(session, "public_ws"), records)
 
 
 def _materialize(selection, day: str = DAY, instance=None) -> dg.ExecuteInProcessResult:
@@ -62,7 +43,7 @@ def test_definitions_validate() -> None:
 
 def test_sensor_requests_each_segment_set_once_and_landing_is_exactly_once(data_dir: Path) -> None:
     store = Store(data_dir)
-    _segment(store, "s1", _game_frames("20251207-aaaaaaaaaaaaaaaa", 5))
+    sealed_segment(store, "s1", game_frames("20251207-aaaaaaaaaaaaaaaa", 5))
     ctx = dg.build_sensor_context(resources={"store": StoreResource()})
     first = spool_sensor(ctx)
     again = spool_sensor(dg.build_sensor_context(resources={"store": StoreResource()}))
@@ -83,17 +64,17 @@ def test_sensor_requests_each_segment_set_once_and_landing_is_exactly_once(data_
     assert isinstance(spool_sensor(dg.build_sensor_context(resources={"store": StoreResource()})), dg.SkipReason)
 
     # a new segment gives a new run key; landing it leaves the first file untouched
-    _segment(store, "s2", _game_frames("20251207-bbbbbbbbbbbbbbbb", 3), start_ns=T0 + 3600 * 10**9)
+    sealed_segment(store, "s2", game_frames("20251207-bbbbbbbbbbbbbbbb", 3), start_ns=T0 + 3600 * 10**9)
     third = spool_sensor(dg.build_sensor_context(resources={"store": StoreResource()}))
     assert third[0].run_key != first[0].run_key
     assert job.execute_in_process(partition_key=DAY, instance=instance, raise_on_error=False).success
     assert len(store.partition_files("ws_event", DAY)) == 2
-    assert store.read_partition("ws_event", DAY).num_rows == before.num_rows + len(_game_frames("x", 3))
+    assert store.read_partition("ws_event", DAY).num_rows == before.num_rows + len(game_frames("x", 3))
 
 
 def test_materialize_all_with_passing_checks_and_idempotent_rebuild(data_dir: Path) -> None:
     store = Store(data_dir)
-    _segment(store, "s1", _game_frames("20251207-aaaaaaaaaaaaaaaa", 5) + _game_frames("20251207-cccccccccccccccc", 2))
+    sealed_segment(store, "s1", game_frames("20251207-aaaaaaaaaaaaaaaa", 5) + game_frames("20251207-cccccccccccccccc", 2))
     instance = dg.DagsterInstance.ephemeral()
     result = _materialize(EVERYTHING, instance=instance)
     assert result.success
@@ -114,7 +95,7 @@ def test_materialize_all_with_passing_checks_and_idempotent_rebuild(data_dir: Pa
 
 def test_wrong_schema_version_fails_check_and_blocks_downstream(data_dir: Path) -> None:
     store = Store(data_dir)
-    _segment(store, "s1", _game_frames("20251207-aaaaaaaaaaaaaaaa", 5))
+    sealed_segment(store, "s1", game_frames("20251207-aaaaaaaaaaaaaaaa", 5))
     landing.land_day(store, DAY)
     # a file written by some other version of the pipeline
     stray = store.read_partition("ws_event", DAY).replace_schema_metadata({schema.SCHEMA_VERSION_KEY: b"0.9.0"})
@@ -130,7 +111,7 @@ def test_wrong_schema_version_fails_check_and_blocks_downstream(data_dir: Path) 
 
 def test_store_at_another_version_is_refused_with_a_clear_error(data_dir: Path) -> None:
     store = Store(data_dir)
-    _segment(store, "s1", _game_frames("20251207-aaaaaaaaaaaaaaaa", 3))
+    sealed_segment(store, "s1", game_frames("20251207-aaaaaaaaaaaaaaaa", 3))
     assert _materialize(EVERYTHING).success
     manifest = json.loads(store.manifest_path.read_text())
     store.manifest_path.write_text(json.dumps({**manifest, "version": "1.9.0"}))
@@ -162,8 +143,8 @@ def test_automation_derives_closed_days_at_once_and_the_live_day_on_the_cron(dat
     wall = datetime.now(timezone.utc)
     now = wall.replace(second=10, microsecond=0) + timedelta(minutes=5 - wall.minute % 5)
     today = wall.strftime("%Y-%m-%d")
-    _segment(store, "old", _game_frames("20251207-aaaaaaaaaaaaaaaa", 3))
-    _segment(store, "live", _game_frames("20261124-bbbbbbbbbbbbbbbb", 3), start_ns=time.time_ns())
+    sealed_segment(store, "old", game_frames("20251207-aaaaaaaaaaaaaaaa", 3))
+    sealed_segment(store, "live", game_frames("20261124-bbbbbbbbbbbbbbbb", 3), start_ns=time.time_ns())
     instance = dg.DagsterInstance.ephemeral()
     first = dg.evaluate_automation_conditions(defs=defs, instance=instance, evaluation_time=now)
     assert first.total_requested == 0, "nothing landed yet"

@@ -27,9 +27,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from rugs_pipeline.bench import golden
-from rugs_pipeline.bench.derivation import _NORMAL
-from rugs_pipeline.capture import spool
+from rugs_pipeline.tools.bench import golden
+from rugs_pipeline.tools.bench.derivation import _NORMAL
+from rugs_pipeline.formats import spool
 from rugs_pipeline.capture.importer import import_recordings
 from rugs_pipeline.derive.datasets import DERIVATIONS, derive, derive_all
 from rugs_pipeline.derive.games import rebuild_games, summarize_games

@@ -10,15 +10,13 @@ from pathlib import Path
 import pyarrow.compute as pc
 from click.testing import CliRunner
 
-from rugs_pipeline.capture import spool
+from rugs_pipeline.formats import spool
 from rugs_pipeline.cli import main
 from rugs_pipeline.derive.datasets import Frames, derive
 from rugs_pipeline.store import compaction, landing, schema
 from rugs_pipeline.store.layout import Store
+from rugs_pipeline.testing import DAY, garble_footer, landed_store, start_writer, truncate
 
-from .test_corrupt_files import garble_footer, truncate
-from .test_query_cli import DAY, landed_store
-from .test_stale_temps import start_writer
 
 ROWS = 12  # landed_store's 3 segments of 4 frames
 
@@ -78,7 +76,7 @@ def test_rows_no_longer_in_the_spool_are_recorded_lost(data_dir: Path) -> None:
     store = landed_store(data_dir)
     bad = store.partition_files("ws_event", DAY)[0]
     garble_footer(bad)
-    segment = next(s for s in spool.sealed_segments(store.spool_dir, DAY) if landing.landed_file_name(s) == bad.name)
+    segment = next(s for s in spool.sealed_segments(store.spool_dir, DAY) if landing.landed_file_name(s.name) == bad.name)
     segment.path.unlink()  # the operator cleaned the spool
     code, report = doctor()
     assert "1 of its 1 segment(s) are no longer in the spool: their rows are lost" in report["problems"][0]["fix"]

@@ -11,7 +11,6 @@ import os
 import re
 import signal
 import subprocess
-import sys
 import time
 from collections import defaultdict
 from datetime import datetime, timezone
@@ -20,23 +19,14 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
-from rugs_pipeline.capture import spool
-from rugs_pipeline.definitions import defs
-from rugs_pipeline.defs.assets import derived_assets, ws_event
-from rugs_pipeline.defs.checks import schema_checks
-from rugs_pipeline.defs.games import game_assets, game_checks
+from rugs_pipeline.formats import spool
 from rugs_pipeline.defs.resources import StoreResource
 from rugs_pipeline.defs.sensors import spool_sensor
 from rugs_pipeline.store import schema
 from rugs_pipeline.store.layout import Store
-
-from .conftest import REPO_ROOT
-
-CLI = str(REPO_ROOT / ".venv" / "bin" / "rugs-pipeline")
-SEED_QUERY_WS = ("SELECT * FROM '~/rugs_data/events_parquet/**/*.parquet' "
-                 "WHERE doc_type = 'ws_event' AND event_name = 'gameStateUpdate' LIMIT 100")
-SEED_QUERY_TICKS = ("SELECT game_id, tick, price, ts FROM '~/rugs_data/events_parquet/doc_type=game_tick/**/*.parquet' "
-                    "ORDER BY session_id, seq")
+from rugs_pipeline.testing import (
+    CLI, SEED_QUERY_TICKS, SEED_QUERY_WS, land_and_derive_days, run_seed_query, start_recorder, stop,
+)
 
 
 def start_simulator(*args: str) -> tuple[subprocess.Popen, str]:
@@ -45,35 +35,6 @@ def start_simulator(*args: str) -> tuple[subprocess.Popen, str]:
     match = re.search(r"(ws://\S+)", line)
     assert match, f"simulator did not report its address: {line!r}"
     return proc, match.group(1)
-
-
-def start_recorder(url: str, env: dict) -> subprocess.Popen:
-    return subprocess.Popen([CLI, "record", "--url", url, "--seal-interval", "1", "--fsync-interval", "0.2"],
-                            env=env, stderr=subprocess.PIPE, text=True)
-
-
-def stop(proc: subprocess.Popen, sig: int = signal.SIGTERM) -> int:
-    proc.send_signal(sig)
-    return proc.wait(timeout=30)
-
-
-def run_seed_query(sql: str, home: Path) -> list[tuple]:
-    code = "import duckdb, json, sys; print(json.dumps(duckdb.connect().execute(sys.argv[1]).fetchall(), default=str))"
-    out = subprocess.run([sys.executable, "-c", code, sql], env={**os.environ, "HOME": str(home)},
-                         capture_output=True, text=True, check=True)
-    return [tuple(r) for r in json.loads(out.stdout)]
-
-
-def land_and_derive_days(days: list[str]) -> None:
-    """Each day as the daemon would run it: the land job, then every derived asset with its checks passing."""
-    instance = dg.DagsterInstance.ephemeral()
-    for day in days:
-        assert defs.resolve_job_def("land_ws_event").execute_in_process(partition_key=day, instance=instance).success
-        result = dg.materialize([ws_event, *derived_assets, *game_assets, *schema_checks, *game_checks],
-                                partition_key=day, instance=instance, resources={"store": StoreResource()},
-                                selection=[*derived_assets, *game_assets])
-        assert result.success
-        assert all(e.passed for e in result.get_asset_check_evaluations())
 
 
 @pytest.fixture()

@@ -23,7 +23,7 @@ import pyarrow.compute as pc
 import pytest
 from gymnasium.utils.env_checker import check_env
 
-from rugs_pipeline.bench import derivation, synth
+from rugs_pipeline.tools.bench import derivation, synth
 from rugs_pipeline.consumers import episodes
 from rugs_pipeline.rl import OBSERVATION, SIDEBET, WAIT, SidebetEnv, split_by_date
 from rugs_pipeline.store.layout import SchemaVersionError, Store

@@ -14,9 +14,9 @@ import pytest
 
 from rugs_pipeline.defs.execution import ExecutorConfigError, executor_from_env
 from rugs_pipeline.store.layout import Store
+from rugs_pipeline.testing import DAY, game_frames, sealed_segment
 
 from .conftest import REPO_ROOT
-from .test_dagster import DAY, _game_frames, _segment
 
 DAGSTER = str(REPO_ROOT / ".venv" / "bin" / "dagster")
 # what each executor writes in the run's event log when it starts executing steps
@@ -61,7 +61,7 @@ def test_a_run_executes_under_the_executor_the_environment_names(executor: str, 
     home.mkdir()
     shutil.copyfile(REPO_ROOT / "dagster.yaml", home / "dagster.yaml")
     data = tmp_path / "rugs_data"
-    _segment(Store(data), "s1", _game_frames("20251207-aaaaaaaaaaaaaaaa", 5))
+    sealed_segment(Store(data), "s1", game_frames("20251207-aaaaaaaaaaaaaaaa", 5))
     env = {**os.environ, "RUGS_EXECUTOR": executor, "RUGS_DATA_DIR": str(data), "DAGSTER_HOME": str(home)}
     out = subprocess.run([DAGSTER, "job", "execute", "-m", "rugs_pipeline.definitions", "-j", "land_ws_event",
                           "--tags", f'{{"dagster/partition": "{DAY}"}}'],
@@ -75,4 +75,4 @@ def test_a_run_executes_under_the_executor_the_environment_names(executor: str, 
     assert any(ENGINE_MESSAGE[executor] in m for m in messages), messages
     step_processes = [m for m in messages if m.startswith("Executing step") and "in subprocess" in m]
     assert bool(step_processes) == (executor == "multiprocess")
-    assert Store(data).read_partition("ws_event", DAY).num_rows == len(_game_frames("x", 5))
+    assert Store(data).read_partition("ws_event", DAY).num_rows == len(game_frames("x", 5))

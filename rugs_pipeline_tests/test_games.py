@@ -22,7 +22,7 @@ import duckdb
 import pyarrow as pa
 import pytest
 
-from rugs_pipeline.capture import spool
+from rugs_pipeline.formats import spool
 from rugs_pipeline.defs.assets import derived_assets, ws_event
 from rugs_pipeline.defs.checks import schema_checks
 from rugs_pipeline.defs.games import game_assets, game_checks, game_frames
@@ -30,7 +30,7 @@ from rugs_pipeline.defs.resources import StoreResource
 from rugs_pipeline.derive import consistency, games
 from rugs_pipeline.derive.datasets import Frames
 from rugs_pipeline.derive.games import NEXT_DAY_HEAD, rebuild_games
-from rugs_pipeline.feed.protocol import encode_event
+from rugs_pipeline.formats.protocol import encode_event
 from rugs_pipeline.store import doctypes, landing, schema
 from rugs_pipeline.store.layout import Store
 from rugs_pipeline.store.validation import validate_table

@@ -54,7 +54,7 @@ def test_backfill_before_the_first_day_says_which_setting_moves_it(tmp_path) -> 
 def test_the_sensor_names_days_before_the_first_and_the_fix(data_dir) -> None:
     import dagster as dg
 
-    from rugs_pipeline.capture import spool
+    from rugs_pipeline.formats import spool
     from rugs_pipeline.defs.resources import StoreResource
     from rugs_pipeline.defs.sensors import spool_sensor
     from rugs_pipeline.store.layout import Store

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import pyarrow.compute as pc
 
-from rugs_pipeline.capture import spool
+from rugs_pipeline.formats import spool
 from rugs_pipeline.derive.games import rebuild_games
-from rugs_pipeline.feed.protocol import encode_event
+from rugs_pipeline.formats.protocol import encode_event
 from rugs_pipeline.store import landing
 
 T0 = 1_765_065_600 * 10**9  # 2025-12-07 00:00 UTC

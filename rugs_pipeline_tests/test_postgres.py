@@ -9,14 +9,10 @@ evaluation must be in Postgres, and nothing in a SQLite file.
 from __future__ import annotations
 
 import contextlib
-import glob
 import json
 import os
-import shutil
 import signal
-import socket
 import subprocess
-import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -29,71 +25,12 @@ import yaml
 from rugs_pipeline.definitions import defs
 from rugs_pipeline.store import schema
 from rugs_pipeline.store.layout import Store
+from rugs_pipeline.testing import DAY, PostgresUnavailable, game_frames, postgres_server, sealed_segment
 
 from .conftest import REPO_ROOT
-from .test_dagster import DAY, _game_frames, _segment
 
 VARIANT = REPO_ROOT / "deploy" / "dagster.postgres.yaml"
 BIN = REPO_ROOT / ".venv" / "bin"
-USER, PASSWORD, DB = "rugs", "rugs-test-pw", "rugs_dagster"
-
-
-def _server_cmd(cmd: list[str]) -> list[str]:
-    # initdb and postgres refuse to run as root: as root, run them as Debian's postgres user
-    return ["runuser", "-u", "postgres", "--", *cmd] if os.geteuid() == 0 else cmd
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-class PostgresUnavailable(Exception):
-    """No server to test against: not installed, or it would not initialise or start."""
-
-
-@contextlib.contextmanager
-def postgres_server() -> Iterator[dict[str, str]]:
-    """A throwaway PostgreSQL server on 127.0.0.1 with a password and an empty database; yields RUGS_PG_*."""
-    bins = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"))
-    if not bins:
-        raise PostgresUnavailable("PostgreSQL server not installed (Debian package postgresql; "
-                                  "make test installs it when run as root)")
-    bindir = Path(bins[-1]).parent
-    # not under pytest's tmp_path: that is private to root, and the server runs as postgres
-    root = Path(tempfile.mkdtemp(prefix="rugs_pg_"))
-    data, log = root / "data", root / "server.log"
-    (root / "pw").write_text(PASSWORD)
-    if os.geteuid() == 0:
-        shutil.chown(root, "postgres")
-        shutil.chown(root / "pw", "postgres")
-    port = _free_port()
-    pg_ctl = _server_cmd([str(bindir / "pg_ctl"), "-D", str(data)])
-    started = False
-    try:
-        init = subprocess.run(_server_cmd([str(bindir / "initdb"), "-D", str(data), "-U", USER, f"--pwfile={root / 'pw'}",
-                                           "--auth=scram-sha-256", "--no-locale", "-E", "UTF8"]),
-                              capture_output=True, text=True, timeout=120)
-        if init.returncode:
-            raise PostgresUnavailable(f"initdb failed: {init.stderr.strip()[-500:]}")
-        start = subprocess.run([*pg_ctl, "-l", str(log), "-w", "-t", "60", "start",
-                                "-o", f"-k {root} -p {port} -c listen_addresses=127.0.0.1"],
-                               capture_output=True, text=True, timeout=90)
-        started = start.returncode == 0
-        if not started:
-            raise PostgresUnavailable(f"PostgreSQL server did not start: {start.stderr.strip()[-300:]} {log.read_text()[-500:]}")
-        conn = psycopg2.connect(host="127.0.0.1", port=port, user=USER, password=PASSWORD, dbname="postgres")
-        conn.autocommit = True
-        with conn.cursor() as cur:  # outside a transaction block, as CREATE DATABASE needs
-            cur.execute(f"CREATE DATABASE {DB}")
-        conn.close()
-        yield {"RUGS_PG_HOST": "127.0.0.1", "RUGS_PG_PORT": str(port), "RUGS_PG_USER": USER,
-               "RUGS_PG_PASSWORD": PASSWORD, "RUGS_PG_DB": DB}
-    finally:
-        if started:
-            subprocess.run([*pg_ctl, "-m", "fast", "-w", "stop"], capture_output=True, timeout=60)
-        shutil.rmtree(root, ignore_errors=True)
 
 
 @pytest.fixture(scope="module")
@@ -139,7 +76,7 @@ def test_sensor_landing_and_derivation_on_a_postgres_instance(postgres: dict[str
     for key, value in env.items():
         monkeypatch.setenv(key, value)
     store = Store(data)
-    _segment(store, "s1", _game_frames("20251207-aaaaaaaaaaaaaaaa", 5) + _game_frames("20251207-cccccccccccccccc", 2))
+    sealed_segment(store, "s1", game_frames("20251207-aaaaaaaaaaaaaaaa", 5) + game_frames("20251207-cccccccccccccccc", 2))
 
     with dg.DagsterInstance.get() as instance:
         storages = (instance.run_storage, instance.event_log_storage, instance.schedule_storage)

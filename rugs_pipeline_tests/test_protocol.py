@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from rugs_pipeline.feed import protocol
-from rugs_pipeline.feed.protocol import parse_frame
+from rugs_pipeline.formats import protocol
+from rugs_pipeline.formats.protocol import parse_frame
 
 
 def _real_events(real_dir: Path):

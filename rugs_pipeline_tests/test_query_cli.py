@@ -10,30 +10,13 @@ import pyarrow.parquet as pq
 import pytest
 from click.testing import CliRunner
 
-from rugs_pipeline.capture import spool
 from rugs_pipeline.cli import main
-from rugs_pipeline.feed.protocol import encode_event
-from rugs_pipeline.store import landing, schema
+from rugs_pipeline.store import schema
 from rugs_pipeline.store.layout import Store
+from rugs_pipeline.testing import landed_store
 
 T0 = 1_765_065_600 * 10**9  # 2025-12-07 00:00 UTC
 DAY = "2025-12-07"
-
-
-def landed_store(root: Path, segments: int = 3, per_segment: int = 4) -> Store:
-    """A store whose ws_event day holds ``segments`` landed files (still in the spool)."""
-    store = Store(root)
-    seq = 0
-    for _ in range(segments):
-        records = []
-        for _ in range(per_segment):
-            seq += 1
-            frame = encode_event("gameStateUpdate", {"gameId": "20251207-aaaaaaaaaaaaaaaa", "tickCount": seq,
-                                                     "price": 1.0, "active": True})
-            records.append(spool.SpoolRecord(seq, T0 + seq * 10**9, spool.KIND_FRAME, frame))
-        spool.write_sealed_segment(store.spool_dir, spool.SegmentHeader("query-test", "public_ws"), records)
-    landing.land_day(store, DAY)
-    return store
 
 
 @pytest.fixture()

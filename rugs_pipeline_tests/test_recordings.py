@@ -15,9 +15,9 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from rugs_pipeline.capture.importer import import_recordings
-from rugs_pipeline.capture.recordings import BadLine, RecordedEvent, RecordingError, detect_format, read_recording
-from rugs_pipeline.capture.spool import KIND_FRAME, KIND_LIFECYCLE, read_segment, utc_day
-from rugs_pipeline.feed.protocol import parse_frame
+from rugs_pipeline.formats.recordings import BadLine, RecordedEvent, RecordingError, detect_format, read_recording
+from rugs_pipeline.formats.spool import KIND_FRAME, KIND_LIFECYCLE, read_segment, utc_day
+from rugs_pipeline.formats.protocol import parse_frame
 
 UTC = timezone.utc
 EASTERN = ZoneInfo("America/New_York")

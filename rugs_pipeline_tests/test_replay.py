@@ -25,11 +25,11 @@ import pytest
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
-from rugs_pipeline.capture import spool
+from rugs_pipeline.formats import spool
 from rugs_pipeline.capture.importer import import_recordings
 from rugs_pipeline.consumers import Frame, Replay, ReplayError, areplay, replay
 from rugs_pipeline.consumers.replay_server import ReplayConfig, ReplayServer
-from rugs_pipeline.feed.protocol import encode_event, encode_open, parse_frame, reply_to, trace_header
+from rugs_pipeline.formats.protocol import encode_event, encode_open, parse_frame, reply_to, trace_header
 from rugs_pipeline.store import landing, schema
 from rugs_pipeline.store.layout import SchemaVersionError, Store
 from rugs_pipeline.store.versions import fill_typed_columns

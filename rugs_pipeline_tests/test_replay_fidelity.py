@@ -21,12 +21,12 @@ import numpy as np
 from rugs_pipeline.defs.games import game_frames
 from rugs_pipeline.derive.datasets import derive
 from rugs_pipeline.derive.games import rebuild_games
-from rugs_pipeline.feed import games as generator
+from rugs_pipeline.simulator import games as generator
 from rugs_pipeline.store import landing
 from rugs_pipeline.store.layout import Store
+from rugs_pipeline.testing import CLI, start_recorder, stop
 
 from .test_derive import FIXTURES, read_events, received
-from .test_end_to_end import CLI, start_recorder, stop
 from .test_games import check_ended_games_match_the_recording, recorded_games, rows_by_game
 
 SERVE_TIMEOUT_S = 240

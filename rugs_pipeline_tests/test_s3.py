@@ -28,10 +28,10 @@ from rugs_pipeline.defs.sensors import spool_sensor
 from rugs_pipeline.store import compaction, landing, schema
 from rugs_pipeline.store.lake import parse_root
 from rugs_pipeline.store.layout import SchemaVersionError, Store, file_schema_version
+from rugs_pipeline.testing import (
+    DAY, SEED_QUERY_TICKS, SEED_QUERY_WS, T0, downgrade, game_frames, land_and_derive_days, run_job, sealed_segment,
+)
 
-from .test_dagster import DAY, T0, _game_frames, _segment
-from .test_end_to_end import SEED_QUERY_TICKS, SEED_QUERY_WS, land_and_derive_days
-from .test_schema_versions import _downgrade, _run_job
 
 BUCKET = "rugs-lake"
 NEXT_DAY = "2025-12-08"
@@ -69,9 +69,9 @@ def s3(s3_server: dict[str, str], monkeypatch: pytest.MonkeyPatch, request: pyte
 
 def _spool_two_days(store: Store) -> None:
     # two games on DAY, one whose end arrives on the next day (the next day's head is read too), one more after
-    _segment(store, "s1", _game_frames("20251207-aaaaaaaaaaaaaaaa", 5) + _game_frames("20251207-cccccccccccccccc", 2))
-    _segment(store, "s2", _game_frames("20251207-dddddddddddddddd", 4), start_ns=T0 + 86_399 * 10**9)
-    _segment(store, "s3", _game_frames("20251208-eeeeeeeeeeeeeeee", 3), start_ns=T0 + 90_000 * 10**9)
+    sealed_segment(store, "s1", game_frames("20251207-aaaaaaaaaaaaaaaa", 5) + game_frames("20251207-cccccccccccccccc", 2))
+    sealed_segment(store, "s2", game_frames("20251207-dddddddddddddddd", 4), start_ns=T0 + 86_399 * 10**9)
+    sealed_segment(store, "s3", game_frames("20251208-eeeeeeeeeeeeeeee", 3), start_ns=T0 + 90_000 * 10**9)
 
 
 def _run_pipeline(root: str, spool_dir: Path, monkeypatch: pytest.MonkeyPatch) -> list[str]:
@@ -152,7 +152,7 @@ def test_migration_rewrites_a_10_lake_into_what_11_code_writes(on_s3: bool, tmp_
     _run_pipeline(str(reference), spool_dir, monkeypatch)
     old = tmp_path / "old"
     shutil.copytree(reference, old, ignore=shutil.ignore_patterns("locks"))
-    _downgrade(old)  # every file and the manifest as 1.0.0 code wrote them
+    downgrade(old)  # every file and the manifest as 1.0.0 code wrote them
     root = request.getfixturevalue("s3") if on_s3 else str(old)
     store = Store.at(root, spool_dir)
     if on_s3:
@@ -164,7 +164,7 @@ def test_migration_rewrites_a_10_lake_into_what_11_code_writes(on_s3: bool, tmp_
     monkeypatch.setenv("RUGS_DATA_DIR", root)
     for day in (DAY, NEXT_DAY):
         assert store.read_manifest()["version"] == "1.0.0", "the manifest moves only once every day is migrated"
-        assert _run_job("migrate_schema", root, day).success
+        assert run_job("migrate_schema", root, day).success
     assert store.read_manifest()["version"] == schema.SCHEMA_VERSION
     files = [f for d in schema.DOC_TYPES for day in store.partition_days(d) for f in store.partition_files(d, day)]
     assert sorted(f.relative_to(store.root) for f in files) == sorted(p.relative_to(reference)

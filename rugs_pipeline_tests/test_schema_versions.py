@@ -16,7 +16,6 @@ import time
 from datetime import datetime, timedelta
 from pathlib import Path
 
-import dagster as dg
 import duckdb
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -24,13 +23,13 @@ import pyarrow.parquet as pq
 import pytest
 
 from rugs_pipeline import consumers
-from rugs_pipeline.bench import golden
-from rugs_pipeline.capture import spool
+from rugs_pipeline.tools.bench import golden
+from rugs_pipeline.formats import spool
 from rugs_pipeline.capture.importer import import_recordings
-from rugs_pipeline.definitions import defs
-from rugs_pipeline.feed.protocol import encode_event
+from rugs_pipeline.formats.protocol import encode_event
 from rugs_pipeline.store import landing, migration, schema, versions
 from rugs_pipeline.store.layout import SchemaVersionError, Store, file_schema_version
+from rugs_pipeline.testing import downgrade, parquet_files, run_job
 
 from .conftest import REPO_ROOT
 from .test_derive import unpacked_golden
@@ -152,11 +151,6 @@ def test_each_version_fills_only_its_own_columns() -> None:
 
 # --- a real store at 1.1.0, and the same store at 1.0.0 ----------------------------------------
 
-def _run_job(name: str, root: Path, day: str) -> dg.ExecuteInProcessResult:
-    return defs.resolve_job_def(name).execute_in_process(
-        partition_key=day, instance=dg.DagsterInstance.ephemeral(), raise_on_error=False,
-        run_config={"resources": {"store": {"config": {"data_dir": str(root)}}}})
-
 
 def _golden_and_the_next_day(folder: Path) -> list[Path]:
     """The golden day, and the same feed a day later (its times and game ids a day on): two days of data."""
@@ -180,33 +174,17 @@ def reference(tmp_path_factory) -> Path:
     days = sorted({seg.day for r in reports for seg in r.segments})
     assert len(days) >= 2
     for day in days:  # every day lands before any derives: a day's games read the next day
-        assert _run_job("land_ws_event", root, day).success
+        assert run_job("land_ws_event", root, day).success
     for day in days:
-        assert _run_job("rederive", root, day).success
+        assert run_job("rederive", root, day).success
     return root
-
-
-def _files(root: Path) -> list[Path]:
-    return sorted(p.relative_to(root) for p in (root / "events_parquet").rglob("*.parquet"))
-
-
-def _downgrade(root: Path) -> None:
-    """Rewrite every file and the manifest as 1.0.0 code wrote them."""
-    for rel in _files(root):
-        path = root / rel
-        table = pq.read_table(path)
-        meta = {schema.SCHEMA_VERSION_KEY: b"1.0.0", schema.DOC_TYPE_KEY: table.schema.metadata[schema.DOC_TYPE_KEY]}
-        pq.write_table(schema.conform(table, V1_0.schema).replace_schema_metadata(meta), path, compression="zstd")
-    manifest = json.loads((root / "manifests" / "schema_version.json").read_text())
-    manifest.update(version="1.0.0", fields=schema.manifest_fields(V1_0.schema))
-    (root / "manifests" / "schema_version.json").write_text(json.dumps(manifest))
 
 
 @pytest.fixture()
 def old_store(reference: Path, tmp_path: Path) -> Path:
     root = tmp_path / "rugs_data"
     shutil.copytree(reference, root)
-    _downgrade(root)
+    downgrade(root)
     return root
 
 
@@ -215,8 +193,8 @@ def _manifest_version(root: Path) -> str:
 
 
 def _same_files(root: Path, reference: Path) -> None:
-    assert _files(root) == _files(reference)
-    for rel in _files(root):
+    assert parquet_files(root) == parquet_files(reference)
+    for rel in parquet_files(root):
         got, want = pq.read_table(root / rel), pq.read_table(reference / rel)
         assert file_schema_version(root / rel) == schema.SCHEMA_VERSION, rel
         assert got.equals(want), rel
@@ -250,7 +228,7 @@ def test_derived_datasets_fill_the_new_columns_from_their_frames(reference: Path
 
 def test_migration_job_rewrites_a_10_store_into_the_store_11_code_writes(old_store: Path, reference: Path) -> None:
     days = _days(old_store)
-    assert days == sorted({rel.parts[2].removeprefix("date=") for rel in _files(reference)})
+    assert days == sorted({rel.parts[2].removeprefix("date=") for rel in parquet_files(reference)})
     with pytest.raises(SchemaVersionError) as refused:
         consumers.connect(old_store, require="1.1.0")
     message = str(refused.value)
@@ -258,7 +236,7 @@ def test_migration_job_rewrites_a_10_store_into_the_store_11_code_writes(old_sto
 
     for n, day in enumerate(days):
         assert _manifest_version(old_store) == "1.0.0", "the manifest moves only once every day is migrated"
-        result = _run_job("migrate_schema", old_store, day)
+        result = run_job("migrate_schema", old_store, day)
         assert result.success
         materialized = {e.asset_key.to_user_string() for e in result.get_asset_materialization_events()}
         assert "schema_migration" in materialized and set(schema.DOC_TYPES) - {"ws_event"} <= materialized
@@ -269,8 +247,8 @@ def test_migration_job_rewrites_a_10_store_into_the_store_11_code_writes(old_sto
     consumers.connect(old_store, require="1.1.0")
 
     # a re-run changes nothing
-    stamps = {rel: (old_store / rel).stat().st_mtime_ns for rel in _files(old_store) if "ws_event" in str(rel)}
-    assert _run_job("migrate_schema", old_store, days[0]).success
+    stamps = {rel: (old_store / rel).stat().st_mtime_ns for rel in parquet_files(old_store) if "ws_event" in str(rel)}
+    assert run_job("migrate_schema", old_store, days[0]).success
     assert {rel: (old_store / rel).stat().st_mtime_ns for rel in stamps} == stamps
 
 
@@ -287,14 +265,14 @@ def test_seed_queries_run_unchanged_on_10_11_and_migrated_stores(old_store: Path
     assert len(fresh[0][0]) == len(schema.SCHEMA) + 1
     assert fresh[1] == before[1]
     for day in _days(old_store):
-        assert _run_job("migrate_schema", old_store, day).success
+        assert run_job("migrate_schema", old_store, day).success
     assert [_seed(old_store, n) for n in range(2)] == fresh
 
 
 def test_a_10_consumer_reads_11_data(old_store: Path, reference: Path) -> None:
     """Code that knows 1.x and reads only 1.0.0's columns gets the same answers from 1.1.0 files."""
     assert _answers(reference) == _answers(old_store)
-    for rel in _files(reference):
+    for rel in parquet_files(reference):
         assert pq.read_table(reference / rel, columns=V1_0.schema.names).schema.equals(V1_0.schema, check_metadata=False)
 
 
@@ -321,7 +299,7 @@ def _raw_glob_is_right_or_refuses(root: Path, reference: Path) -> None:
 def test_a_half_migrated_store_never_answers_wrong(old_store: Path, reference: Path) -> None:
     days = _days(old_store)
     want = _answers(reference)
-    assert _run_job("migrate_schema", old_store, days[0]).success
+    assert run_job("migrate_schema", old_store, days[0]).success
     assert _manifest_version(old_store) == "1.0.0" and _days(old_store) == days[1:]
     assert _answers(old_store) == want
     con = consumers.connect(old_store)
@@ -363,7 +341,7 @@ def test_migrate_cli_killed_mid_run_leaves_10_manifest_and_a_rerun_finishes(old_
 def test_manifest_left_behind_by_a_crash_after_the_last_day_is_finished_by_a_rerun(old_store: Path,
                                                                                   reference: Path) -> None:
     for day in _days(old_store):
-        assert _run_job("migrate_schema", old_store, day).success
+        assert run_job("migrate_schema", old_store, day).success
     # the crash: every file migrated, the manifest not yet written
     manifest = json.loads((old_store / "manifests" / "schema_version.json").read_text())
     manifest.update(version="1.0.0", fields=schema.manifest_fields(V1_0.schema))
@@ -391,7 +369,7 @@ def test_11_writer_adds_11_files_to_a_10_store_and_the_check_says_how_to_migrate
     old = {p.name for p in store.partition_files("ws_event", day)}
     _segment(old_store, "late", [{"gameId": day.replace("-", "") + "-feedfeedfeedfeed", "connectedPlayers": 42}],
              _noon_ns(day))
-    result = _run_job("land_and_derive", old_store, day)
+    result = run_job("land_and_derive", old_store, day)
     assert result.success, "old files are valid: the blocking checks pass"
     new = {p.name: file_schema_version(p) for p in store.partition_files("ws_event", day) if p.name not in old}
     assert list(new.values()) == [schema.SCHEMA_VERSION]

@@ -15,7 +15,7 @@ import lancedb
 import pytest
 
 from rugs_pipeline.config import ConfigError
-from rugs_pipeline.consumers import search
+from rugs_pipeline.derive import search
 from rugs_pipeline.defs.catalog import event_catalog, events_index
 from rugs_pipeline.defs.resources import StoreResource
 from rugs_pipeline.derive import catalog

@@ -9,15 +9,15 @@ from pathlib import Path
 
 import pytest
 
-from rugs_pipeline.capture.audit import AuditError
+from rugs_pipeline.tools.audit import AuditError
 from rugs_pipeline.capture.feed_url import FeedUrlError
 from rugs_pipeline.capture.recorder import RecorderError
-from rugs_pipeline.capture.recordings import RecordingError
+from rugs_pipeline.formats.recordings import RecordingError
 from rugs_pipeline.config import ConfigError, Settings
 from rugs_pipeline.consumers.replay import ReplayError
 from rugs_pipeline.defs.execution import ExecutorConfigError
 from rugs_pipeline.errors import RugsError
-from rugs_pipeline.feed.simulator import SimulatorError
+from rugs_pipeline.simulator.server import SimulatorError
 from rugs_pipeline.store.layout import SchemaVersionError, UnreadableFileError
 
 from .conftest import REPO_ROOT

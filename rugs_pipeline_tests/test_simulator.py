@@ -19,9 +19,9 @@ import pytest
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
-from rugs_pipeline.feed.games import GameGenerator
-from rugs_pipeline.feed.protocol import Frame, parse_frame
-from rugs_pipeline.feed.simulator import Simulator, SimulatorConfig, SimulatorError
+from rugs_pipeline.simulator.games import GameGenerator
+from rugs_pipeline.formats.protocol import Frame, parse_frame
+from rugs_pipeline.simulator.server import Simulator, SimulatorConfig, SimulatorError
 
 TRACEPARENT = re.compile(r"00-[0-9a-f]{32}-[0-9a-f]{16}-01")
 GAME_ID = re.compile(r"\d{8}-[0-9a-f]{16}")
@@ -157,7 +157,7 @@ def test_port_in_use_is_a_one_line_error():
 
 
 def start_process(*config: str) -> tuple[subprocess.Popen, str]:
-    code = f"from pathlib import Path; from rugs_pipeline.feed.simulator import *; run(SimulatorConfig({', '.join(config)}))"
+    code = f"from pathlib import Path; from rugs_pipeline.simulator.server import *; run(SimulatorConfig({', '.join(config)}))"
     proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     line = proc.stdout.readline()
     match = re.fullmatch(r"simulator listening on (ws://127\.0\.0\.1:\d+/socket\.io/\?EIO=4&transport=websocket)\n", line)
@@ -354,7 +354,7 @@ def test_replay_serves_recorded_events_in_order_then_exits(tmp_path, caplog):
             await asyncio.wait_for(sim.wait_done(), 2)
             return received, elapsed
 
-    with caplog.at_level(logging.WARNING, logger="rugs_pipeline.feed.simulator"):
+    with caplog.at_level(logging.WARNING, logger="rugs_pipeline.simulator.server"):
         received, elapsed = arun(scenario())
     assert [(f.event_name, f.args) for f in received] == [
         ("gameStateUpdate", ({"gameId": "g", "tickCount": 4},)),

@@ -9,7 +9,7 @@ import sys
 import time
 from pathlib import Path
 
-from rugs_pipeline.capture import spool
+from rugs_pipeline.formats import spool
 
 DAY_NS = 86_400 * 10**9
 T0 = 1_765_000_000 * 10**9  # 2025-12-06
@@ -83,7 +83,7 @@ def test_recover_drops_segment_with_no_complete_record(tmp_path: Path) -> None:
 WRITER_SCRIPT = """
 import sys, time
 from pathlib import Path
-from rugs_pipeline.capture import spool
+from rugs_pipeline.formats import spool
 w = spool.SpoolWriter(Path(sys.argv[1]), "killme", "public_ws", fsync_interval_s=0.02, seal_interval_s=0.3)
 i = 0
 while True:
@@ -120,7 +120,7 @@ def test_sigkill_loses_no_acknowledged_record(tmp_path: Path) -> None:
 GROUP_SCRIPT = """
 import random, sys, time
 from pathlib import Path
-from rugs_pipeline.capture import spool
+from rugs_pipeline.formats import spool
 w = spool.SpoolWriter(Path(sys.argv[1]), "pairs", "public_ws", fsync_interval_s=0.05, seal_interval_s=5)
 rng = random.Random(int(sys.argv[2]))
 i = 0

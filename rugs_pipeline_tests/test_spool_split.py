@@ -14,13 +14,13 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
-from rugs_pipeline.capture import spool
+from rugs_pipeline.formats import spool
 from rugs_pipeline.defs.resources import StoreResource
 from rugs_pipeline.defs.sensors import spool_sensor
 from rugs_pipeline.store.layout import Store
+from rugs_pipeline.testing import SEED_QUERY_TICKS, SEED_QUERY_WS, land_and_derive_days, run_seed_query
 
 from .capture_harness import CLI, Recorder, Sim
-from .test_end_to_end import SEED_QUERY_TICKS, SEED_QUERY_WS, land_and_derive_days, run_seed_query
 
 
 def test_recorders_write_a_shared_spool_that_the_lake_lands(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -14,8 +14,9 @@ from pathlib import Path
 
 import pytest
 
+from rugs_pipeline.testing import DemoStack, free_port
+
 from .conftest import REPO_ROOT
-from .test_ui_browser import DemoStack, free_port
 
 SPOOL_SENSOR = "spool_sensor"
 

@@ -13,43 +13,14 @@ import sys
 from pathlib import Path
 
 
-from rugs_pipeline.capture import spool
-from rugs_pipeline.feed.protocol import encode_event
+from rugs_pipeline.formats import spool
+from rugs_pipeline.formats.protocol import encode_event
 from rugs_pipeline.store import compaction, landing, schema
 from rugs_pipeline.store.layout import Store
-
-from .capture_harness import wait_until
+from rugs_pipeline.testing import start_writer
 
 T0 = 1_765_065_600 * 10**9  # 2025-12-07 00:00 UTC
 DAY = "2025-12-07"
-
-# A landing-like writer: under the partition's shared lock, writes one batch of a file, says so, then waits
-# forever in the middle of the file.
-WRITER = """
-import sys, time
-from pathlib import Path
-from rugs_pipeline.store import schema
-from rugs_pipeline.store.layout import Store
-
-def rows():
-    yield schema.empty_table()
-    Path(sys.argv[4]).touch()
-    time.sleep(3600)
-
-store = Store(Path(sys.argv[1]))
-with store.partition_lock("ws_event", sys.argv[3], shared=True):
-    store.write_partition_file(sys.argv[2], sys.argv[3], rows(), "held.parquet")
-"""
-
-
-def start_writer(store: Store, doc_type: str, tmp_path: Path) -> tuple[subprocess.Popen, Path]:
-    marker = tmp_path / f"{doc_type}.writing"
-    proc = subprocess.Popen([sys.executable, "-c", WRITER, str(store.root), doc_type, DAY, str(marker)])
-    wait_until(lambda: marker.exists() or proc.poll() is not None, 120, "the writer mid-file")
-    assert proc.poll() is None, "the writer exited early"
-    temp = store.partition_dir(doc_type, DAY) / f".held.parquet.{proc.pid}.tmp"
-    assert temp.exists()
-    return proc, temp
 
 
 def land_one_segment(store: Store, seq: int = 1) -> None:

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from rugs_pipeline.store.layout import Store
 
-from rugs_pipeline.bench import golden
+from rugs_pipeline.tools.bench import golden
 
 from .capture_harness import CLI, Recorder, Sim
 from .test_derive import unpacked_golden
@@ -93,7 +93,7 @@ def test_status_reports_sessions_landing_datasets_outages_and_failing_checks(tmp
 
 
 def test_an_instance_that_cannot_be_read_is_one_line(tmp_path: Path) -> None:
-    from rugs_pipeline.status import failing_checks
+    from rugs_pipeline.tools.status import failing_checks
 
     (tmp_path / "dagster.yaml").write_text("storage:\n  no_such_storage: {}\n")
     failing, note = failing_checks(tmp_path)

@@ -12,13 +12,9 @@ import json
 import os
 import re
 import shutil
-import signal
-import socket
 import subprocess
 import time
 import urllib.request
-from collections import defaultdict
-from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -26,10 +22,11 @@ import dagster as dg
 import pytest
 from playwright.sync_api import expect, sync_playwright
 
-from rugs_pipeline.capture import spool
+from rugs_pipeline.formats import spool
 from rugs_pipeline.definitions import defs
 from rugs_pipeline.defs.jobs import DERIVED
-from rugs_pipeline.feed.protocol import encode_event
+from rugs_pipeline.formats.protocol import encode_event
+from rugs_pipeline.testing import DemoStack
 
 from .conftest import REPO_ROOT, real_fixtures_dir
 
@@ -52,12 +49,6 @@ ASSET_KEYS = sorted(k.to_user_string() for k in ASSET_GRAPH.get_all_asset_keys()
 DERIVED_KEYS = sorted(k.to_user_string() for k in DERIVED.resolve(ASSET_GRAPH))  # what a re-derivation targets
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def seed_past_days(data: Path) -> None:
     """Put DAYS into the spool as a person would: `rugs-pipeline import` of recordings."""
     real = real_fixtures_dir()
@@ -75,93 +66,6 @@ def seed_past_days(data: Path) -> None:
             records = [spool.SpoolRecord(i + 1, start_ns + i * 250_000_000, spool.KIND_FRAME, f) for i, f in enumerate(frames)]
             spool.write_sealed_segment(data / "spool", spool.SegmentHeader(f"seed-{day}", "public_ws"), records)
     assert sorted(p.name for p in (data / "spool").iterdir()) == DAYS
-
-
-def _proc_table() -> dict[int, tuple[int, str, str]]:
-    """pid -> (ppid, state, start time) of every process."""
-    table = {}
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        table[int(stat.parent.name)] = (int(fields[1]), fields[0], fields[19])
-    return table
-
-
-def _cmdline(pid: int) -> str:
-    try:
-        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace").strip()
-    except OSError:
-        return ""
-
-
-@dataclass
-class DemoStack:
-    """`make demo` in a session of its own, on free ports, with its store in a temporary folder."""
-
-    root: Path
-    ui_port: int = field(default_factory=free_port)
-    proc: subprocess.Popen | None = None
-    seen: dict[int, tuple[str, str]] = field(default_factory=dict)  # pid -> (start time, command line)
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.ui_port}"
-
-    @property
-    def log(self) -> str:
-        logs = [self.root / "make.log", *sorted((self.root / "rugs_data" / "logs").glob("*.log"))]
-        return "\n".join(f"--- {p.name}\n{p.read_text(errors='replace')[-3000:]}" for p in logs if p.exists())
-
-    def start(self) -> None:
-        # in_process (the default, named so that a caller's RUGS_EXECUTOR does not change it): one process
-        # per run instead of one per step; on two cores multiprocess takes minutes for what this does in seconds
-        env = {**os.environ, "RUGS_UI_PORT": str(self.ui_port), "RUGS_SIM_PORT": str(free_port()),
-               "RUGS_EXECUTOR": "in_process"}
-        # setsid: a process group of its own, as in a terminal; env: SIGINT handled although
-        # pytest starts it in the background (where a shell would ignore it)
-        self.proc = subprocess.Popen(
-            ["setsid", "env", "--default-signal=INT,TERM", "make", "--no-print-directory", "demo", f"DEMO={self.root}"],
-            cwd=REPO_ROOT, env=env, stdout=(self.root / "make.log").open("w"), stderr=subprocess.STDOUT)
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline:
-            assert self.proc.poll() is None, f"make demo exited with {self.proc.returncode}\n{self.log}"
-            try:
-                urllib.request.urlopen(f"{self.url}/server_info", timeout=2).read()
-                return
-            except OSError:
-                time.sleep(1)
-        pytest.fail(f"the Dagster webserver did not come up on {self.url}\n{self.log}")
-
-    def note_processes(self) -> dict[int, str]:
-        """Remember every process of the stack now (make's descendants); returns pid -> command line."""
-        table = _proc_table()
-        children = defaultdict(list)
-        for pid, (ppid, _, _) in table.items():
-            children[ppid].append(pid)
-        todo, found = [self.proc.pid], {}
-        while todo:
-            pid = todo.pop()
-            if pid in table:
-                found[pid] = _cmdline(pid)
-                self.seen[pid] = (table[pid][2], found[pid])
-            todo.extend(children[pid])
-        return found
-
-    def alive(self) -> dict[int, str]:
-        table = _proc_table()
-        return {pid: cmd for pid, (start, cmd) in self.seen.items()
-                if pid in table and table[pid][2] == start and table[pid][1] != "Z"}
-
-    def ctrl_c(self) -> None:
-        """SIGINT to the whole process group, as a terminal sends it."""
-        os.killpg(self.proc.pid, signal.SIGINT)
-        self.proc.wait(timeout=90)
-
-    def kill_leftovers(self) -> None:
-        for pid in self.alive():
-            os.kill(pid, signal.SIGKILL)
 
 
 class GraphQL:

@@ -3,14 +3,14 @@
 
     .venv/bin/python scripts/golden_day.py
 
-The same seed gives the same bytes (see rugs_pipeline/bench/golden.py). Run it after a change to the
+The same seed gives the same bytes (see rugs_pipeline/tools/bench/golden.py). Run it after a change to the
 simulator or to the row-at-a-time deriver, then review the diff of the expected rows and commit both.
 """
 
 import tempfile
 from pathlib import Path
 
-from rugs_pipeline.bench import golden
+from rugs_pipeline.tools.bench import golden
 
 FOLDER = Path(__file__).resolve().parent.parent / "rugs_pipeline_tests" / "golden"
 

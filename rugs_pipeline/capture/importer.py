@@ -25,8 +25,8 @@ from typing import Iterable, Iterator
 
 import orjson
 
-from rugs_pipeline.capture.recordings import BadLine, RecordedEvent, detect_format, read_recording
-from rugs_pipeline.capture.spool import (
+from rugs_pipeline.formats.recordings import BadLine, RecordedEvent, detect_format, read_recording
+from rugs_pipeline.formats.spool import (
     KIND_FRAME,
     KIND_LIFECYCLE,
     MAX_FRAME_BYTES,
@@ -36,7 +36,7 @@ from rugs_pipeline.capture.spool import (
     utc_day,
     write_sealed_segment,
 )
-from rugs_pipeline.feed.protocol import encode_event
+from rugs_pipeline.formats.protocol import encode_event
 
 SOURCE = "replay"
 # Pseudo-events python-socketio reports for its own connection state: not server frames.

@@ -18,7 +18,7 @@ from typing import Any
 
 import orjson
 
-from rugs_pipeline.capture.spool import AppendFile
+from rugs_pipeline.formats.spool import AppendFile
 
 SUFFIX = ".jsonl"
 

@@ -51,11 +51,12 @@ import websockets
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.frames import Frame, Opcode
 
-from rugs_pipeline.capture import legacy, spool
+from rugs_pipeline.capture import legacy
+from rugs_pipeline.formats import spool
 from rugs_pipeline.capture.feed_url import FeedUrl, FeedUrlError, parse_feed_url
 from rugs_pipeline.config import FEED_ORIGIN
 from rugs_pipeline.errors import RugsError
-from rugs_pipeline.feed.protocol import EIO_OPEN, Handshake, parse_frame, reply_to
+from rugs_pipeline.formats.protocol import EIO_OPEN, Handshake, parse_frame, reply_to
 
 log = logging.getLogger(__name__)
 

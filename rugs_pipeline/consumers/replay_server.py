@@ -1,6 +1,6 @@
 """``rugs-pipeline replay``: a stored stretch served as the live Socket.IO feed.
 
-A client connects exactly as to rugs.fun (``feed/sio_server.py``: OPEN, ``40`` -> ``40{"sid"}``,
+A client connects exactly as to rugs.fun (``formats/sio_server.py``: OPEN, ``40`` -> ``40{"sid"}``,
 pings) and gets the stored frames of ``consumers.replay.Replay`` byte-exact, in their order, each
 once. Invariants:
 
@@ -30,8 +30,8 @@ from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
 
 from rugs_pipeline.consumers.replay import Frame, Replay, ReplayError, Clock, abatches
-from rugs_pipeline.feed.protocol import PING
-from rugs_pipeline.feed.sio_server import SIO_PATH, check_request, handshake, heartbeat, read_client
+from rugs_pipeline.formats.protocol import PING
+from rugs_pipeline.formats.sio_server import SIO_PATH, check_request, handshake, heartbeat, read_client
 
 OUTBOX_FRAMES = 256  # feed frames queued per client at most (control frames never wait)
 WRITE_LIMIT = 2**20  # bytes the socket's buffer may hold before send() waits for the client

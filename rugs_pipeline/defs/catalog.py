@@ -3,11 +3,10 @@
 
 import dagster as dg
 
-from rugs_pipeline.consumers import search
 from rugs_pipeline.defs.assets import derive_automation, ws_event
 from rugs_pipeline.defs.partitions import daily
 from rugs_pipeline.defs.resources import StoreResource
-from rugs_pipeline.derive import catalog, drift
+from rugs_pipeline.derive import catalog, drift, search
 
 CATALOG_COLUMNS = dg.TableSchema(columns=[
     dg.TableColumn(f.name, str(f.type), description=catalog.DESCRIPTIONS[f.name]) for f in catalog.CATALOG_SCHEMA

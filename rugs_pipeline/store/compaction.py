@@ -45,10 +45,10 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from rugs_pipeline.capture import spool
 from rugs_pipeline.store import landing, schema
 from rugs_pipeline.config import ConfigError
-from rugs_pipeline.store.lake import PARQUET_COMPRESSION, fsync_dir
+from rugs_pipeline.formats.fs import fsync_dir
+from rugs_pipeline.store.lake import PARQUET_COMPRESSION
 from rugs_pipeline.store.layout import Store, file_schema, file_schema_version, naming_unreadable
 from rugs_pipeline.store.versions import fill_typed_columns
 
@@ -94,7 +94,7 @@ def compact_day(store: Store, day: str) -> CompactionReport:
             shutil.rmtree(stale)
         folder = store.partition_dir(DOC_TYPE, day)
         files = store.partition_files(DOC_TYPE, day)
-        ledgered = {landing.landed_file_name(spool.Segment(Path(f"{stem}.seg"))) for stem in landing.landed_names(store, day)}
+        ledgered = {landing.landed_file_name(stem) for stem in landing.landed_names(store, day)}
         merge = [f for f in files if merged_version(f) is not None or f.name in ledgered]
         carry = [f for f in files if f not in merge]
         report.files = [f.name for f in files]

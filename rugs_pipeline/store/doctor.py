@@ -6,7 +6,7 @@ Checked:
 - every Parquet file's footer: one truncated or corrupt file fails every read of its day;
 - the landed ledger against the files and the spool: an entry whose ``ws_event`` file is gone (its rows are
   missing), sealed segments of a past day never landed;
-- temp files no live writer holds (a writer killed mid-write; see ``lake.stale_temp``), and the folders of a
+- temp files no live writer holds (a writer killed mid-write; see ``fs.stale_temp``), and the folders of a
   compaction killed mid-run;
 - spool session locks no recorder holds (a recorder killed before it sealed its open segment).
 
@@ -34,9 +34,9 @@ from pathlib import Path
 
 import orjson
 
-from rugs_pipeline.capture import spool
+from rugs_pipeline.formats import fs, spool
 from rugs_pipeline.config import ConfigError
-from rugs_pipeline.store import compaction, landing, lake, schema
+from rugs_pipeline.store import compaction, landing, schema
 from rugs_pipeline.store.compaction import merged_version
 from rugs_pipeline.store.layout import SchemaVersionError, Store, footer_problem, parse_version
 
@@ -125,7 +125,7 @@ def _corrupt(store: Store, doc_type: str, day: str, path: Path, problem: str) ->
     if merged_version(path) is None:
         found.segments = [stem for stem, name in _ledger_files(store, day).items() if name == path.name]
         found.segments += [s.name for s in landing.pending_segments(store, day)
-                           if landing.landed_file_name(s) == path.name and s.name not in found.segments]
+                           if landing.landed_file_name(s.name) == path.name and s.name not in found.segments]
     else:  # compacted: rows of every segment of the day
         found.segments = sorted(_ledger_files(store, day))
     lost = _not_in_spool(store, day, found.segments)
@@ -166,8 +166,8 @@ def _check_ledger(store: Store, report: Report) -> None:
 
 def _check_temps(store: Store, report: Report) -> None:
     for folder in (store.events_dir, store.manifests_dir):
-        for tmp in sorted(folder.rglob(lake.TEMP_GLOB)) if folder.is_dir() else []:
-            if lake.stale_temp(tmp):
+        for tmp in sorted(folder.rglob(fs.TEMP_GLOB)) if folder.is_dir() else []:
+            if fs.stale_temp(tmp):
                 report.problems.append(Problem("stale temp", str(tmp), "left by a writer killed mid-write",
                                                "--repair removes it (so does the partition's next landing, "
                                                "derivation or compaction)"))
@@ -210,7 +210,7 @@ def repair(store: Store, report: Report) -> Report:
                 shutil.rmtree(problem.path, ignore_errors=True)
             problem.repaired = "removed"
         elif problem.kind == "stale temp":  # a landing above may have removed it already
-            removed = lake.stale_temp(Path(problem.path), remove=True) or not Path(problem.path).exists()
+            removed = fs.stale_temp(Path(problem.path), remove=True) or not Path(problem.path).exists()
             problem.repaired = "removed" if removed else ""
     return report
 
@@ -264,7 +264,7 @@ def quarantine(store: Store, path: Path) -> Path:
         n += 1
         candidate = target.with_name(f"{target.name}.{n}")
     os.replace(path, candidate)
-    lake.fsync_dir(path.parent)
+    fs.fsync_dir(path.parent)
     return candidate
 
 
@@ -284,8 +284,7 @@ def _record_lost(store: Store, problem: Problem, why: str) -> None:
 
 def _ledger_files(store: Store, day: str) -> dict[str, str]:
     """Each ledgered segment of ``day`` and the ws_event file it landed as."""
-    return {stem: landing.landed_file_name(spool.Segment(Path(f"{stem}.seg")))
-            for stem in landing.landed_names(store, day)}
+    return {stem: landing.landed_file_name(stem) for stem in landing.landed_names(store, day)}
 
 
 def _not_in_spool(store: Store, day: str, stems: list[str]) -> list[str]:

@@ -18,8 +18,8 @@ import orjson
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from rugs_pipeline.capture import spool
-from rugs_pipeline.feed.protocol import parse_frame
+from rugs_pipeline.formats import spool
+from rugs_pipeline.formats.protocol import parse_frame
 from rugs_pipeline.store.layout import Store, short_hash
 from rugs_pipeline.store.versions import fill_typed_columns
 
@@ -120,8 +120,9 @@ def _lifecycle_name(data: str | bytes) -> str:
     return value if isinstance(value, str) else "unnamed_lifecycle_record"
 
 
-def landed_file_name(segment: spool.Segment) -> str:
-    return f"{segment.started.strftime('%Y%m%d_%H%M%S')}_{short_hash(segment.name)}.parquet"
+def landed_file_name(segment_name: str) -> str:
+    """The ws_event file a segment (named by its stem, as in the ledger) lands as."""
+    return f"{spool.parse_stem(segment_name)[0].strftime('%Y%m%d_%H%M%S')}_{short_hash(segment_name)}.parquet"
 
 
 def ledger_path(store: Store, segment: spool.Segment) -> Path:
@@ -147,7 +148,7 @@ def pending_segments(store: Store, day: str | None = None) -> list[spool.Segment
 def land_segment(store: Store, segment: spool.Segment) -> tuple[Path, pa.Table]:
     header, records, _ = spool.read_segment(segment.path)
     table = fill_typed_columns(records_to_table(header, records))
-    path = store.write_partition_file(DOC_TYPE, segment.day, table, landed_file_name(segment))
+    path = store.write_partition_file(DOC_TYPE, segment.day, table, landed_file_name(segment.name))
     entry = {"segment": segment.name, "file": path.name, "rows": table.num_rows,
              "first_seq": records[0].seq if records else None, "last_seq": records[-1].seq if records else None}
     store.files.write_bytes(ledger_path(store, segment), json.dumps(entry).encode())

@@ -4,7 +4,7 @@
       events_parquet/doc_type=<type>/date=<YYYY-MM-DD>/<YYYYMMDD_HHMMSS>_<8 hex>.parquet
       manifests/schema_version.json
       manifests/landed/<YYYY-MM-DD>/<segment>.json   (ledger of landed spool segments)
-      spool/...                                      (see capture.spool)
+      spool/...                                      (see formats.spool)
       quarantine/<path in the store>                 (unreadable files `doctor --repair` moved aside)
 
 File names are deterministic (derived from what the file holds), so writing the

@@ -18,9 +18,9 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from rugs_pipeline.bench import derivation
-from rugs_pipeline.bench.measure import isolated
-from rugs_pipeline.bench.synth import DAY, SyntheticDay
+from rugs_pipeline.tools.bench import derivation
+from rugs_pipeline.tools.bench.measure import isolated
+from rugs_pipeline.tools.bench.synth import DAY, SyntheticDay
 from rugs_pipeline.consumers import episodes
 
 ENV_FRAMES = 250_000  # ~550 games, ~100k ticks

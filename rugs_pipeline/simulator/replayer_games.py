@@ -29,8 +29,8 @@ from typing import Any
 
 import orjson
 
-from rugs_pipeline.capture.recordings import BadLine, RecordedEvent
-from rugs_pipeline.feed.games import GAME_VERSION, PRESALE_MS
+from rugs_pipeline.formats.recordings import BadLine, RecordedEvent
+from rugs_pipeline.simulator.games import GAME_VERSION, PRESALE_MS
 
 HISTORY_LEN = 10  # games in gameHistory
 WINDOW = 5  # partialPrices: the last <= 5 ticks

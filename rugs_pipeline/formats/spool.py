@@ -38,7 +38,7 @@ from typing import Iterator
 
 import orjson
 
-from rugs_pipeline.store.lake import fsync_dir
+from rugs_pipeline.formats.fs import fsync_dir
 
 SPOOL_FORMAT = 1
 OPEN_SUFFIX = ".part"
@@ -96,7 +96,7 @@ class SegmentHeader:
 
 @dataclass(frozen=True)
 class Segment:
-    """A sealed segment file and what its name says about it."""
+    """A segment file (sealed, or open while ``.part``) and what its name says about it."""
 
     path: Path
 
@@ -110,11 +110,18 @@ class Segment:
 
     @property
     def session_id(self) -> str:
-        return self.name.split("_")[2]
+        return parse_stem(self.name)[1]
 
     @property
     def started(self) -> datetime:
-        return datetime.strptime("_".join(self.name.split("_")[:2]), "%Y%m%d_%H%M%S").replace(tzinfo=timezone.utc)
+        return parse_stem(self.name)[0]
+
+
+def parse_stem(stem: str) -> tuple[datetime, str, int]:
+    """(start, session id, first seq) of a segment's name, ``segment_stem``'s inverse: the one parser of it."""
+    parts = stem.split("_")
+    started = datetime.strptime(f"{parts[0]}_{parts[1]}", "%Y%m%d_%H%M%S").replace(tzinfo=timezone.utc)
+    return started, parts[2], int(parts[3])
 
 
 def new_session_id() -> str:
@@ -174,8 +181,8 @@ def segments_by_session(spool_dir: Path) -> dict[str, list[Path]]:
         for folder in spool_dir.iterdir():
             if folder.is_dir():
                 for path in [*folder.glob(f"*{SEALED_SUFFIX}"), *folder.glob(f"*{OPEN_SUFFIX}")]:
-                    out.setdefault(path.stem.split("_")[2], []).append(path)
-    return {s: sorted(paths, key=lambda p: int(p.stem.split("_")[3])) for s, paths in out.items()}
+                    out.setdefault(Segment(path).session_id, []).append(path)
+    return {s: sorted(paths, key=lambda p: parse_stem(p.stem)[2]) for s, paths in out.items()}
 
 
 def write_sealed_segment(spool_dir: Path, header: SegmentHeader, records: list[SpoolRecord]) -> Segment:
@@ -291,7 +298,7 @@ def recover(spool_dir: Path, *, clear: bool = True) -> list[Recovered]:
         for tmp in folder.glob(".*.tmp"):
             tmp.unlink(missing_ok=True)
         for part in sorted(folder.glob(f"*{OPEN_SUFFIX}")):
-            session = part.stem.split("_")[2]
+            session = Segment(part).session_id
             if session not in live:
                 parts.setdefault(session, []).append(part)
     out = []

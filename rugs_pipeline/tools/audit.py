@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import base64
 from array import array
-from collections import Counter, defaultdict
+from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -30,9 +30,9 @@ from typing import Any, Iterator
 import orjson
 import pyarrow.parquet as pq
 
-from rugs_pipeline.capture import spool
 from rugs_pipeline.errors import RugsError
-from rugs_pipeline.feed.protocol import parse_frame
+from rugs_pipeline.formats import spool
+from rugs_pipeline.formats.sent_log import SentConn, SentLog, frame_key, open_sid
 from rugs_pipeline.store import landing
 from rugs_pipeline.store.layout import Store
 
@@ -42,74 +42,6 @@ CLEAN_SERVER_CLOSE = "server_closed"
 
 class AuditError(RugsError, RuntimeError):
     """The sent-log cannot be read at all (reported as one line)."""
-
-
-def _key(data: str | bytes) -> int:
-    return hash(data)
-
-
-# --- the sent side ----------------------------------------------------------------------
-
-
-@dataclass
-class SentConn:
-    conn: int
-    sid: str | None = None
-    feeds: array = field(default_factory=lambda: array("q"))  # feed number, -1 for per-connection frames
-    keys: array = field(default_factory=lambda: array("q"))
-    ts: array = field(default_factory=lambda: array("q"))
-
-
-@dataclass
-class SentLog:
-    conns: dict[int, SentConn] = field(default_factory=dict)
-    feed_ts: dict[int, int] = field(default_factory=dict)
-    events: Counter = field(default_factory=Counter)
-    bad_lines: int = 0
-
-    @property
-    def frames(self) -> int:
-        return sum(len(c.keys) for c in self.conns.values())
-
-
-def read_sent_log(path: Path) -> SentLog:
-    log = SentLog()
-    try:
-        fh = open(path, "rb")
-    except OSError as exc:
-        raise AuditError(f"cannot read the sent-log {path}: {exc.strerror or exc}") from None
-    with fh:
-        for line in fh:
-            try:
-                obj = orjson.loads(line)
-                _read_sent_line(log, obj)
-            except (orjson.JSONDecodeError, KeyError, TypeError, ValueError):
-                log.bad_lines += 1  # a simulator killed mid-line: counted, not fatal
-    return log
-
-
-def _read_sent_line(log: SentLog, obj: dict) -> None:
-    if "event" in obj:
-        log.events[obj["event"]] += 1
-        return
-    if "c" not in obj:
-        log.feed_ts[obj["f"]] = obj["ts"]
-        return
-    conn = log.conns.get(obj["c"]) or log.conns.setdefault(obj["c"], SentConn(obj["c"]))
-    data = base64.b64decode(obj["b64"]) if "b64" in obj else obj["data"]
-    if conn.sid is None and not conn.keys:
-        conn.sid = _open_sid(data)
-    conn.feeds.append(-1 if obj["f"] is None else obj["f"])
-    conn.keys.append(_key(data))
-    conn.ts.append(obj["ts"])
-
-
-def _open_sid(data: str | bytes) -> str | None:
-    if isinstance(data, str) and data.startswith("0{"):
-        frame = parse_frame(data)
-        if frame.kind == "open":
-            return str(frame.data["sid"])
-    return None
 
 
 # --- the captured side ------------------------------------------------------------------
@@ -189,14 +121,14 @@ def read_sessions(store: Store) -> dict[str, Session]:
                     if conn is not None:
                         conn.after.append(info)
                 elif rec.direction == "received":
-                    sid = _open_sid(rec.data)
+                    sid = open_sid(rec.data)
                     if sid is not None:
                         conn = CapturedConn(session_id, sid)
                         session.conns.append(conn)
                     if conn is None:
                         continue
                     conn.seqs.append(rec.seq)
-                    conn.keys.append(_key(rec.data))
+                    conn.keys.append(frame_key(rec.data))
                     conn.ts.append(rec.ts_ns)
                     conn.after = []
                 if conn is not None:
@@ -247,14 +179,14 @@ def check_landed(store: Store) -> Landed:
             for row in zip(*(table[c].to_pylist() for c in table.column_names)):
                 key = (row[0], row[1])
                 out.duplicated_rows += key in landed
-                landed[key] = _key(_landed_data(row[2], row[3]))
+                landed[key] = frame_key(_landed_data(row[2], row[3]))
     pending = {seg.path for seg in landing.pending_segments(store)}
     out.segments_not_landed = len(pending)
     for segment in spool.sealed_segments(store.spool_dir):
         for rec in ([] if segment.path in pending else _segment_records(segment.path)):
             kept = landed.pop((segment.session_id, rec.seq), None)
             out.missing_rows += kept is None
-            out.differing_rows += kept is not None and kept != _key(rec.data)
+            out.differing_rows += kept is not None and kept != frame_key(rec.data)
     out.rows_without_segment = len(landed)
     return out
 
@@ -321,7 +253,10 @@ class Report:
 
 
 def audit(sent_log_path: Path, store: Store, with_landed: bool = True) -> Report:
-    sent = read_sent_log(sent_log_path)
+    try:
+        sent = SentLog.read(sent_log_path)
+    except OSError as exc:
+        raise AuditError(f"cannot read the sent-log {sent_log_path}: {exc.strerror or exc}") from None
     sessions = read_sessions(store)
     report = Report(sent_frames=sent.frames, sent_conns=len(sent.conns), sent_events=dict(sent.events),
                     sent_log_bad_lines=sent.bad_lines, sessions=len(sessions),

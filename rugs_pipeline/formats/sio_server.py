@@ -21,7 +21,7 @@ from websockets.datastructures import Headers
 from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 
-from rugs_pipeline.feed.protocol import PING, encode_ack, encode_connect, encode_open, parse_frame
+from rugs_pipeline.formats.protocol import PING, encode_ack, encode_connect, encode_open, parse_frame
 
 SIO_PATH = "/socket.io/"
 CONNECT_TIMEOUT_S = 45.0  # socket.io's connectTimeout: how long a client may wait before sending 40

@@ -27,9 +27,9 @@ import pyarrow.compute as pc
 import pyarrow.dataset as ds
 from websockets.asyncio.client import connect
 
-from rugs_pipeline.bench.synth import SyntheticDay
-from rugs_pipeline.capture import spool
-from rugs_pipeline.feed.protocol import SIO_CONNECT, parse_frame, reply_to
+from rugs_pipeline.tools.bench.synth import SyntheticDay
+from rugs_pipeline.formats import spool
+from rugs_pipeline.formats.protocol import SIO_CONNECT, parse_frame, reply_to
 
 CLI = Path(sys.executable).with_name("rugs-pipeline")
 NO_PACING = "1e9"

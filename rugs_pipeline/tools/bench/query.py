@@ -22,7 +22,7 @@ from pathlib import Path
 import duckdb
 import pyarrow.parquet as pq
 
-from rugs_pipeline.bench.synth import DAY, SyntheticDay
+from rugs_pipeline.tools.bench.synth import DAY, SyntheticDay
 from rugs_pipeline.store import compaction, landing
 from rugs_pipeline.store.layout import Store
 

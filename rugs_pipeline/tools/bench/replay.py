@@ -16,9 +16,9 @@ import asyncio
 from dataclasses import dataclass
 from pathlib import Path
 
-from rugs_pipeline.bench import capture
-from rugs_pipeline.bench.measure import Measured, isolated
-from rugs_pipeline.bench.synth import DAY, SyntheticDay
+from rugs_pipeline.tools.bench import capture
+from rugs_pipeline.tools.bench.measure import Measured, isolated
+from rugs_pipeline.tools.bench.synth import DAY, SyntheticDay
 
 ROUNDS = capture.ROUNDS
 SMALL_FRAMES = 10_000  # the small day of the memory comparison (beside the bench's 1M-frame day)
@@ -80,7 +80,7 @@ def measure_server(day: SyntheticDay, frames: int, work: Path) -> ServerResult:
 
 def measure_reader(day: SyntheticDay, work: Path) -> ReaderResult:
     # not at the top: read_all's process imports this module, and its peak memory should be the reader's, not Dagster's
-    from rugs_pipeline.bench import derivation
+    from rugs_pipeline.tools.bench import derivation
 
     work.mkdir(parents=True, exist_ok=True)
     whole = day.landed_copy(work / "whole")

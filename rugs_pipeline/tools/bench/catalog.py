@@ -15,8 +15,8 @@ import os
 import resource
 from pathlib import Path
 
-from rugs_pipeline.bench import derivation
-from rugs_pipeline.bench.synth import DAY, store_holding
+from rugs_pipeline.tools.bench import derivation
+from rugs_pipeline.tools.bench.synth import DAY, store_holding
 from rugs_pipeline.derive import catalog
 from rugs_pipeline.store.layout import Store
 

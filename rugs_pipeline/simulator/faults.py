@@ -1,4 +1,4 @@
-"""Fault injection and the sent-log: what makes the simulator a test instrument.
+"""Fault injection, and the sent-log (``formats.sent_log``): what makes the simulator a test instrument.
 
 Faults combine. Connection faults come in *episodes*: one starts with the
 simulator and another after each connection the server ends on purpose
@@ -8,29 +8,16 @@ set), the next ``flap`` connections are accepted and closed at once, and the
 connection after that is served normally. Feed faults (malformed and oversized
 frames, bursts, a load of extra frames) go to every client alike, as broadcasts.
 
-The sent-log holds one JSON object a line, written as things happen:
-
-    {"f": 17, "ts": ns}                                   feed frame 17 was broadcast
-    {"c": 3, "f": 17, "ts": ns, "data": "42[...]"}        ... and written to connection 3
-    {"c": 3, "f": null, "ts": ns, "b64": "..."}           a per-connection frame (OPEN, ping, snapshot), binary as base64
-    {"c": 3, "ts": ns, "event": "closed", ...}            connection events: rejected, flapped, closed, silent, ended
-
-A frame is logged when it is handed to an open connection (it then reaches the
-peer unless the peer dies), so ``audit`` can tell which frames a recorder should
-hold. Each connection's first frame is the Engine.IO OPEN, whose ``sid`` the
-recorder stores too: that is how the two sides are matched.
+The sent-log (``formats.sent_log``) records every frame sent, so ``audit`` can tell which frames a
+recorder should hold.
 """
 
 from __future__ import annotations
 
-import base64
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
-import orjson
-
-from rugs_pipeline.feed.protocol import encode_event
+from rugs_pipeline.formats.protocol import encode_event
 
 LOAD_EVENT = "simLoad"
 OVERSIZED_EVENT = "simOversized"
@@ -119,39 +106,3 @@ def oversized_frame(n: int, size: int) -> str:
 
 def load_frame(n: int, size: int) -> str:
     return encode_event(LOAD_EVENT, {"n": n, "pad": "x" * size})
-
-
-class SentLog:
-    """The simulator's record of what it sent (see the module docstring); a no-op without a path."""
-
-    def __init__(self, path: Path | None) -> None:
-        self._fh = open(path, "wb") if path is not None else None
-
-    def _line(self, obj: dict) -> None:
-        if self._fh is not None:
-            self._fh.write(orjson.dumps(obj) + b"\n")
-
-    def feed(self, feed_no: int) -> None:
-        self._line({"f": feed_no, "ts": time.time_ns()})
-
-    def frame(self, conn: int, feed_no: int | None, message: str | bytes) -> None:
-        if self._fh is None:
-            return
-        obj: dict = {"c": conn, "f": feed_no, "ts": time.time_ns()}
-        if isinstance(message, bytes):
-            obj["b64"] = base64.b64encode(message).decode()
-        else:
-            obj["data"] = message
-        self._line(obj)
-
-    def event(self, conn: int, event: str, **fields) -> None:
-        self._line({"c": conn, "ts": time.time_ns(), "event": event, **fields})
-
-    def flush(self) -> None:
-        if self._fh is not None:
-            self._fh.flush()
-
-    def close(self) -> None:
-        if self._fh is not None:
-            self._fh.close()
-            self._fh = None

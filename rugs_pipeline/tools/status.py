@@ -14,8 +14,8 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
-from rugs_pipeline.capture import spool
 from rugs_pipeline.config import Settings
+from rugs_pipeline.formats import spool
 from rugs_pipeline.store import landing, schema
 from rugs_pipeline.store.layout import Store
 

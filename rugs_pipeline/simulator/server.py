@@ -34,17 +34,16 @@ from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 from websockets.protocol import State
 
-from rugs_pipeline.capture.recordings import BadLine, RecordedEvent, read_recording
 from rugs_pipeline.errors import RugsError
-from rugs_pipeline.feed.replayer_games import GameScripts, is_game_file
-from rugs_pipeline.feed.faults import (
-    Episodes, FaultConfig, SentLog, load_frame, malformed_frame, oversized_frame,
-)
-from rugs_pipeline.feed.games import (
+from rugs_pipeline.formats.protocol import PING, encode_event, trace_header
+from rugs_pipeline.formats.recordings import BadLine, RecordedEvent, read_recording
+from rugs_pipeline.formats.sent_log import SentLog
+from rugs_pipeline.formats.sio_server import SIO_PATH, check_request, handshake, heartbeat, json_response, read_client
+from rugs_pipeline.simulator.faults import Episodes, FaultConfig, load_frame, malformed_frame, oversized_frame
+from rugs_pipeline.simulator.games import (
     COOLDOWN_MS, COOLDOWN_STEP_MS, GAME_VERSION, PRESALE_MS, Game, GameGenerator, Ledger, Scheduled,
 )
-from rugs_pipeline.feed.protocol import PING, encode_event, trace_header
-from rugs_pipeline.feed.sio_server import SIO_PATH, check_request, handshake, heartbeat, json_response, read_client
+from rugs_pipeline.simulator.replayer_games import GameScripts, is_game_file
 
 log = logging.getLogger(__name__)
 

@@ -23,7 +23,7 @@ from rich.console import Console
 from rich.table import Table
 
 from rugs_pipeline import config
-from rugs_pipeline.capture.spool import SEALED_SUFFIX
+from rugs_pipeline.formats.spool import SEALED_SUFFIX
 from rugs_pipeline.store.lake import S3Path, parse_root
 from rugs_pipeline.store.layout import Store
 
@@ -97,7 +97,7 @@ def plan(days: list[str], store: Store, land: bool) -> tuple[list[str], list[str
 
 # The full event log is on the instance (the UI shows it); the terminal gets warnings only.
 QUIET_CONSOLE = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
-REPO_INSTANCE_CONFIG = Path(__file__).resolve().parent.parent / "dagster.yaml"
+REPO_INSTANCE_CONFIG = Path(__file__).resolve().parents[2] / "dagster.yaml"
 
 
 def dagster_home() -> Path:

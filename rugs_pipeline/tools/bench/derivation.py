@@ -27,8 +27,8 @@ import pyarrow.compute as pc
 import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 
-from rugs_pipeline.bench import reference
-from rugs_pipeline.bench.synth import DAY, SyntheticDay, store_holding
+from rugs_pipeline.tools.bench import reference
+from rugs_pipeline.tools.bench.synth import DAY, SyntheticDay, store_holding
 from rugs_pipeline.defs.assets import derived_assets
 from rugs_pipeline.defs.games import game_assets
 from rugs_pipeline.defs.resources import StoreResource

@@ -31,10 +31,10 @@ from unittest import mock
 import orjson
 import pyarrow.parquet as pq
 
-from rugs_pipeline.capture import spool
 from rugs_pipeline.config import Settings
-from rugs_pipeline.feed import simulator
-from rugs_pipeline.feed.protocol import PING, PONG, SIO_CONNECT, encode_connect, encode_event, encode_open
+from rugs_pipeline.formats import spool
+from rugs_pipeline.simulator import server as simulator
+from rugs_pipeline.formats.protocol import PING, PONG, SIO_CONNECT, encode_connect, encode_event, encode_open
 from rugs_pipeline.store import landing, schema
 from rugs_pipeline.store.layout import Store
 
@@ -82,7 +82,7 @@ class SyntheticDay:
         ledger = store.manifests_dir / "landed" / DAY
         ledger.mkdir(parents=True)
         for entry in (self.store.manifests_dir / "landed" / DAY).glob("*.json"):
-            if landing.landed_file_name(spool.Segment(Path(f"{entry.stem}.seg"))) in names:
+            if landing.landed_file_name(entry.stem) in names:
                 os.link(entry, ledger / entry.name)
         return store
 

@@ -31,9 +31,9 @@ from pathlib import Path
 
 import yaml
 
-from rugs_pipeline.bench.measure import isolated
-from rugs_pipeline.bench.synth import DAY, SEAL_INTERVAL_S, SyntheticDay
-from rugs_pipeline.capture import spool
+from rugs_pipeline.tools.bench.measure import isolated
+from rugs_pipeline.tools.bench.synth import DAY, SEAL_INTERVAL_S, SyntheticDay
+from rugs_pipeline.formats import spool
 from rugs_pipeline.store import landing
 from rugs_pipeline.store.layout import Store
 from rugs_pipeline.store.validation import validate_partition
@@ -42,7 +42,7 @@ SENSOR_INTERVAL_S = 15.0  # spool_sensor's minimum_interval_seconds
 SENSOR_LOOP_S = 5.0  # dagster's sensor daemon wakes at most this often
 DRAWS = 200_000
 DAGSTER = Path(sys.executable).with_name("dagster")
-INSTANCE_YAML = Path(__file__).resolve().parents[2] / "dagster.yaml"
+INSTANCE_YAML = Path(__file__).resolve().parents[3] / "dagster.yaml"
 
 
 def dequeue_s() -> float:

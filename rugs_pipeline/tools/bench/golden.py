@@ -28,9 +28,9 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 
-from rugs_pipeline.bench import reference, synth
+from rugs_pipeline.tools.bench import reference, synth
 from rugs_pipeline.capture.importer import import_recordings
-from rugs_pipeline.feed import simulator
+from rugs_pipeline.simulator import server as simulator
 from rugs_pipeline.store import landing
 from rugs_pipeline.store.layout import Store
 

@@ -16,8 +16,8 @@ from pathlib import Path
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
-from rugs_pipeline.bench import capture, catalog, derivation, landing, query, replay, sidebet_env, synth
-from rugs_pipeline.bench.measure import GIB, MIB, Measured, isolated
+from rugs_pipeline.tools.bench import capture, catalog, derivation, landing, query, replay, sidebet_env, synth
+from rugs_pipeline.tools.bench.measure import GIB, MIB, Measured, isolated
 
 SCALES = (0.25, 0.5, 1.0)
 DERIVE_ROUNDS = 2

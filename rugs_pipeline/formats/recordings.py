@@ -37,8 +37,8 @@ from typing import IO, Any, Callable, Iterator
 
 import orjson
 
-from rugs_pipeline.capture.spool import MAX_FRAME_BYTES
 from rugs_pipeline.errors import RugsError
+from rugs_pipeline.formats.spool import MAX_FRAME_BYTES
 
 FORMAT_SEQ = "seq-jsonl"
 FORMAT_CDP = "cdp-jsonl"
