@@ -11,7 +11,7 @@ from pathlib import Path
 PACKAGE = Path(__file__).resolve().parent.parent / "rugs_pipeline"
 
 # Lowest first; names on one floor are siblings and must not import each other.
-FLOORS = [{"config"}, {"formats"}, {"capture", "simulator"}, {"store"}, {"derive"}, {"defs", "definitions"},
+FLOORS = [{"errors"}, {"config"}, {"formats"}, {"capture", "simulator"}, {"store"}, {"derive"}, {"defs", "definitions"},
           {"consumers", "rl"}, {"tools"}, {"testing"}, {"cli"}]
 # Top-level modules that are part of a package's floor and may import it
 SAME_PACKAGE = {"definitions": "defs", "rl": "consumers"}
