@@ -8,7 +8,6 @@ missing store, spool or instance is reported as such in one line.
 
 from __future__ import annotations
 
-import fcntl
 import time
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
@@ -75,22 +74,6 @@ def _iso(ts_ns: int) -> str:
     return datetime.fromtimestamp(ts_ns / 1e9, timezone.utc).isoformat(timespec="seconds")
 
 
-def _lock_held(path: Path) -> bool:
-    """Whether a live recorder holds this session lock. A shared, non-blocking try released at once:
-    it never waits, and a recorder's own exclusive try meets it only for that instant."""
-    try:
-        fh = open(path, "rb")
-    except OSError:
-        return False
-    with fh:
-        try:
-            fcntl.flock(fh, fcntl.LOCK_SH | fcntl.LOCK_NB)
-        except BlockingIOError:
-            return True
-        fcntl.flock(fh, fcntl.LOCK_UN)
-        return False
-
-
 def _last_frame(path: Path) -> spool.SpoolRecord | None:
     try:
         _, records, _ = spool.read_segment(path)
@@ -110,7 +93,7 @@ def sessions(spool_dir: Path, now_ns: int) -> list[Session]:
     out = []
     for session in shown:
         if session in locked:
-            state = "alive" if _lock_held(spool.lock_path(spool_dir, session)) else "crashed"
+            state = "alive" if spool.session_alive(spool_dir, session) else "crashed"
         else:
             state = "stopped"
         # the last segment's last frame; a live session's open segment may end in a torn line, read_segment stops there
