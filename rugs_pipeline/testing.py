@@ -1,5 +1,6 @@
-"""What the tests (and deploy/measure.py) share: made-up games in the spool, stores landed and derived, damaged
-files, real processes, a throwaway PostgreSQL server and the demo stack. Not imported by the pipeline itself.
+"""What the tests (and deploy/measure.py) share: made-up games in the spool, stores landed and derived, the
+recordings read with plain json and run through the pipeline, damaged files, real processes, a throwaway
+PostgreSQL server and the demo stack. Not imported by the pipeline itself.
 
 Test modules import these from here, never from each other; pytest fixtures live in rugs_pipeline_tests/conftest.py.
 """
@@ -22,21 +23,28 @@ import urllib.request
 from collections import defaultdict
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import dagster as dg
 import psycopg2
+import pyarrow as pa
 import pyarrow.parquet as pq
 
+from rugs_pipeline.capture.importer import import_recordings
 from rugs_pipeline.definitions import defs
 from rugs_pipeline.defs.assets import derived_assets, ws_event
 from rugs_pipeline.defs.checks import schema_checks
 from rugs_pipeline.defs.games import game_assets, game_checks
 from rugs_pipeline.defs.resources import StoreResource
+from rugs_pipeline.derive.datasets import derive
+from rugs_pipeline.derive.games import rebuild_games, summarize_games
 from rugs_pipeline.formats import spool
 from rugs_pipeline.formats.protocol import encode_event
-from rugs_pipeline.store import landing, schema, versions
+from rugs_pipeline.store import doctypes, landing, schema, versions
 from rugs_pipeline.store.layout import Store
+from rugs_pipeline.tools.bench import golden
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
@@ -146,6 +154,250 @@ def run_job(name: str, root: Path, day: str) -> dg.ExecuteInProcessResult:
     return defs.resolve_job_def(name).execute_in_process(
         partition_key=day, instance=dg.DagsterInstance.ephemeral(), raise_on_error=False,
         run_config={"resources": {"store": {"config": {"data_dir": str(root)}}}})
+
+
+# --- the recordings (the golden day, ../shared's real ones), read with plain json -----------------
+
+UTC = timezone.utc
+EASTERN = ZoneInfo("America/New_York")
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+# name -> (file pattern, time zone of its naive timestamps)
+FIXTURES = {
+    "sandbox": ("public_2025-12-06_sandbox.jsonl", EASTERN),
+    "raw": ("public_2025-12-12_raw.jsonl", EASTERN),
+    "cdp": ("cdp_2025-12-15.jsonl", UTC),  # its timestamps carry an offset
+    "keysamples": ("keysamples_2026-02-06.json", UTC),  # timestamp_ms
+    "example_seq": ("example_seq_*.json", UTC),  # naive UTC (their gameId dates only fit UTC)
+}
+
+# The golden day: its receive times are UTC with an offset. It comes first in every list of recordings.
+GOLDEN = REPO_ROOT / "rugs_pipeline_tests" / "golden" / golden.RECORDING
+RECORDINGS = ("golden", *FIXTURES)
+
+
+def tz_of(name: str):
+    return UTC if name == "golden" else FIXTURES[name][1]
+
+
+def _is_traced(data) -> bool:
+    return isinstance(data, list) and len(data) == 2 and isinstance(data[0], dict) and data[0].get("__trace") is True
+
+
+def _utc(when, tz) -> datetime:
+    if isinstance(when, int):  # keysamples' timestamp_ms
+        return EPOCH + timedelta(milliseconds=when)
+    parsed = datetime.fromisoformat(when)
+    return (parsed if parsed.tzinfo else parsed.replace(tzinfo=tz)).astimezone(UTC)
+
+
+def _try_json(line: str):
+    try:
+        return json.loads(line)
+    except json.JSONDecodeError:
+        return None
+
+
+def _is_event_obj(obj) -> bool:
+    """What the recorders wrote for one event; anything else in a file is a corrupt line."""
+    if not isinstance(obj, dict) or "data" not in obj:
+        return False
+    return {"event", "ts"} <= obj.keys() or {"event_type", "timestamp"} <= obj.keys()
+
+
+def read_events(path: Path, tz) -> list[dict]:
+    """The file's events in the order the importer stores them (file order; keysamples by time, name)."""
+    text = path.read_text()
+    if path.name.startswith("keysamples"):
+        samples = sorted(json.loads(text).items(), key=lambda kv: (kv[1]["timestamp_ms"], kv[0]))
+        objs = [{"event_type": s["event_type"], "timestamp": s["timestamp_ms"], "data": s["data"]} for _, s in samples]
+    elif path.suffix == ".jsonl":
+        objs = [o for line in text.splitlines() if line.strip() and _is_event_obj(o := _try_json(line))]
+    else:
+        objs = [json.loads(text)]
+    events = []
+    for o in objs:
+        data = o["data"]
+        args = () if data is None else tuple(data) if _is_traced(data) else (data,)
+        events.append({
+            "name": o.get("event", o.get("event_type")),
+            "ts": _utc(o.get("ts", o.get("timestamp")), tz),
+            "direction": o.get("direction", "received"),
+            "args": args,
+            "payload": args[-1] if args else None,
+        })
+    return events
+
+
+def received(events: list[dict], name: str) -> list[dict]:
+    return [e for e in events if e["name"] == name and e["direction"] == "received" and isinstance(e["payload"], dict)]
+
+
+def crash_tick(p: dict) -> int:
+    """The tick a rugged frame's (crash) price belongs to.
+
+    The rug frame itself has tickCount R and partialPrices ending at R. A post-rug
+    broadcast counts tickCount on to R+1..R+3 but its partialPrices still end at R.
+    """
+    pp = p.get("partialPrices")
+    if isinstance(pp, dict) and isinstance(pp.get("endTick"), int) and 0 <= pp["endTick"] <= p["tickCount"]:
+        return pp["endTick"]
+    return p["tickCount"]
+
+
+def write_jsonl(path: Path, objs: list) -> Path:
+    path.write_text("".join((o if isinstance(o, str) else json.dumps(o)) + "\n" for o in objs))
+    return path
+
+
+# --- a recording through the pipeline: import, land, derive ---------------------------------------
+
+@dataclass
+class Run:
+    files: list[Path]
+    events: list[dict]
+    reports: list
+    store: Store
+    days: list[str]
+    derived: dict[str, dict[str, pa.Table]]  # day -> doc_type -> table
+
+    def rows(self, doc_type: str) -> list[dict]:
+        return [r for day in self.days for r in self.derived[day][doc_type].to_pylist()]
+
+    def ws(self, day: str) -> pa.Table:
+        return self.store.read_partition("ws_event", day)
+
+
+def run_pipeline(files: list[Path], root: Path, tz) -> Run:
+    """The recordings imported, landed and derived day by day, as the pipeline does; their events read with json."""
+    store = Store(root)
+    reports = import_recordings(files, store.spool_dir, tz=tz)
+    days = sorted({seg.day for rep in reports for seg in rep.segments})
+    for day in days:
+        landing.land_day(store, day)
+    ws = {day: store.read_partition("ws_event", day) for day in days}
+    derived = {day: {dt: derive(dt, ws[day]) for dt in doctypes.FRAME_DERIVED} for day in days}
+    # a day's games read the frames and trades after midnight too: here, the whole recording
+    frames = pa.concat_tables(ws.values())
+    actions = pa.concat_tables([derived[day]["player_action"] for day in days])
+    for day in days:
+        derived[day].update(rebuild_games(frames, day))
+        derived[day]["games"] = summarize_games(derived[day]["game_tick"], derived[day]["complete_game"], actions)
+    events = [e for f in files for e in read_events(f, tz)]
+    return Run(files, events, reports, store, days, derived)
+
+
+def unpacked_golden(folder: Path) -> Path:
+    """The golden day as the importer reads it (plain JSON lines), in ``folder``."""
+    return golden.unpacked(GOLDEN, folder)
+
+
+# --- each game as the recording tells it ----------------------------------------------------------
+
+SOURCES = schema.TICK_SOURCES  # in order of preference
+
+
+def _number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and value > 0
+
+
+@dataclass
+class Recorded:
+    game_id: str
+    candidates: dict[int, list[tuple]] = field(default_factory=lambda: defaultdict(list))  # tick -> [(rank, order, price, event)]
+    rug: dict | None = None  # the first rugged frame
+    history: dict | None = None  # the first gameHistory entry
+    history_ts: datetime | None = None
+    announced: list[str] = field(default_factory=list)  # serverSeedHash of its own frames, in receive order
+
+    @property
+    def rug_tick(self) -> int | None:
+        if self.rug is not None:
+            return crash_tick(self.rug["payload"])
+        if self.history is not None and self.history.get("prices"):
+            return len(self.history["prices"]) - 1
+        return None
+
+    def expected_ticks(self) -> dict[int, dict]:
+        """tick -> the row it must give: price, tick_source, price_conflicts, ts."""
+        r = self.rug_tick
+        rows = {}
+        for tick, cands in self.candidates.items():
+            if r is not None and tick > r:
+                continue
+            # the rug frame first for tick R, else the first source in order, first received within it
+            rank, _, price, event = min(cands, key=lambda c: (c[0], not (c[0] == 0 and tick == r and c[3]["payload"].get("rugged") is True), c[1]))
+            rows[tick] = {"price": price, "tick_source": SOURCES[rank], "ts": event["ts"],
+                          "price_conflicts": len({c[2] for c in cands}) - 1}
+        return rows
+
+
+def recorded_games(events: list[dict]) -> dict[str, Recorded]:
+    games: dict[str, Recorded] = {}
+
+    def game(gid: str) -> Recorded:
+        return games.setdefault(gid, Recorded(gid))
+
+    # the pipeline's "first received": receive time, then the importer's order (file order)
+    ordered = sorted(enumerate(received(events, "gameStateUpdate")), key=lambda ie: (ie[1]["ts"], ie[0]))
+    for order, e in ordered:
+        p = e["payload"]
+        gid = p.get("gameId")
+        for h in p.get("gameHistory") or []:
+            g = game(h["id"])
+            if g.history is None:
+                g.history, g.history_ts = h, e["ts"]
+            for tick, price in enumerate(h.get("prices") or []):
+                if _number(price):
+                    g.candidates[tick].append((3, order, price, e))
+        if not isinstance(gid, str):
+            continue
+        fair = p.get("provablyFair") or {}
+        if fair.get("serverSeedHash"):
+            game(gid).announced.append(fair["serverSeedHash"])
+        if not (p.get("active") is True or p.get("rugged") is True):
+            continue  # cooldown and presale frames give no ticks
+        g = game(gid)
+        if isinstance(p.get("tickCount"), int) and p["tickCount"] >= 0 and _number(p.get("price")):
+            g.candidates[crash_tick(p) if p.get("rugged") is True else p["tickCount"]].append((0, order, p["price"], e))
+        if p.get("rugged") is True and g.rug is None:
+            g.rug = e
+        window = (p.get("partialPrices") or {}).get("values") or {}
+        for key, price in window.items():
+            if _number(price):
+                g.candidates[int(key)].append((1, order, price, e))
+        for tick, price in enumerate(p.get("prices") or []):
+            if _number(price):
+                g.candidates[tick].append((2, order, price, e))
+    return games
+
+
+def rows_by_game(rows: list[dict]) -> dict[str, dict[int, dict]]:
+    by_game = defaultdict(dict)
+    for r in rows:
+        assert r["tick"] not in by_game[r["game_id"]], f"{r['game_id']} tick {r['tick']} twice"
+        by_game[r["game_id"]][r["tick"]] = r
+    return by_game
+
+
+def ended_games(games: dict[str, Recorded]) -> dict[str, Recorded]:
+    """The games whose end is in the recording: a rug frame, or a gameHistory entry with prices."""
+    return {gid: g for gid, g in games.items() if g.rug is not None or (g.history and g.history.get("prices"))}
+
+
+def check_ended_games_match_the_recording(rows: list[dict], games: dict[str, Recorded]) -> int:
+    """Every game whose end the recording holds comes back tick for tick, prices bit-exact; returns how many."""
+    got = rows_by_game(rows)
+    ended = ended_games(games)
+    for gid, g in ended.items():
+        ticks = {t: r["price"] for t, r in got[gid].items()}
+        r = g.rug_tick
+        assert [t for t, row in got[gid].items() if row["is_rug_tick"]] == [r], gid
+        if g.history and g.history.get("prices"):  # the server's own record of the whole game
+            assert ticks == dict(enumerate(g.history["prices"])), f"{gid}: not the game's gameHistory prices"
+        if g.rug is not None:  # the rug frame's crash price at R, nothing after
+            assert ticks[r] == g.rug["payload"]["price"] and max(ticks) == r, gid
+    return len(ended)
 
 
 # --- damaged and old stores -----------------------------------------------------------------------

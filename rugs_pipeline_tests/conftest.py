@@ -13,6 +13,11 @@ from pathlib import Path
 
 import pytest
 
+from rugs_pipeline.capture.importer import import_recordings
+from rugs_pipeline.store import landing
+from rugs_pipeline.store.layout import Store
+from rugs_pipeline.testing import FIXTURES, Run, run_pipeline, tz_of, unpacked_golden
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -36,6 +41,41 @@ def data_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     root = tmp_path / "rugs_data"
     monkeypatch.setenv("RUGS_DATA_DIR", str(root))
     return root
+
+
+# --- the recordings run through the pipeline, once per test module
+
+@pytest.fixture(scope="module")
+def real(request, tmp_path_factory):
+    """real(name) -> Run of that recording, imported once per module: "golden" in any clone, a real
+    recording where ``../shared`` holds it (else the test skips, saying where it looked)."""
+    cache: dict[str, Run] = {}
+
+    def get(name: str) -> Run:
+        if name not in cache:
+            folder = tmp_path_factory.mktemp(name)
+            if name == "golden":
+                files = [unpacked_golden(folder)]
+            else:
+                real_dir = request.getfixturevalue("real_dir")
+                files = sorted(real_dir.glob(FIXTURES[name][0]))
+                assert files, f"no fixture matches {FIXTURES[name][0]} in {real_dir}"
+            cache[name] = run_pipeline(files, folder / "data", tz_of(name))
+        return cache[name]
+
+    return get
+
+
+@pytest.fixture(scope="module")
+def real_store(real_dir, tmp_path_factory) -> tuple[Store, list[str]]:
+    store = Store(tmp_path_factory.mktemp("real") / "rugs_data")
+    days = set()
+    for pattern, tz in FIXTURES.values():
+        reports = import_recordings(sorted(real_dir.glob(pattern)), store.spool_dir, tz=tz)
+        days |= {seg.day for rep in reports for seg in rep.segments}
+    for day in sorted(days):
+        landing.land_day(store, day)
+    return store, sorted(days)
 
 
 # The longest files (each a minute or more of waiting on daemons, subprocesses and a browser) go

@@ -21,9 +21,9 @@ from rugs_pipeline.tools.backfill import DayResult, backfill_commands, plan, red
 from rugs_pipeline.tools.bench import golden
 from rugs_pipeline.capture.importer import import_recordings
 from rugs_pipeline.store.layout import Store, file_schema
+from rugs_pipeline.testing import unpacked_golden
 
 from .conftest import REPO_ROOT
-from .test_derive import unpacked_golden
 
 BIN = REPO_ROOT / ".venv" / "bin"
 EVENING = "public_2025-12-06_sandbox.jsonl"  # 19:57 in New York, 00:57 UTC the next day

@@ -17,8 +17,8 @@ from rugs_pipeline.derive.datasets import Frames, derive_all
 from rugs_pipeline.derive.games import NEXT_DAY_HEAD, rebuild_games, summarize_games
 from rugs_pipeline.store import compaction, landing
 from rugs_pipeline.store.layout import Store
+from rugs_pipeline.testing import FIXTURES, RECORDINGS, tz_of, unpacked_golden
 
-from .test_derive import FIXTURES, RECORDINGS, tz_of, unpacked_golden
 
 FRAMES = 2_000
 

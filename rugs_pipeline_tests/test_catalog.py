@@ -17,14 +17,11 @@ import pytest
 from rugs_pipeline import consumers
 from rugs_pipeline.tools.bench import synth
 from rugs_pipeline.formats import spool
-from rugs_pipeline.capture.importer import import_recordings
 from rugs_pipeline.defs.catalog import event_catalog, protocol_drift
 from rugs_pipeline.defs.resources import StoreResource
 from rugs_pipeline.derive import catalog, drift
 from rugs_pipeline.store import compaction, landing
 from rugs_pipeline.store.layout import Store
-
-from .test_derive import FIXTURES
 
 SIM_FRAMES = 3_000
 NEXT_DAY = "2025-11-02"  # the day after synth.DAY
@@ -187,18 +184,6 @@ def test_compaction_keeps_the_state_a_rewritten_file_does_not(sim_day, tmp_path)
 
 
 # --- the real recordings --------------------------------------------------------------------------------
-
-@pytest.fixture(scope="module")
-def real_store(real_dir, tmp_path_factory) -> tuple[Store, list[str]]:
-    store = Store(tmp_path_factory.mktemp("real") / "rugs_data")
-    days = set()
-    for pattern, tz in FIXTURES.values():
-        reports = import_recordings(sorted(real_dir.glob(pattern)), store.spool_dir, tz=tz)
-        days |= {seg.day for rep in reports for seg in rep.segments}
-    for day in sorted(days):
-        landing.land_day(store, day)
-    return store, sorted(days)
-
 
 def test_real_recordings_match_the_oracle(real_store) -> None:
     store, days = real_store

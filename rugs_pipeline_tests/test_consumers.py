@@ -12,9 +12,9 @@ import pytest
 from rugs_pipeline import consumers
 from rugs_pipeline.tools.bench import golden
 from rugs_pipeline.store.layout import SchemaVersionError, Store
+from rugs_pipeline.testing import unpacked_golden
 
 from .conftest import REPO_ROOT
-from .test_derive import unpacked_golden
 
 BIN = REPO_ROOT / ".venv" / "bin"
 

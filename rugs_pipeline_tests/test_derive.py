@@ -7,7 +7,7 @@ them. A test that names one real recording is about that recording's quirk and s
 Every test goes the real way: ``import_recordings`` -> ``landing.land_day`` for each day ->
 ``store.read_partition("ws_event", day)`` -> ``derive``. Expected values are computed
 here from the fixture files with the standard ``json`` module, never pasted from the
-code's output, so the tests follow the fixtures if they change.
+code's output (``read_events`` in rugs_pipeline/testing.py), so the tests follow the fixtures if they change.
 """
 
 from __future__ import annotations
@@ -17,9 +17,7 @@ import json
 import random
 from collections import defaultdict
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
-from pathlib import Path
-from zoneinfo import ZoneInfo
+from datetime import datetime, timedelta
 
 import duckdb
 import orjson
@@ -30,96 +28,21 @@ import pytest
 from rugs_pipeline.tools.bench import golden
 from rugs_pipeline.tools.bench.derivation import _NORMAL
 from rugs_pipeline.formats import spool
-from rugs_pipeline.capture.importer import import_recordings
 from rugs_pipeline.derive.datasets import DERIVATIONS, derive, derive_all
 from rugs_pipeline.derive.games import rebuild_games, summarize_games
 from rugs_pipeline.store import doctypes, landing
 from rugs_pipeline.store.layout import Store
 from rugs_pipeline.store.validation import validate_table
+from rugs_pipeline.testing import (
+    EPOCH, FIXTURES, GOLDEN, RECORDINGS, UTC, Run, crash_tick, received, run_pipeline, tz_of, write_jsonl,
+)
 
-UTC = timezone.utc
-EASTERN = ZoneInfo("America/New_York")
-EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 FRAME_TYPES = doctypes.FRAME_DERIVED  # a row belongs to its frame's day
 GAME_TYPES = doctypes.GAME_DERIVED  # a row belongs to its game's day
 DOC_TYPES = FRAME_TYPES + GAME_TYPES
 
-# name -> (file pattern, time zone of its naive timestamps)
-FIXTURES = {
-    "sandbox": ("public_2025-12-06_sandbox.jsonl", EASTERN),
-    "raw": ("public_2025-12-12_raw.jsonl", EASTERN),
-    "cdp": ("cdp_2025-12-15.jsonl", UTC),  # its timestamps carry an offset
-    "keysamples": ("keysamples_2026-02-06.json", UTC),  # timestamp_ms
-    "example_seq": ("example_seq_*.json", UTC),  # naive UTC (their gameId dates only fit UTC)
-}
-
-# The golden day: its receive times are UTC with an offset. It comes first in every list of recordings.
-GOLDEN = Path(__file__).resolve().parent / "golden" / golden.RECORDING
-RECORDINGS = ("golden", *FIXTURES)
-
-
-def tz_of(name: str):
-    return UTC if name == "golden" else FIXTURES[name][1]
-
-
 # Columns that depend on the file's bytes and line order (session id, record seq), not on the feed.
 _POSITIONAL = ("session_id", "seq")
-
-
-# --- the fixture as plain json reads it ------------------------------------------------------
-
-
-def _is_traced(data) -> bool:
-    return isinstance(data, list) and len(data) == 2 and isinstance(data[0], dict) and data[0].get("__trace") is True
-
-
-def _utc(when, tz) -> datetime:
-    if isinstance(when, int):  # keysamples' timestamp_ms
-        return EPOCH + timedelta(milliseconds=when)
-    parsed = datetime.fromisoformat(when)
-    return (parsed if parsed.tzinfo else parsed.replace(tzinfo=tz)).astimezone(UTC)
-
-
-def _try_json(line: str):
-    try:
-        return json.loads(line)
-    except json.JSONDecodeError:
-        return None
-
-
-def _is_event_obj(obj) -> bool:
-    """What the recorders wrote for one event; anything else in a file is a corrupt line."""
-    if not isinstance(obj, dict) or "data" not in obj:
-        return False
-    return {"event", "ts"} <= obj.keys() or {"event_type", "timestamp"} <= obj.keys()
-
-
-def read_events(path: Path, tz) -> list[dict]:
-    """The file's events in the order the importer stores them (file order; keysamples by time, name)."""
-    text = path.read_text()
-    if path.name.startswith("keysamples"):
-        samples = sorted(json.loads(text).items(), key=lambda kv: (kv[1]["timestamp_ms"], kv[0]))
-        objs = [{"event_type": s["event_type"], "timestamp": s["timestamp_ms"], "data": s["data"]} for _, s in samples]
-    elif path.suffix == ".jsonl":
-        objs = [o for line in text.splitlines() if line.strip() and _is_event_obj(o := _try_json(line))]
-    else:
-        objs = [json.loads(text)]
-    events = []
-    for o in objs:
-        data = o["data"]
-        args = () if data is None else tuple(data) if _is_traced(data) else (data,)
-        events.append({
-            "name": o.get("event", o.get("event_type")),
-            "ts": _utc(o.get("ts", o.get("timestamp")), tz),
-            "direction": o.get("direction", "received"),
-            "args": args,
-            "payload": args[-1] if args else None,
-        })
-    return events
-
-
-def received(events: list[dict], name: str) -> list[dict]:
-    return [e for e in events if e["name"] == name and e["direction"] == "received" and isinstance(e["payload"], dict)]
 
 
 def num(value):
@@ -128,18 +51,6 @@ def num(value):
 
 def coalesce(*values):
     return next((v for v in values if v is not None), None)
-
-
-def crash_tick(p: dict) -> int:
-    """The tick a rugged frame's (crash) price belongs to.
-
-    The rug frame itself has tickCount R and partialPrices ending at R. A post-rug
-    broadcast counts tickCount on to R+1..R+3 but its partialPrices still end at R.
-    """
-    pp = p.get("partialPrices")
-    if isinstance(pp, dict) and isinstance(pp.get("endTick"), int) and 0 <= pp["endTick"] <= p["tickCount"]:
-        return pp["endTick"]
-    return p["tickCount"]
 
 
 @dataclass
@@ -171,74 +82,6 @@ def expected_games(events: list[dict]) -> dict[str, Game]:
             ticks[r] = rug  # tick R carries the crash price
         games[gid] = Game(gid, fs, rug, r, ticks)
     return games
-
-
-# --- running the pipeline --------------------------------------------------------------------
-
-
-@dataclass
-class Run:
-    files: list[Path]
-    events: list[dict]
-    reports: list
-    store: Store
-    days: list[str]
-    derived: dict[str, dict[str, pa.Table]]  # day -> doc_type -> table
-
-    def rows(self, doc_type: str) -> list[dict]:
-        return [r for day in self.days for r in self.derived[day][doc_type].to_pylist()]
-
-    def ws(self, day: str) -> pa.Table:
-        return self.store.read_partition("ws_event", day)
-
-
-def run_pipeline(files: list[Path], root: Path, tz) -> Run:
-    store = Store(root)
-    reports = import_recordings(files, store.spool_dir, tz=tz)
-    days = sorted({seg.day for rep in reports for seg in rep.segments})
-    for day in days:
-        landing.land_day(store, day)
-    ws = {day: store.read_partition("ws_event", day) for day in days}
-    derived = {day: {dt: derive(dt, ws[day]) for dt in FRAME_TYPES} for day in days}
-    # a day's games read the frames and trades after midnight too: here, the whole recording
-    frames = pa.concat_tables(ws.values())
-    actions = pa.concat_tables([derived[day]["player_action"] for day in days])
-    for day in days:
-        derived[day].update(rebuild_games(frames, day))
-        derived[day]["games"] = summarize_games(derived[day]["game_tick"], derived[day]["complete_game"], actions)
-    events = [e for f in files for e in read_events(f, tz)]
-    return Run(files, events, reports, store, days, derived)
-
-
-def unpacked_golden(folder: Path) -> Path:
-    """The golden day as the importer reads it (plain JSON lines), in ``folder``."""
-    return golden.unpacked(GOLDEN, folder)
-
-
-@pytest.fixture(scope="module")
-def real(request, tmp_path_factory):
-    """real(name) -> Run of that recording, imported once per module: "golden" in any clone, a real
-    recording where ``../shared`` holds it (else the test skips, saying where it looked)."""
-    cache: dict[str, Run] = {}
-
-    def get(name: str) -> Run:
-        if name not in cache:
-            folder = tmp_path_factory.mktemp(name)
-            if name == "golden":
-                files = [unpacked_golden(folder)]
-            else:
-                real_dir = request.getfixturevalue("real_dir")
-                files = sorted(real_dir.glob(FIXTURES[name][0]))
-                assert files, f"no fixture matches {FIXTURES[name][0]} in {real_dir}"
-            cache[name] = run_pipeline(files, folder / "data", tz_of(name))
-        return cache[name]
-
-    return get
-
-
-def write_jsonl(path: Path, objs: list) -> Path:
-    path.write_text("".join((o if isinstance(o, str) else json.dumps(o)) + "\n" for o in objs))
-    return path
 
 
 def content(rows: list[dict], key=("game_id", "tick")) -> list[dict]:

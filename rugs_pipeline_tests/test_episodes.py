@@ -27,10 +27,9 @@ from rugs_pipeline.tools.bench import derivation, synth
 from rugs_pipeline.consumers import episodes
 from rugs_pipeline.rl import OBSERVATION, SIDEBET, WAIT, SidebetEnv, split_by_date
 from rugs_pipeline.store.layout import SchemaVersionError, Store
+from rugs_pipeline.testing import recorded_games
 
 from .conftest import REPO_ROOT
-from .test_derive import real  # noqa: F401 (a fixture)
-from .test_games import recorded_games
 
 SIM_FRAMES = 20_000  # ~45 simulated games
 
@@ -102,7 +101,7 @@ def test_episodes_of_a_simulator_day_are_its_complete_games(sim) -> None:
     assert episodes(date.fromisoformat(synth.DAY), data_dir=root).equals(table)
 
 
-def test_episodes_of_the_real_recordings(real, tmp_path) -> None:  # noqa: F811
+def test_episodes_of_the_real_recordings(real, tmp_path) -> None:
     run = real("raw")
     store = Store(tmp_path / "rugs_data")
     store.ensure_manifest()
@@ -204,7 +203,7 @@ def test_the_sidebet_rule_on_hand_built_games(case) -> None:
         assert running == {t: np.float32((340 - t) / 40) for t in range(301, 340)}
 
 
-def test_the_sidebet_rule_agrees_with_the_servers_payouts(real) -> None:  # noqa: F811
+def test_the_sidebet_rule_agrees_with_the_servers_payouts(real) -> None:
     """Each sidebet the server settled in a recorded game, placed at its start tick in the env, gets the
     server's profit per stake as its reward (5x back on a win, the stake lost otherwise)."""
     run = real("raw")
@@ -303,7 +302,7 @@ def _readme_example() -> str:
     return block
 
 
-def test_the_readme_example_runs_as_written(real, tmp_path) -> None:  # noqa: F811
+def test_the_readme_example_runs_as_written(real, tmp_path) -> None:
     """On the two public recordings' days (2025-12-06 trains, 2025-12-12 tests), derived into a store."""
     store = Store(tmp_path / "rugs_data")
     store.ensure_manifest()

@@ -3,7 +3,7 @@
 Expectations come from the recordings read with plain ``json`` (``recorded_games``): what
 the recording itself says about each game (its frames, price windows, snapshot, gameHistory,
 rug frames, trades), never from the code's output. The recordings: the golden day in any clone,
-the real ones where ``../shared`` holds them (see test_derive.py).
+the real ones where ``../shared`` holds them (see test_derive.py; helpers in rugs_pipeline/testing.py).
 """
 
 from __future__ import annotations
@@ -13,8 +13,7 @@ import itertools
 import json
 import warnings
 from collections import defaultdict
-from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import dagster as dg
@@ -31,123 +30,14 @@ from rugs_pipeline.derive import consistency, games
 from rugs_pipeline.derive.datasets import Frames
 from rugs_pipeline.derive.games import NEXT_DAY_HEAD, rebuild_games
 from rugs_pipeline.formats.protocol import encode_event
-from rugs_pipeline.store import doctypes, landing, schema
+from rugs_pipeline.store import doctypes, landing
 from rugs_pipeline.store.layout import Store
 from rugs_pipeline.store.validation import validate_table
 
-from .test_derive import (  # noqa: F401 (real is a fixture)
-    RECORDINGS, crash_tick, read_events, real, received, run_pipeline, tz_of, unpacked_golden, write_jsonl,
+from rugs_pipeline.testing import (
+    RECORDINGS, UTC, check_ended_games_match_the_recording, read_events, received, recorded_games, rows_by_game,
+    run_pipeline, tz_of, unpacked_golden, write_jsonl,
 )
-
-UTC = timezone.utc
-SOURCES = schema.TICK_SOURCES  # in order of preference
-
-
-def _number(value) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and value > 0
-
-
-# --- what the recording says, read with plain json -------------------------------------------
-
-
-@dataclass
-class Recorded:
-    game_id: str
-    candidates: dict[int, list[tuple]] = field(default_factory=lambda: defaultdict(list))  # tick -> [(rank, order, price, event)]
-    rug: dict | None = None  # the first rugged frame
-    history: dict | None = None  # the first gameHistory entry
-    history_ts: datetime | None = None
-    announced: list[str] = field(default_factory=list)  # serverSeedHash of its own frames, in receive order
-
-    @property
-    def rug_tick(self) -> int | None:
-        if self.rug is not None:
-            return crash_tick(self.rug["payload"])
-        if self.history is not None and self.history.get("prices"):
-            return len(self.history["prices"]) - 1
-        return None
-
-    def expected_ticks(self) -> dict[int, dict]:
-        """tick -> the row it must give: price, tick_source, price_conflicts, ts."""
-        r = self.rug_tick
-        rows = {}
-        for tick, cands in self.candidates.items():
-            if r is not None and tick > r:
-                continue
-            # the rug frame first for tick R, else the first source in order, first received within it
-            rank, _, price, event = min(cands, key=lambda c: (c[0], not (c[0] == 0 and tick == r and c[3]["payload"].get("rugged") is True), c[1]))
-            rows[tick] = {"price": price, "tick_source": SOURCES[rank], "ts": event["ts"],
-                          "price_conflicts": len({c[2] for c in cands}) - 1}
-        return rows
-
-
-def recorded_games(events: list[dict]) -> dict[str, Recorded]:
-    games: dict[str, Recorded] = {}
-
-    def game(gid: str) -> Recorded:
-        return games.setdefault(gid, Recorded(gid))
-
-    # the pipeline's "first received": receive time, then the importer's order (file order)
-    ordered = sorted(enumerate(received(events, "gameStateUpdate")), key=lambda ie: (ie[1]["ts"], ie[0]))
-    for order, e in ordered:
-        p = e["payload"]
-        gid = p.get("gameId")
-        for h in p.get("gameHistory") or []:
-            g = game(h["id"])
-            if g.history is None:
-                g.history, g.history_ts = h, e["ts"]
-            for tick, price in enumerate(h.get("prices") or []):
-                if _number(price):
-                    g.candidates[tick].append((3, order, price, e))
-        if not isinstance(gid, str):
-            continue
-        fair = p.get("provablyFair") or {}
-        if fair.get("serverSeedHash"):
-            game(gid).announced.append(fair["serverSeedHash"])
-        if not (p.get("active") is True or p.get("rugged") is True):
-            continue  # cooldown and presale frames give no ticks
-        g = game(gid)
-        if isinstance(p.get("tickCount"), int) and p["tickCount"] >= 0 and _number(p.get("price")):
-            g.candidates[crash_tick(p) if p.get("rugged") is True else p["tickCount"]].append((0, order, p["price"], e))
-        if p.get("rugged") is True and g.rug is None:
-            g.rug = e
-        window = (p.get("partialPrices") or {}).get("values") or {}
-        for key, price in window.items():
-            if _number(price):
-                g.candidates[int(key)].append((1, order, price, e))
-        for tick, price in enumerate(p.get("prices") or []):
-            if _number(price):
-                g.candidates[tick].append((2, order, price, e))
-    return games
-
-
-def rows_by_game(rows: list[dict]) -> dict[str, dict[int, dict]]:
-    by_game = defaultdict(dict)
-    for r in rows:
-        assert r["tick"] not in by_game[r["game_id"]], f"{r['game_id']} tick {r['tick']} twice"
-        by_game[r["game_id"]][r["tick"]] = r
-    return by_game
-
-
-def ended_games(games: dict[str, Recorded]) -> dict[str, Recorded]:
-    """The games whose end is in the recording: a rug frame, or a gameHistory entry with prices."""
-    return {gid: g for gid, g in games.items() if g.rug is not None or (g.history and g.history.get("prices"))}
-
-
-def check_ended_games_match_the_recording(rows: list[dict], games: dict[str, Recorded]) -> int:
-    """Every game whose end the recording holds comes back tick for tick, prices bit-exact; returns how many."""
-    got = rows_by_game(rows)
-    ended = ended_games(games)
-    for gid, g in ended.items():
-        ticks = {t: r["price"] for t, r in got[gid].items()}
-        r = g.rug_tick
-        assert [t for t, row in got[gid].items() if row["is_rug_tick"]] == [r], gid
-        if g.history and g.history.get("prices"):  # the server's own record of the whole game
-            assert ticks == dict(enumerate(g.history["prices"])), f"{gid}: not the game's gameHistory prices"
-        if g.rug is not None:  # the rug frame's crash price at R, nothing after
-            assert ticks[r] == g.rug["payload"]["price"] and max(ticks) == r, gid
-    return len(ended)
-
 
 # --- rebuilt from the real recordings --------------------------------------------------------
 

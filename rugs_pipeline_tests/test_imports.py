@@ -19,9 +19,9 @@ from rugs_pipeline.formats import recordings
 from rugs_pipeline.capture.importer import import_recordings
 from rugs_pipeline.formats.recordings import BadLine, RecordedEvent, RecordingError, detect_format, read_recording
 from rugs_pipeline.formats.spool import KIND_LIFECYCLE, MAX_FRAME_BYTES, read_segment
+from rugs_pipeline.testing import GOLDEN
 
 from .conftest import REPO_ROOT
-from .test_derive import GOLDEN
 
 BIN = REPO_ROOT / ".venv" / "bin"
 MIB = 2**20

@@ -33,9 +33,9 @@ from rugs_pipeline.formats.protocol import encode_event, encode_open, parse_fram
 from rugs_pipeline.store import landing, schema
 from rugs_pipeline.store.layout import SchemaVersionError, Store
 from rugs_pipeline.store.versions import fill_typed_columns
+from rugs_pipeline.testing import unpacked_golden
 
 from .capture_harness import CLI, Recorder, Sim, land_and_derive, lifecycle
-from .test_derive import unpacked_golden
 
 # the module: the package's attribute ``replay`` is the function
 replay_module = importlib.import_module("rugs_pipeline.consumers.replay")

@@ -24,10 +24,11 @@ from rugs_pipeline.derive.games import rebuild_games
 from rugs_pipeline.simulator import games as generator
 from rugs_pipeline.store import landing
 from rugs_pipeline.store.layout import Store
-from rugs_pipeline.testing import CLI, start_recorder, stop
+from rugs_pipeline.testing import (
+    CLI, FIXTURES, check_ended_games_match_the_recording, read_events, received, recorded_games, rows_by_game,
+    start_recorder, stop,
+)
 
-from .test_derive import FIXTURES, read_events, received
-from .test_games import check_ended_games_match_the_recording, recorded_games, rows_by_game
 
 SERVE_TIMEOUT_S = 240
 

@@ -29,10 +29,9 @@ from rugs_pipeline.capture.importer import import_recordings
 from rugs_pipeline.formats.protocol import encode_event
 from rugs_pipeline.store import landing, migration, schema, versions
 from rugs_pipeline.store.layout import SchemaVersionError, Store, file_schema_version
-from rugs_pipeline.testing import downgrade, parquet_files, run_job
+from rugs_pipeline.testing import downgrade, parquet_files, run_job, unpacked_golden
 
 from .conftest import REPO_ROOT
-from .test_derive import unpacked_golden
 
 V1_0 = versions.BY_VERSION["1.0.0"]
 SEED_QUERIES = (

@@ -21,7 +21,6 @@ from rugs_pipeline.defs.resources import StoreResource
 from rugs_pipeline.derive import catalog
 from rugs_pipeline.store.layout import Store
 
-from .test_catalog import real_store  # noqa: F401  (a fixture)
 
 README = Path(__file__).resolve().parent.parent / "README.md"
 
@@ -46,7 +45,7 @@ QUESTIONS = {
 
 
 @pytest.fixture(scope="module")
-def indexed(real_store) -> Store:  # noqa: F811
+def indexed(real_store) -> Store:
     store, days = real_store
     for day in days:
         catalog.build_day(store, day)
@@ -112,7 +111,7 @@ def test_s3_lake_is_refused_in_one_line() -> None:
     assert "event_catalog" in out.stdout and "events_index" not in out.stdout
 
 
-def test_asset_builds_the_index(real_store, tmp_path) -> None:  # noqa: F811
+def test_asset_builds_the_index(real_store, tmp_path) -> None:
     store, days = real_store
     instance = dg.DagsterInstance.ephemeral()
     resources = {"store": StoreResource(data_dir=str(store.root))}

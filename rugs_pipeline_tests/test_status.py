@@ -13,9 +13,9 @@ from pathlib import Path
 from rugs_pipeline.store.layout import Store
 
 from rugs_pipeline.tools.bench import golden
+from rugs_pipeline.testing import unpacked_golden
 
 from .capture_harness import CLI, Recorder, Sim
-from .test_derive import unpacked_golden
 
 PAST_DAY = golden.START.date().isoformat()
 
