@@ -132,7 +132,11 @@ def test_one_line_errors(tmp_path: Path) -> None:
     env = {"RUGS_DATA_DIR": str(tmp_path / "data"), "RUGS_LEGACY_RECORDERS": "maybe"}
     line = one_error_line(run_cli("record", "--url", "ws://127.0.0.1:9/socket.io/", env=env))
     assert "RUGS_LEGACY_RECORDERS must be true or false, not 'maybe'" in line
+    # a setting that cannot work stops every command, before it reads anything (config.Settings)
     line = one_error_line(run_cli("audit", "--sent-log", str(tmp_path / "missing.jsonl"), env=env))
+    assert "RUGS_LEGACY_RECORDERS must be true or false, not 'maybe'" in line
+    line = one_error_line(run_cli("audit", "--sent-log", str(tmp_path / "missing.jsonl"),
+                                  env={"RUGS_DATA_DIR": str(tmp_path / "data")}))
     assert f"cannot read the sent-log {tmp_path / 'missing.jsonl'}" in line
     line = one_error_line(run_cli("simulate", "--port", "0", "--reject", "200", "--close-every", "0"))
     assert "close-every must be positive" in line and "reject status must be an HTTP error status" in line
