@@ -581,15 +581,26 @@ class DemoStack:
         self.proc = subprocess.Popen(
             ["setsid", "env", "--default-signal=INT,TERM", "make", "--no-print-directory", "demo", f"DEMO={self.root}"],
             cwd=REPO_ROOT, env=env, stdout=(self.root / "make.log").open("w"), stderr=subprocess.STDOUT)
-        deadline = time.monotonic() + 120
+        # ready = the code location has loaded: the webserver answers before that, and a query for the
+        # repository's sensors or jobs meanwhile fails (a 500 on a loaded machine)
+        deadline = time.monotonic() + 180
         while time.monotonic() < deadline:
             assert self.proc.poll() is None, f"make demo exited with {self.proc.returncode}\n{self.log}"
             try:
-                urllib.request.urlopen(f"{self.url}/server_info", timeout=2).read()
-                return
+                if self.location_status() == "LOADED":
+                    return
             except OSError:
-                time.sleep(1)
-        raise AssertionError(f"the Dagster webserver did not come up on {self.url}\n{self.log}")
+                pass
+            time.sleep(1)
+        raise AssertionError(f"the Dagster webserver did not load the code location on {self.url}\n{self.log}")
+
+    def location_status(self) -> str | None:
+        query = "{ workspaceOrError { ... on Workspace { locationEntries { loadStatus } } } }"
+        request = urllib.request.Request(f"{self.url}/graphql", data=json.dumps({"query": query}).encode(),
+                                         headers={"Content-Type": "application/json"})
+        with urllib.request.urlopen(request, timeout=5) as response:
+            entries = json.load(response)["data"]["workspaceOrError"].get("locationEntries") or [{}]
+        return entries[0].get("loadStatus")
 
     def note_processes(self) -> dict[int, str]:
         """Remember every process of the stack now (make's descendants); returns pid -> command line."""

@@ -20,6 +20,11 @@ from rugs_pipeline.testing import FIXTURES, Run, run_pipeline, tz_of, unpacked_g
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
+# `make test` runs the suite inside make: without this, every `make demo`/`make stop` a test starts would be a
+# sub-make (its errors read `make[1]: ...`, and it would share the outer make's flags), not what an operator runs.
+for _variable in ("MAKELEVEL", "MAKEFLAGS", "MFLAGS"):
+    os.environ.pop(_variable, None)
+
 
 def real_fixtures_dir() -> Path:
     return Path(os.environ.get("RUGS_REAL_FIXTURES") or REPO_ROOT.parent / "shared" / "fixtures" / "real")

@@ -8,6 +8,7 @@ import os
 import socket
 import subprocess
 import time
+import urllib.error
 import urllib.parse
 import urllib.request
 from pathlib import Path
@@ -54,8 +55,11 @@ def _get(url: str, query: str) -> dict:
     """GraphQL over GET with a foreign Origin: what any web page the operator opens can send."""
     request = urllib.request.Request(f"{url}/graphql?{urllib.parse.urlencode({'query': query})}",
                                      headers={"Origin": "https://attacker.example"})
-    with urllib.request.urlopen(request, timeout=30) as response:
-        return json.load(response)["data"]
+    try:
+        with urllib.request.urlopen(request, timeout=30) as response:
+            return json.load(response)["data"]
+    except urllib.error.HTTPError as error:
+        raise AssertionError(f"{error}: {error.read().decode(errors='replace')[:2000]}") from None
 
 
 SENSORS = """{ sensorsOrError(repositorySelector: {repositoryLocationName: "rugs_pipeline", repositoryName: "__repository__"})
