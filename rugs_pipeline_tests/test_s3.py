@@ -104,7 +104,7 @@ def test_pipeline_and_seed_queries_on_s3_match_a_local_lake(s3: str, tmp_path: P
     assert _run_pipeline(str(local_root), local_spool, monkeypatch) == [DAY, NEXT_DAY]
     assert _run_pipeline(s3, s3_spool, monkeypatch) == [DAY, NEXT_DAY]
 
-    remote, local = Store.at(s3, s3_spool), Store(local_root)
+    remote = Store.at(s3, s3_spool)
     fs = remote.filesystem
     # the same objects as the local lake's files (its partition locks live beside the spool instead)
     keys = _objects(remote)

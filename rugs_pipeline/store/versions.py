@@ -17,7 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import duckdb
-import pandera.polars as pandera
+from pandera.polars import DataFrameSchema
 import pyarrow as pa
 
 from rugs_pipeline.store import schema
@@ -46,7 +46,7 @@ class SchemaVersion:
     upgrade_ws_event: Callable[[pa.Table], pa.Table] | None
     summary: str
 
-    def pandera(self, doc_type: str) -> pandera.DataFrameSchema:
+    def pandera(self, doc_type: str) -> DataFrameSchema:
         return pandera_schema(doc_type, self.schema)
 
 
