@@ -25,8 +25,10 @@ from rugs_pipeline.defs.sensors import spool_sensor
 from rugs_pipeline.store import schema
 from rugs_pipeline.store.layout import Store
 from rugs_pipeline.testing import (
-    CLI, SEED_QUERY_TICKS, SEED_QUERY_WS, land_and_derive_days, run_seed_query, start_recorder, stop,
+    CLI, SEED_QUERY_TICKS, SEED_QUERY_WS, land_and_derive_days, run_seed_query, start_recorder, stop, wait_until,
 )
+
+from .capture_harness import SLOW_START_S, Recorder
 
 
 def start_simulator(*args: str) -> tuple[subprocess.Popen, str]:
@@ -134,17 +136,18 @@ def test_recorder_reports_fatal_config_in_one_line(tmp_path: Path) -> None:
 
 def test_recorder_reconnects_after_the_server_goes_away(tmp_path: Path) -> None:
     data = tmp_path / "rugs_data"
-    env = {**os.environ, "RUGS_DATA_DIR": str(data)}
     sim, url = start_simulator("--speed", "25")
-    recorder = start_recorder(url, env)
-    time.sleep(2)
+    recorder = Recorder(url, data, "--fsync-interval", "0.2")
+    recorder.wait_acked(frames=1)
     stop(sim)
-    time.sleep(2)
+    wait_until(lambda: "disconnected" in recorder.stderr, SLOW_START_S, "the recorder to see the server go")
     port = url.split(":")[2].split("/")[0]
     sim2 = subprocess.Popen([CLI, "simulate", "--port", port, "--speed", "25"], stdout=subprocess.PIPE, text=True)
     sim2.stdout.readline()
-    time.sleep(4)
-    assert stop(recorder) == 0
+    wait_until(lambda: recorder.stderr.count(f"connected to {url}") == 2, SLOW_START_S, "the recorder to reconnect")
+    before = recorder.ack()["frames_received"]
+    recorder.wait_acked(frames=before + 1)  # and frames from the second server
+    assert recorder.stop() == 0
     stop(sim2)
     records = [r for seg in spool.sealed_segments(data / "spool") for r in spool.iter_segment_records(seg)]
     life = [json.loads(r.data)["event"] for r in records if r.kind == spool.KIND_LIFECYCLE]
