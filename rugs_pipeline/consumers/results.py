@@ -19,7 +19,6 @@ import pyarrow.parquet as pq
 from rich.console import Console
 from rich.table import Table
 
-FORMATS = ("table", "csv", "json", "parquet")
 BATCH_ROWS = 8192
 CELL_CHARS = 12  # the least a column needs beside its header for the horizontal layout to be readable
 

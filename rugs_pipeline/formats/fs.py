@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import fcntl
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import BinaryIO
 
 
 def fsync_dir(path: Path) -> None:
@@ -87,11 +88,11 @@ def stale_temp(tmp: Path, *, remove: bool = False) -> bool:
         os.close(fd)
 
 
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` so readers see the old file or the new one, never a part."""
+def atomic_write(path: Path, write: Callable[[BinaryIO], object]) -> None:
+    """Write ``path`` through ``write(file)`` so readers see the old file or the new one, never a part."""
     with writer_temp(path) as fd:
         with open(fd, "wb", closefd=False) as fh:
-            fh.write(data)
+            write(fh)
         os.fsync(fd)
         os.replace(temp_path(path), path)
     fsync_dir(path.parent)

@@ -21,7 +21,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from rugs_pipeline.config import ConfigError
-from rugs_pipeline.formats.fs import atomic_write_bytes, fsync_dir, remove_stale_temps, temp_path, writer_temp
+from rugs_pipeline.formats.fs import atomic_write, remove_stale_temps
 from rugs_pipeline.store import schema
 
 PARQUET_COMPRESSION = "zstd"
@@ -82,22 +82,14 @@ class Posix:
         stat = path.stat()
         return [stat.st_size, stat.st_mtime_ns]
 
-    def exists(self, path: Path) -> bool:
-        return path.exists()
-
     def read_text(self, path: Path) -> str:
         return path.read_text()
 
     def write_bytes(self, path: Path, data: bytes) -> None:
-        atomic_write_bytes(path, data)
+        atomic_write(path, lambda fh: fh.write(data))
 
     def write_parquet(self, path: Path, file_schema: pa.Schema, rows) -> None:
-        with writer_temp(path) as fd:
-            with open(fd, "wb", closefd=False) as sink:
-                _write_batches(sink, file_schema, rows)
-            os.fsync(fd)
-            os.replace(temp_path(path), path)
-        fsync_dir(path.parent)
+        atomic_write(path, lambda sink: _write_batches(sink, file_schema, rows))
 
     def remove_stale_temps(self, folder: Path) -> list[Path]:
         return remove_stale_temps(folder)
@@ -141,9 +133,6 @@ class Objects:
     def stamp(self, path: S3Path) -> list:
         info = self.filesystem.info(path.key)  # a rewrite under the same key gets a new ETag
         return [info["size"], info["ETag"]]
-
-    def exists(self, path: S3Path) -> bool:
-        return self.filesystem.exists(path.key)
 
     def read_text(self, path: S3Path) -> str:
         return self.filesystem.cat_file(path.key).decode()

@@ -129,10 +129,6 @@ def ledger_path(store: Store, segment: spool.Segment) -> Path:
     return store.manifests_dir / "landed" / segment.day / f"{segment.name}.json"
 
 
-def is_landed(store: Store, segment: spool.Segment) -> bool:
-    return store.files.exists(ledger_path(store, segment))
-
-
 def landed_names(store: Store, day: str) -> set[str]:
     return {p.stem for p in store.files.files(store.manifests_dir / "landed" / day, "*.json")}
 

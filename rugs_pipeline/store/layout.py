@@ -302,9 +302,5 @@ def short_hash(*parts: str) -> str:
     return hashlib.sha256("\x1f".join(parts).encode()).hexdigest()[:8]
 
 
-def file_stamp(ts: datetime) -> str:
-    return ts.astimezone(timezone.utc).strftime("%Y%m%d_%H%M%S")
-
-
 def _day(day: date | str) -> str:
     return day if isinstance(day, str) else day.isoformat()

@@ -102,7 +102,6 @@ def arrow_schema(columns: list[tuple[str, pa.DataType, bool, str]]) -> pa.Schema
 
 SCHEMA = arrow_schema(_COLUMNS)
 COLUMNS = tuple(SCHEMA.names)
-REQUIRED = tuple(name for name, _, nullable, _ in _COLUMNS if not nullable)
 DESCRIPTIONS = {name: desc for name, _, _, desc in _COLUMNS}
 
 
