@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import asyncio
 import errno
-import signal
 import sys
 from dataclasses import dataclass
 
@@ -31,7 +30,8 @@ from websockets.exceptions import ConnectionClosed
 
 from rugs_pipeline.consumers.replay import Frame, Replay, ReplayError, Clock, abatches
 from rugs_pipeline.formats.protocol import PING
-from rugs_pipeline.formats.sio_server import SIO_PATH, check_request, handshake, heartbeat, read_client
+from rugs_pipeline.formats.sio_server import (SIO_PATH, check_request, handshake, heartbeat, read_client,
+                                              serve_until_signal)
 
 OUTBOX_FRAMES = 256  # feed frames queued per client at most (control frames never wait)
 WRITE_LIMIT = 2**20  # bytes the socket's buffer may hold before send() waits for the client
@@ -203,19 +203,7 @@ def run(source: Replay, config: ReplayConfig) -> None:
         pace = "as fast as the client takes them" if config.speed is None else f"at {config.speed:g}x"
         print(f"replay serving {source.describe()}, {pace}", file=sys.stderr, flush=True)
         print(f"replay listening on {server.url}", flush=True)
-        stopping = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, stopping.set)
-        waits = [asyncio.create_task(server.run()), asyncio.create_task(stopping.wait())]
-        try:
-            done, _ = await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            for task in waits:
-                task.cancel()
-            await server.stop()
-        for task in done:
-            task.result()
+        await serve_until_signal(server.run(), server.stop)
         outages = f", {server.disconnects} outages served as disconnects" if config.disconnects else ""
         print(f"replay done: {server.frames_sent:,} frames sent{outages}", file=sys.stderr, flush=True)
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import secrets
+import signal
 from collections.abc import Awaitable, Callable
 from http import HTTPStatus
 from urllib.parse import parse_qs, urlsplit
@@ -111,3 +112,20 @@ async def heartbeat(ws: ServerConnection, outbox: Outbox, pinged: asyncio.Event,
         except TimeoutError:
             await ws.close(1011, "ping timeout")
             return
+
+
+async def serve_until_signal(work: Awaitable[None], stop: Callable[[], Awaitable[None]]) -> None:
+    """Await ``work`` until it ends or SIGINT/SIGTERM comes, then ``stop`` the server; raises what ``work`` raised."""
+    stopping = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stopping.set)
+    waits = [asyncio.create_task(work), asyncio.create_task(stopping.wait())]
+    try:
+        done, _ = await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for task in waits:
+            task.cancel()
+        await stop()
+    for task in done:
+        task.result()

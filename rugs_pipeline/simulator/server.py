@@ -19,7 +19,6 @@ import asyncio
 import errno
 import logging
 import random
-import signal
 import time
 from collections import deque
 from collections.abc import Callable, Iterator
@@ -38,7 +37,8 @@ from rugs_pipeline.errors import RugsError
 from rugs_pipeline.formats.protocol import PING, encode_event, trace_header
 from rugs_pipeline.formats.recordings import BadLine, RecordedEvent, read_recording
 from rugs_pipeline.formats.sent_log import SentLog
-from rugs_pipeline.formats.sio_server import SIO_PATH, check_request, handshake, heartbeat, json_response, read_client
+from rugs_pipeline.formats.sio_server import (SIO_PATH, check_request, handshake, heartbeat, json_response, read_client,
+                                              serve_until_signal)
 from rugs_pipeline.simulator.faults import Episodes, FaultConfig, load_frame, malformed_frame, oversized_frame
 from rugs_pipeline.simulator.games import (
     COOLDOWN_MS, COOLDOWN_STEP_MS, GAME_VERSION, PRESALE_MS, Game, GameGenerator, Ledger, Scheduled,
@@ -586,18 +586,6 @@ def run(config: SimulatorConfig) -> None:
         simulator = Simulator(config)
         await simulator.start()
         print(f"simulator listening on {simulator.url}", flush=True)
-        stopping = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, stopping.set)
-        waits = [asyncio.create_task(simulator.wait_done()), asyncio.create_task(stopping.wait())]
-        try:
-            done, _ = await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            for task in waits:
-                task.cancel()
-            await simulator.stop()
-        for task in done:
-            task.result()
+        await serve_until_signal(simulator.wait_done(), simulator.stop)
 
     asyncio.run(main())
