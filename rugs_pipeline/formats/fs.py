@@ -58,11 +58,7 @@ def temp_path(path: Path) -> Path:
 
 def remove_stale_temps(folder: Path) -> list[Path]:
     """Remove the temp files in ``folder`` that no live writer holds (see the module docstring)."""
-    removed = []
-    for tmp in sorted(folder.glob(TEMP_GLOB)) if folder.is_dir() else []:
-        if stale_temp(tmp, remove=True):
-            removed.append(tmp)
-    return removed
+    return [tmp for tmp in (sorted(folder.glob(TEMP_GLOB)) if folder.is_dir() else []) if stale_temp(tmp, remove=True)]
 
 
 def stale_temp(tmp: Path, *, remove: bool = False) -> bool:

@@ -167,10 +167,7 @@ def sealed_segments(spool_dir: Path, day: str | None = None) -> list[Segment]:
     if not spool_dir.is_dir():
         return []
     days = [spool_dir / day] if day else sorted(p for p in spool_dir.iterdir() if p.is_dir())
-    out = []
-    for folder in days:
-        if folder.is_dir():
-            out.extend(Segment(p) for p in folder.glob(f"*{SEALED_SUFFIX}"))
+    out = [Segment(p) for folder in days if folder.is_dir() for p in folder.glob(f"*{SEALED_SUFFIX}")]
     return sorted(out, key=lambda s: (s.day, s.name))
 
 
