@@ -69,15 +69,10 @@ def game_frames(store: Store, day: str) -> Frames:
 _SUMMARY_COLUMNS = [name for name in schema.COLUMNS if name != "raw_json"]
 
 
-def _player_actions(store: Store, day: str) -> pa.Table:
-    return pa.concat_tables([store.read_partition("player_action", d, _SUMMARY_COLUMNS) for d in (day, _next_day(day))])
-
-
 def _read(store: Store, doc_type: str, day: str) -> pa.Table:
     """What a day's games see of ``doc_type``: trades come from the next day too (games run past midnight)."""
-    if doc_type == "player_action":
-        return _player_actions(store, day)
-    return store.read_partition(doc_type, day, _SUMMARY_COLUMNS)
+    days = (day, _next_day(day)) if doc_type == "player_action" else (day,)
+    return pa.concat_tables([store.read_partition(doc_type, d, _SUMMARY_COLUMNS) for d in days])
 
 
 @dg.multi_asset(

@@ -187,9 +187,7 @@ def _check_compaction(store: Store, report: Report) -> None:
 def _check_sessions(store: Store, report: Report) -> None:
     folder = store.spool_dir
     for lock in sorted(folder.glob(f"*{spool.LOCK_SUFFIX}")) if folder.is_dir() else []:
-        held = spool._try_lock(lock)  # the recorder's own test of a session's life
-        if held is not None:  # no recorder holds it
-            held.close()
+        if not spool.session_alive(folder, lock.name.removesuffix(spool.LOCK_SUFFIX)):  # no recorder holds it
             report.problems.append(Problem(
                 "dead session", str(lock), "a recorder session ended without sealing (killed?): its open "
                 "segment is not landed", "start rugs-pipeline record: it seals the session and records the outage"))
