@@ -12,6 +12,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import duckdb
+import pyarrow as pa
 
 from rugs_pipeline import config
 from rugs_pipeline.consumers.episodes import episodes
@@ -65,36 +66,32 @@ def connect_views(data_dir: Path | str | None = None,
     con.execute("SET TimeZone = 'UTC'")
     skipped = {}
     for doc_type in schema.DOC_TYPES:
-        if store.partition_days(doc_type):
-            glob = str(store.events_dir / f"doc_type={doc_type}" / "**" / "*.parquet")
-            # union_by_name: during a migration files of two versions (one with more columns) share a
-            # glob; without it DuckDB binds the first file's columns or fails with "schema mismatch in glob".
-            # It also reads every file's footer now, so an unreadable file is found here, not mid-query.
-            # A view cannot take parameters: quote the path as an SQL string literal.
-            try:
-                con.execute(f"CREATE VIEW {doc_type} AS SELECT * FROM read_parquet({sql_literal(glob)}, "
-                            "hive_partitioning = true, union_by_name = true)")
-            except duckdb.Error as exc:
-                skipped[doc_type] = _why_unreadable(store, doc_type, exc)
-        else:
-            con.register(f"_{doc_type}_empty", schema.empty_table())
-            con.execute(f"CREATE VIEW {doc_type} AS SELECT *, NULL::DATE AS date FROM _{doc_type}_empty")
+        glob = str(store.events_dir / f"doc_type={doc_type}" / "**" / "*.parquet")
+        try:
+            _view(con, doc_type, glob if store.partition_days(doc_type) else None, schema.empty_table())
+        except duckdb.Error as exc:
+            skipped[doc_type] = _why_unreadable(store, doc_type, exc)
+    # the feed catalog's days: catalog/date=<day>/event_catalog.parquet
+    glob = str(store.root / catalog.CATALOG_DIR / "date=*" / catalog.CATALOG_FILE)
     try:
-        _catalog_view(con, store)
+        _view(con, "event_catalog", glob if catalog.catalog_days(store) else None, catalog.CATALOG_SCHEMA.empty_table())
     except duckdb.Error as exc:
         skipped["event_catalog"] = str(exc).splitlines()[0]
     return con, skipped
 
 
-def _catalog_view(con: duckdb.DuckDBPyConnection, store: Store) -> None:
-    """View ``event_catalog``: the feed catalog's days (``catalog/date=<day>/event_catalog.parquet``)."""
-    if catalog.catalog_days(store):
-        glob = str(store.root / catalog.CATALOG_DIR / "date=*" / catalog.CATALOG_FILE)
-        con.execute(f"CREATE VIEW event_catalog AS SELECT * FROM read_parquet({sql_literal(glob)}, "
-                    "hive_partitioning = true, union_by_name = true)")
-    else:
-        con.register("_event_catalog_empty", catalog.CATALOG_SCHEMA.empty_table())
-        con.execute("CREATE VIEW event_catalog AS SELECT *, NULL::DATE AS date FROM _event_catalog_empty")
+def _view(con: duckdb.DuckDBPyConnection, name: str, glob: str | None, empty: pa.Table) -> None:
+    """View ``name`` over the Parquet files of ``glob``; None (no file yet): no rows, ``empty``'s columns."""
+    if glob is None:
+        con.register(f"_{name}_empty", empty)
+        con.execute(f"CREATE VIEW {name} AS SELECT *, NULL::DATE AS date FROM _{name}_empty")
+        return
+    # union_by_name: during a migration files of two versions (one with more columns) share a
+    # glob; without it DuckDB binds the first file's columns or fails with "schema mismatch in glob".
+    # It also reads every file's footer now, so an unreadable file is found here, not mid-query.
+    # A view cannot take parameters: quote the path as an SQL string literal.
+    con.execute(f"CREATE VIEW {name} AS SELECT * FROM read_parquet({sql_literal(glob)}, "
+                "hive_partitioning = true, union_by_name = true)")
 
 
 def _why_unreadable(store: Store, doc_type: str, exc: duckdb.Error) -> str:
