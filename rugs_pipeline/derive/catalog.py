@@ -28,6 +28,7 @@ live day walks only the files landed since the last run.
 from __future__ import annotations
 
 import re
+from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
@@ -403,13 +404,12 @@ def _still_covered(store: Store, covered: dict, files: list, stamps: dict) -> di
     rows = sum(pq.read_metadata(str(f), filesystem=store.filesystem).num_rows for f in merged)
     if not merged or rows != sum(sum(kinds.values()) for _, kinds in gone.values()):
         return None
-    kinds: dict[str, int] = {}
+    kinds: Counter[str] = Counter()
     for _, counts in gone.values():
-        for kind, n in counts.items():
-            kinds[kind] = kinds.get(kind, 0) + n
+        kinds.update(counts)
     kept = {name: entry for name, entry in covered.items() if name in stamps}
     # the frame kinds of the merged rows, kept on the first merged file (the day's totals are what is reported)
-    kept.update({f.name: [stamps[f.name], kinds if i == 0 else {}] for i, f in enumerate(merged)})
+    kept.update({f.name: [stamps[f.name], dict(kinds) if i == 0 else {}] for i, f in enumerate(merged)})
     return kept
 
 
@@ -440,10 +440,9 @@ def build_day(store: Store, day: str) -> DayCatalog:
     if new or state is None or covered != state[1]:
         store.files.write_bytes(state_path(store, day), _parquet_bytes(combined, {_STATE_KEY: orjson.dumps(covered)}))
     table = finish(combined)
-    other: dict[str, int] = {}
+    other: Counter[str] = Counter()
     for _, kinds in covered.values():
-        for kind, n in kinds.items():
-            other[str(kind)] = other.get(str(kind), 0) + n
+        other.update({str(kind): n for kind, n in kinds.items()})
     frames = other.pop("event", 0)
     path = catalog_path(store, day)
     store.files.write_bytes(path, _parquet_bytes(table))
