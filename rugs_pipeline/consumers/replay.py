@@ -55,7 +55,7 @@ import pyarrow.parquet as pq
 from rugs_pipeline import config
 from rugs_pipeline.derive.games import FIRST_RECEIVED
 from rugs_pipeline.errors import RugsError
-from rugs_pipeline.store.layout import SchemaVersionError, Store, check_compatible, sql_literal
+from rugs_pipeline.store.layout import SchemaVersionError, Store, check_compatible, sql_list, sql_literal
 
 # per query, at most (but one minute's worth): two slices' frames are what is held. Bytes too: a state frame
 # with a gameHistory is ~50x the average frame, and some minutes are full of them
@@ -220,15 +220,13 @@ class Replay:
         # by name where a day part-way through a migration holds files of two versions (the columns read are
         # 1.0.0's); only there: uniting the files' schemas opens each one once more
         by_name = len({f.schema for f in chosen}) > 1
-        return (f"SELECT {columns} FROM read_parquet({_sql_list(files)}, hive_partitioning = false, "
+        return (f"SELECT {columns} FROM read_parquet({sql_list(files)}, hive_partitioning = false, "
                 f"union_by_name = {str(by_name).lower()}) WHERE {' AND '.join(conditions)}")
 
     def _lock(self, day: str):
         """The day's shared partition lock, against a compaction swapping its files. An s3 lake is never
         compacted, and its consumers need no spool for its locks."""
-        if self.store.remote:
-            return contextlib.nullcontext()
-        return self.store.partition_lock("ws_event", day, shared=True)
+        return contextlib.nullcontext() if self.store.remote else self.store.partition_lock("ws_event", day, shared=True)
 
     def _has_frames(self, day: str) -> bool:
         """Whether the day holds a frame to serve: its files one at a time, the first usually answering (a query
@@ -259,7 +257,7 @@ class Replay:
             files = [str(f) for f in self.store.partition_files("system_event", day)]
             if files:
                 found += self._con.execute(
-                    f"SELECT epoch_us(start_ts), epoch_us(end_ts) FROM read_parquet({_sql_list(files)}, "
+                    f"SELECT epoch_us(start_ts), epoch_us(end_ts) FROM read_parquet({sql_list(files)}, "
                     "union_by_name = true) WHERE event_name = 'outage' AND start_ts IS NOT NULL AND end_ts > start_ts"
                 ).fetchall()
             if self._files[day]:
@@ -272,7 +270,7 @@ class Replay:
         files = [f.path for f in self._files[day]]
         return ("SELECT TRY_CAST(raw_json->>'start_ns' AS BIGINT) // 1000 AS lo, "
                 "TRY_CAST(raw_json->>'end_ns' AS BIGINT) // 1000 AS hi "
-                f"FROM read_parquet({_sql_list(files)}, hive_partitioning = false, union_by_name = true) "
+                f"FROM read_parquet({sql_list(files)}, hive_partitioning = false, union_by_name = true) "
                 "WHERE frame_kind = 'lifecycle' AND event_name = 'outage'")
 
     def batches(self) -> Iterator[list[Frame]]:
@@ -321,10 +319,6 @@ class Replay:
         days = self.days[0] if len(self.days) == 1 else f"{self.days[0]}..{self.days[-1]} ({len(self.days)} days)"
         return (f"{days}: {frames:,} frames (before dropping redundant sessions' copies), {len(games):,} games"
                 + (f", {len(self.outages)} outages" if self.outages else ""))
-
-
-def _sql_list(files: list[str]) -> str:
-    return "[" + ", ".join(map(sql_literal, files)) + "]"
 
 
 def _days_summary(store: Store) -> str:

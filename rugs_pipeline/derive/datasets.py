@@ -33,7 +33,7 @@ import pyarrow as pa
 from rugs_pipeline import config
 from rugs_pipeline.store import schema
 from rugs_pipeline.store.compaction import merged_version
-from rugs_pipeline.store.layout import naming_unreadable, parse_version, sql_literal
+from rugs_pipeline.store.layout import naming_unreadable, parse_version, sql_list
 from rugs_pipeline.store.versions import FRAME, TYPED_SINCE, typed_columns_sql
 
 # An event frame's payload (its last argument) as JSON.
@@ -320,7 +320,7 @@ def read_parquet(files: tuple[Path, ...] | list[str], by_name: bool = True) -> s
 
     ``by_name``: the files may differ in columns (a day part-way through a migration holds two schema versions).
     """
-    return (f"SELECT * FROM read_parquet({_sql_list(files)}, hive_partitioning = false, union_by_name = {str(by_name).lower()}, "
+    return (f"SELECT * FROM read_parquet({sql_list(files)}, hive_partitioning = false, union_by_name = {str(by_name).lower()}, "
             "filename = true)")
 
 
@@ -351,11 +351,6 @@ def connection(ws_event: pa.Table | Frames) -> duckdb.DuckDBPyConnection:
     return con
 
 
-def _sql_list(files) -> str:
-    """SQL: a list literal of the files' paths."""
-    return "[" + ", ".join(sql_literal(str(f)) for f in files) + "]"
-
-
 def _clustered(ws_event: pa.Table | Frames) -> bool:
     return isinstance(ws_event, Frames) and ws_event.clustered
 
@@ -364,7 +359,7 @@ def _file_versions(con: duckdb.DuckDBPyConnection, files: tuple[Path, ...]) -> d
     """Each file's schema version (footers only; the connection caches them for the scans)."""
     if not files:
         return {}
-    found = dict(con.execute(f"SELECT file_name, decode(value) FROM parquet_kv_metadata({_sql_list(files)}) "
+    found = dict(con.execute(f"SELECT file_name, decode(value) FROM parquet_kv_metadata({sql_list(files)}) "
                              f"WHERE decode(key) = '{schema.SCHEMA_VERSION_KEY.decode()}'").fetchall())
     return {str(f): found.get(str(f)) for f in files}
 

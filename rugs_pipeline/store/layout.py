@@ -273,6 +273,11 @@ def sql_literal(text: str) -> str:
     return "'" + text.replace("'", "''") + "'"
 
 
+def sql_list(files) -> str:
+    """SQL: a list literal of the files' paths."""
+    return "[" + ", ".join(sql_literal(str(f)) for f in files) + "]"
+
+
 def parse_version(version: object) -> tuple[int, ...] | None:
     """``"1.1.0"`` -> ``(1, 1, 0)``; None for anything that is not a version."""
     if not isinstance(version, str):
