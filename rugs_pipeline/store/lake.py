@@ -112,20 +112,18 @@ class Objects:
         self.filesystem = s3fs.S3FileSystem(use_listings_cache=False,
                                             client_kwargs={"region_name": region} if region else {})
 
-    def files(self, folder: S3Path, pattern: str) -> list[S3Path]:
+    def _ls(self, folder: S3Path) -> list[S3Path]:
         try:
-            found = self.filesystem.ls(folder.key, detail=False)
+            return [S3Path(key) for key in self.filesystem.ls(folder.key, detail=False)]
         except FileNotFoundError:
             return []
-        return sorted(path for path in map(S3Path, found) if fnmatch.fnmatchcase(path.name, pattern))
+
+    def files(self, folder: S3Path, pattern: str) -> list[S3Path]:
+        return sorted(path for path in self._ls(folder) if fnmatch.fnmatchcase(path.name, pattern))
 
     def days(self, folder: S3Path) -> list[str]:
         # a prefix exists only while an object is under it, and only Parquet files live under date=
-        try:
-            found = self.filesystem.ls(folder.key, detail=False)
-        except FileNotFoundError:
-            return []
-        return sorted(name.removeprefix("date=") for name in (S3Path(k).name for k in found) if name.startswith("date="))
+        return sorted(p.name.removeprefix("date=") for p in self._ls(folder) if p.name.startswith("date="))
 
     def size(self, path: S3Path) -> int:
         return self.filesystem.info(path.key)["size"]
