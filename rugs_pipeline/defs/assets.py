@@ -70,9 +70,9 @@ METADATA_COLUMNS = ["ts", "game_id", "tick", "price", "is_rug_tick", "event_name
                     "tick_source", "price_conflicts"]
 
 
-def _counts(table, column: str) -> dict:
+def _counts(table, column: str) -> dg.MetadataValue:
     counts = {r["values"]: r["counts"] for r in table[column].value_counts().to_pylist()}
-    return {f"rows_by_{column}": dg.MetadataValue.json(dict(sorted(counts.items(), key=lambda kv: str(kv[0]))))}
+    return dg.MetadataValue.json(dict(sorted(counts.items(), key=lambda kv: str(kv[0]))))
 
 
 def _outages(table) -> dict:
@@ -81,8 +81,7 @@ def _outages(table) -> dict:
 
 
 def _ticks_by_source(table) -> dict:
-    counts = {r["values"]: r["counts"] for r in table["tick_source"].value_counts().to_pylist()}
-    return {"ticks_by_source": dg.MetadataValue.json(dict(sorted(counts.items()))),
+    return {"ticks_by_source": _counts(table, "tick_source"),  # (tick_source is never null)
             "price_conflicts": int(pc.sum(pc.greater(table["price_conflicts"], 0)).as_py() or 0)}
 
 
@@ -117,8 +116,8 @@ METADATA_PARTS = {
         markdown_image(price_paths_png(table), "price paths of the day's games"))},
     "ticks_by_source": _ticks_by_source,
     "outages": _outages,
-    "rows_by_action_type": lambda table: _counts(table, "action_type"),
-    "rows_by_event_name": lambda table: _counts(table, "event_name"),
+    "rows_by_action_type": lambda table: {"rows_by_action_type": _counts(table, "action_type")},
+    "rows_by_event_name": lambda table: {"rows_by_event_name": _counts(table, "event_name")},
     "games_summary": games_summary,
 }
 
