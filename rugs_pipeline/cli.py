@@ -203,9 +203,8 @@ def import_(files: tuple[Path, ...], tz, max_frame_mb: float) -> None:
         for rep in iter_import(list(files), store.spool_dir, tz=tz, max_bytes=int(max_frame_mb * 2**20)):
             reports.append(rep)
             progress.update(task, advance=1, description=rep.path.name)
-    table = Table(title=f"imported into {store.spool_dir}")
-    for col in ("file", "format", "session", "events", "bad lines", "segments"):
-        table.add_column(col)
+    table = Table("file", "format", "session", "events", "bad lines", "segments",
+                  title=f"imported into {store.spool_dir}")
     for rep in reports:
         table.add_row(rep.path.name, rep.format, rep.session_id, str(rep.events), str(len(rep.bad_lines)), str(len(rep.segments)))
     console.print(table)

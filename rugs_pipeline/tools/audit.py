@@ -282,10 +282,8 @@ def audit(sent_log_path: Path, store: Store, with_landed: bool = True) -> Report
             if feed_no >= 0:
                 delivered.setdefault(feed_no, mine)
     _missed_between_connections(delivered, sessions, report)
-    report.outages = [
-        {**o, "session": s.id} for s in sessions.values() for o in s.outages
-    ]
-    report.outages.sort(key=lambda o: o["start_ns"])
+    report.outages = sorted(({**o, "session": s.id} for s in sessions.values() for o in s.outages),
+                            key=lambda o: o["start_ns"])
     return report
 
 
