@@ -98,10 +98,8 @@ def _thirty_days(one: Store, root: Path) -> None:
     first = date.fromisoformat(DAY)
     for doc_type in ("ws_event", "game_tick"):
         for n in range(DAYS):
-            folder = Store(root).partition_dir(doc_type, first + timedelta(days=n))
-            folder.mkdir(parents=True)
-            for f in one.partition_files(doc_type, DAY):
-                os.link(f, folder / f.name)
+            target = Store(root).partition_dir(doc_type, first + timedelta(days=n))
+            shutil.copytree(one.partition_dir(doc_type, DAY), target, copy_function=os.link)
 
 
 def _single_files(thirty: Path, out: Path) -> None:
