@@ -3,9 +3,11 @@ stack on one store, the read-only UI (Dagster's mitigation for GraphQL mutations
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import socket
+import sqlite3
 import subprocess
 import time
 import urllib.error
@@ -84,6 +86,12 @@ def test_read_only_ui_refuses_mutations_and_make_stop_stops_the_stack(tmp_path: 
             f"{demo.root}/rugs_data (pid " in again.stderr, again.stderr
         other = _make("demo", f"DEMO={tmp_path / 'other'}", env={"RUGS_UI_PORT": str(demo.ui_port)})
         assert f"error: port {demo.ui_port} on 127.0.0.1 is in use (RUGS_UI_PORT)" in other.stderr, other.stderr
+
+        # the daemon and the webserver start together on a fresh instance: its SQLite storage was created once
+        # (created by both at once, a database gets two alembic heads and the code location never loads)
+        for db in (demo.root / "dagster_home").rglob("*.db"):
+            with contextlib.closing(sqlite3.connect(db)) as con:
+                assert con.execute("SELECT count(*) FROM alembic_version").fetchone() == (1,), db
 
         sensor = _sensor(demo.url)
         assert sensor["status"] == "RUNNING"

@@ -100,6 +100,10 @@ spawn "$BIN/rugs-pipeline" record ${url:+--url "$url"} --seal-interval "${RUGS_S
 
 if [ "$readonly" = 1 ]; then
   ui="read-only: no runs, backfills or sensor changes from the UI; use the CLI"
+  # the instance's storage first, in one process: on a fresh DAGSTER_HOME the daemon and the webserver would
+  # each create its SQLite files at once and both stamp the schema version (two alembic heads: neither loads again)
+  "$BIN/python" -c 'import dagster as dg; dg.DagsterInstance.get().dispose()' >>"$logs/dagster.log" 2>&1 \
+    || die "could not create the Dagster instance in $DAGSTER_HOME; see $logs/dagster.log"
   spawn "$BIN/dagster-daemon" run -w workspace.yaml >>"$logs/dagster.log" 2>&1
   spawn "$BIN/dagster-webserver" -w workspace.yaml -h "$UI_HOST" -p "$UI_PORT" --read-only >>"$logs/dagster.log" 2>&1
 else
