@@ -242,6 +242,13 @@ def open_private(path: Path, mode: str):
     return os.fdopen(os.open(path, flags, FILE_MODE), mode)
 
 
+def locked_sessions(spool_dir: Path) -> list[str]:
+    """The sessions that have a lock file: recording now, or crashed (``session_alive`` tells which)."""
+    if not spool_dir.is_dir():
+        return []
+    return sorted(p.name.removesuffix(LOCK_SUFFIX) for p in spool_dir.glob(f"*{LOCK_SUFFIX}"))
+
+
 def session_alive(spool_dir: Path, session_id: str) -> bool:
     """Whether a process holds the session's lock (it is recording now). Changes nothing."""
     try:
@@ -283,9 +290,8 @@ def recover(spool_dir: Path, *, clear: bool = True) -> list[Recovered]:
         return []
     live: set[str] = set()
     dead: dict[str, object] = {}  # session -> its lock, held while we clear it
-    for lock in spool_dir.glob(f"*{LOCK_SUFFIX}"):
-        session = lock.name.removesuffix(LOCK_SUFFIX)
-        held = _try_lock(lock)
+    for session in locked_sessions(spool_dir):
+        held = _try_lock(lock_path(spool_dir, session))
         if held is None:
             live.add(session)
         else:

@@ -186,11 +186,11 @@ def _check_compaction(store: Store, report: Report) -> None:
 
 def _check_sessions(store: Store, report: Report) -> None:
     folder = store.spool_dir
-    for lock in sorted(folder.glob(f"*{spool.LOCK_SUFFIX}")) if folder.is_dir() else []:
-        if not spool.session_alive(folder, lock.name.removesuffix(spool.LOCK_SUFFIX)):  # no recorder holds it
+    for session in spool.locked_sessions(folder):
+        if not spool.session_alive(folder, session):  # no recorder holds it
             report.problems.append(Problem(
-                "dead session", str(lock), "a recorder session ended without sealing (killed?): its open "
-                "segment is not landed", "start rugs-pipeline record: it seals the session and records the outage"))
+                "dead session", str(spool.lock_path(folder, session)), "a recorder session ended without sealing "
+                "(killed?): its open segment is not landed", "start rugs-pipeline record: it seals the session and records the outage"))
 
 
 def repair(store: Store, report: Report) -> Report:

@@ -85,8 +85,7 @@ def _last_frame(path: Path) -> spool.SpoolRecord | None:
 def sessions(spool_dir: Path, now_ns: int) -> list[Session]:
     """Every session with a lock file, and the RECENT_SESSIONS newest others, newest first."""
     by_session = spool.segments_by_session(spool_dir)
-    locked = {p.name.removesuffix(spool.LOCK_SUFFIX) for p in spool_dir.glob(f"*{spool.LOCK_SUFFIX}")} \
-        if spool_dir.is_dir() else set()
+    locked = set(spool.locked_sessions(spool_dir))
     newest = sorted(by_session, key=lambda s: by_session[s][-1].name, reverse=True)
     shown = [s for s in newest if s in locked] + [s for s in newest if s not in locked][:RECENT_SESSIONS]
     shown += sorted(locked - set(by_session))

@@ -53,13 +53,14 @@ def measure_capture(day: SyntheticDay, frames: int, work: Path) -> CaptureResult
     work.mkdir(parents=True, exist_ok=True)
     recording = work / f"replay-{frames}.jsonl"
     expected = write_recording(day, frames, recording)
+    sent = Counter(expected)
     sink_rates, recorder_rates, lost, extra = [], [], 0, 0
     for n in range(ROUNDS):  # alternating, so that the machine's drift hits both alike
         sink_rates.append(asyncio.run(sink(start_simulator(recording))))
         stored = _record(start_simulator(recording), work / f"store-{n}")
         received = Counter(text for _, text in stored)
-        lost += (Counter(expected) - received).total()
-        extra += (received - Counter(expected)).total()
+        lost += (sent - received).total()
+        extra += (received - sent).total()
         recorder_rates.append((len(stored) - 1) / ((stored[-1][0] - stored[0][0]) / 1e9))
     return CaptureResult(len(expected), max(sink_rates), max(recorder_rates), lost, extra)
 
